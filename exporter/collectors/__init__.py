@@ -1,0 +1,10 @@
+"""The registry of collectors: name -> class. One module per source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exporter.collectors.base import Collector
+
+#: Every collector the daemon knows, by the name used in config and ``--collector.<name>``.
+COLLECTORS: dict[str, type[Collector[Any, Any]]] = {}

@@ -1,0 +1,105 @@
+"""What every collector is: a small class that samples one target and returns metric families.
+
+A collector knows nothing of HTTP, scheduling or other collectors. The scheduler creates one
+instance per configured target (so the instance may keep a connection, a SCAN cursor or counter
+baselines between cycles), calls :meth:`Collector.collect` on its interval under a timeout, and
+hands the result to the snapshot.
+
+The ``target`` label is added by the snapshot to every sample of a collector whose
+``target_label`` is true, so collectors build families without it.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from prometheus_client.metrics_core import Metric
+
+from exporter.config import CollectorSettings, TargetConfig
+
+Reason = Literal["timeout", "connection", "auth", "query", "other"]
+REASONS: tuple[Reason, ...] = ("timeout", "connection", "auth", "query", "other")
+
+
+class CollectError(Exception):
+    """A failure the user can do something about, with one of the fixed error reasons.
+
+    The message is one sentence for the log; it must never contain a password or a DSN with
+    credentials.
+    """
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Collected:
+    """One successful sample of one target.
+
+    ``facts`` carries the few values /summary needs beyond the metric families (for example
+    index recommendations); it must be JSON-serialisable.
+    """
+
+    families: list[Metric]
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+
+TargetT = TypeVar("TargetT", bound=TargetConfig)
+SettingsT = TypeVar("SettingsT", bound=CollectorSettings)
+
+
+class Collector(abc.ABC, Generic[TargetT, SettingsT]):
+    """Base class of every collector; subclasses set ``name`` and implement ``collect``."""
+
+    name: ClassVar[str]
+    #: Whether the collector runs when neither config nor flags say otherwise.
+    default_enabled: ClassVar[bool] = True
+    #: For remote sources: the ``<kind>_up`` gauge the scheduler emits for each target (1 after
+    #: a successful cycle, 0 after a failed one, when every other series of the target is dropped).
+    up_metric: ClassVar[str | None] = None
+    up_help: ClassVar[str] = ""
+    #: Whether every sample gets ``target="<name>"`` (false only for the local host).
+    target_label: ClassVar[bool] = True
+
+    def __init__(self, target: TargetT, settings: SettingsT) -> None:
+        self.target = target
+        self.settings = settings
+
+    @abc.abstractmethod
+    async def collect(self) -> Collected:
+        """Sample the target once. Raise :class:`CollectError` for failures a user can fix."""
+
+    async def close(self) -> None:  # noqa: B027 - a no-op default is the point
+        """Release connections; called on shutdown and before a config reload replaces us."""
+
+
+class ReconnectBackoff:
+    """Decides when a lost connection may be tried again.
+
+    Doubles the wait after each failure, but never beyond ``cap`` seconds, so a recovered server
+    is seen again within a bounded time (callers pass their interval as the cap).
+    """
+
+    def __init__(self, initial: float = 0.5, cap: float = 15.0) -> None:
+        self.initial = initial
+        self.cap = cap
+        self.failures = 0
+        self._not_before = 0.0
+
+    def ready(self) -> bool:
+        return time.monotonic() >= self._not_before
+
+    def failed(self) -> None:
+        delay = min(self.cap, self.initial * (2**self.failures))
+        self.failures += 1
+        self._not_before = time.monotonic() + delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self._not_before = 0.0
