@@ -1,4 +1,4 @@
-"""perf-exporter: one Prometheus exporter for cache hit rate, pool usage, query latency and host resources."""
+"""perf-exporter: cache hit rate, pool usage, query latency and host resources in one exporter."""
 
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ class CollectorSettings(Strict):
 
 
 class HostSettings(CollectorSettings):
-    """The local host: which filesystems, disks and interfaces are reported (regular expressions)."""
+    """The local host: which filesystems, disks and interfaces to report (regular expressions)."""
 
     mountpoint_include: str = ".*"
     mountpoint_exclude: str = r"^/(dev|proc|sys|run|var/lib/docker/.+|snap)($|/)"
@@ -509,8 +509,8 @@ def load(
         if var.startswith(ENV_PREFIX + "COLLECTOR_") and value:
             name = var.removeprefix(ENV_PREFIX + "COLLECTOR_").lower()
             _set(data, f"collectors.{name}.enabled", value.lower() in ("1", "true", "yes", "on"))
-    for key, value in (overrides or {}).items():
-        _set(data, key, value)
+    for key, override in (overrides or {}).items():
+        _set(data, key, override)
     if "targets" not in data:
         data["targets"] = {
             "postgres": [

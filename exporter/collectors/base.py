@@ -75,7 +75,7 @@ class Collector(abc.ABC, Generic[TargetT, SettingsT]):
     async def collect(self) -> Collected:
         """Sample the target once. Raise :class:`CollectError` for failures a user can fix."""
 
-    async def close(self) -> None:  # noqa: B027 - a no-op default is the point
+    async def close(self) -> None:
         """Release connections; called on shutdown and before a config reload replaces us."""
 
 
