@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from daemon import Daemon
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as om_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
-
-from daemon import Daemon
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +46,9 @@ def test_self_metrics_for_the_host_job(daemon: Daemon) -> None:
     last = daemon.value("perf_exporter_collector_last_success_timestamp_seconds", labels)
     assert time.time() - 5 < last <= time.time() + 1
     for reason in ("timeout", "connection", "auth", "query", "other"):
-        assert daemon.value("perf_exporter_collector_errors_total", {**labels, "reason": reason}) == 0
+        assert (
+            daemon.value("perf_exporter_collector_errors_total", {**labels, "reason": reason}) == 0
+        )
     assert daemon.value("perf_exporter_build_info") == 1.0
 
 

@@ -60,9 +60,7 @@ async def test_values_are_plausible_and_counters_monotonic() -> None:
 
 
 async def test_hung_filesystem_is_reported_not_waited_on(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    collector = HostCollector(
-        TargetConfig(name="local"), HostSettings(filesystem_timeout=0.2)
-    )
+    collector = HostCollector(TargetConfig(name="local"), HostSettings(filesystem_timeout=0.2))
     import threading
 
     gate = threading.Event()
@@ -83,7 +81,11 @@ async def test_hung_filesystem_is_reported_not_waited_on(tmp_path) -> None:  # t
     errors = values(result.families, "perf_host_filesystem_device_error")
     root = [v for k, v in errors.items() if ("mountpoint", "/") in k]
     assert root == [1.0]
-    assert not [k for k in values(result.families, "perf_host_filesystem_size_bytes") if ("mountpoint", "/") in k]
+    assert not [
+        k
+        for k in values(result.families, "perf_host_filesystem_size_bytes")
+        if ("mountpoint", "/") in k
+    ]
 
 
 def test_cgroup_limits_are_read(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from typing import ClassVar
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collectors.base import CollectError, Collected, Collector
+from exporter.collectors.base import Collected, CollectError, Collector
 from exporter.config import CollectorSettings, TargetConfig
 from exporter.scheduler import Job, Scheduler, classify
 from exporter.snapshot import Snapshot
@@ -70,7 +70,9 @@ async def test_failing_and_hung_jobs_do_not_affect_a_healthy_one() -> None:
         assert val("perf_exporter_collector_success", collector="scripted", target=name) == 0.0
     assert val("perf_exporter_collector_success", collector="scripted", target="good") == 1.0
     errors = {
-        (t, r): val("perf_exporter_collector_errors_total", collector="scripted", target=t, reason=r)
+        (t, r): val(
+            "perf_exporter_collector_errors_total", collector="scripted", target=t, reason=r
+        )
         for t in ("good", "bad", "slow", "broken")
         for r in ("auth", "timeout", "other")
     }

@@ -18,8 +18,10 @@ def up(value: float) -> GaugeMetricFamily:
 
 
 def hits(value: float) -> CounterMetricFamily:
-    fam = CounterMetricFamily("perf_demo_hits", 'Hits, with "quotes" and \\ backslash.', labels=["ns"])
-    fam.add_metric(["a\"b\\c\nd"], value)
+    fam = CounterMetricFamily(
+        "perf_demo_hits", 'Hits, with "quotes" and \\ backslash.', labels=["ns"]
+    )
+    fam.add_metric(['a"b\\c\nd'], value)
     return fam
 
 
@@ -72,7 +74,9 @@ def test_render_is_byte_identical_without_changes() -> None:
 
 def test_expired_part_is_replaced_by_its_stale_form() -> None:
     snap = Snapshot()
-    snap.put(("data", "demo", "one"), [up(1), hits(3)], target="one", ttl=10, stale=[up(0)], now=100)
+    snap.put(
+        ("data", "demo", "one"), [up(1), hits(3)], target="one", ttl=10, stale=[up(0)], now=100
+    )
     snap.put(("data", "demo", "two"), [up(1)], target="two", ttl=50, stale=[up(0)], now=100)
     assert snap.expire(now=105) == []
     assert snap.expire(now=111) == [("data", "demo", "one")]
