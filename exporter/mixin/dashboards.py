@@ -599,7 +599,7 @@ def host(t: Thresholds) -> dict[str, Any]:
                         "Load average (1m) per CPU",
                         lambda q: (
                             f"max by (instance) ({q.m('perf_host_load1')}) / "
-                            f"max by (instance) ({q.m('perf_host_cpu_count')})"
+                            f"max by (instance) ({q.m('perf_host_logical_cpus')})"
                         ),
                         "short",
                         "{{instance}}",

@@ -63,7 +63,7 @@ def write(out: Path, files: dict[str, str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Generate the mixin into ``--out``; returns the process exit code (2 on a bad config)."""
     parser = argparse.ArgumentParser(
-        prog="perf-exporter mixin",
+        prog="python -m exporter mixin",
         description="Generate alert rules, recording rules, dashboards and runbooks.",
     )
     parser.add_argument("--config", type=Path, help="config file whose thresholds: to apply")
