@@ -21,10 +21,11 @@ from prometheus_client.metrics_core import Metric
 from exporter import __version__, logs
 from exporter import config as config_module
 from exporter.config import Config, ConfigError, split_listen_address
+from exporter.mixin.signals import SummaryBoard
+from exporter.mixin.thresholds import Thresholds
 from exporter.scheduler import Scheduler, build_jobs
 from exporter.server import Handlers, build_app
 from exporter.snapshot import Snapshot
-from exporter.summary import SummaryBoard
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Daemon:
         self.config = config
         self.config_path = config_path
         self.overrides = dict(overrides)
-        self.board = SummaryBoard()
+        self.board = SummaryBoard(Thresholds.from_overrides(config.thresholds))
         self.reload_failures = 0
         self.last_reload_success = time.time()
         self._process = ProcessCollector(registry=None)
@@ -120,6 +121,7 @@ class Daemon:
         try:
             try:
                 new = config_module.load(self.config_path, self.overrides)
+                thresholds = Thresholds.from_overrides(new.thresholds)
             except ConfigError as exc:
                 self.reload_failures += 1
                 log.error(
@@ -135,6 +137,7 @@ class Daemon:
             jobs = build_jobs(new)
             await self.scheduler.replace(jobs)
             self.board.forget_except({job.key for job in jobs})
+            self.board.thresholds = thresholds
             self.last_reload_success = time.time()
             log.info("config reloaded", extra={"jobs": len(jobs)})
             self.request_render()

@@ -130,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = overrides_from(args)
     try:
         config = config_module.load(path, overrides)
+        # the summary's thresholds are part of the config: bad ones stop the start like any key
+        from exporter.mixin.thresholds import Thresholds
+
+        Thresholds.from_overrides(config.thresholds)
     except ConfigError as exc:
         _error(["invalid configuration:", *(f"  {p}" for p in exc.problems)])
         return 2
