@@ -323,11 +323,11 @@ SIGNALS: tuple[Signal, ...] = (
         above=True,
         unit="s",
         labels=REMOTE,
-        record="job_instance_target:perf_postgres_longest_transaction_seconds:max",
+        record="job_instance_target:perf_postgres_transaction_max_age_seconds:max",
         build=lambda q, by: (
-            f"max by ({_by(by)}) ({q.m('perf_postgres_longest_transaction_seconds')})"
+            f"max by ({_by(by)}) ({q.m('perf_postgres_transaction_max_age_seconds')})"
         ),
-        metrics=("perf_postgres_longest_transaction_seconds",),
+        metrics=("perf_postgres_transaction_max_age_seconds",),
         meaning="A transaction has been open for long: it holds locks and stops vacuum from "
         "removing dead rows.",
         diagnosis="Find it in pg_stat_activity ordered by xact_start.",
@@ -342,11 +342,11 @@ SIGNALS: tuple[Signal, ...] = (
         above=True,
         unit="s",
         labels=REMOTE,
-        record="job_instance_target:perf_postgres_longest_idle_in_transaction_seconds:max",
+        record="job_instance_target:perf_postgres_idle_in_transaction_max_age_seconds:max",
         build=lambda q, by: (
-            f"max by ({_by(by)}) ({q.m('perf_postgres_longest_idle_in_transaction_seconds')})"
+            f"max by ({_by(by)}) ({q.m('perf_postgres_idle_in_transaction_max_age_seconds')})"
         ),
-        metrics=("perf_postgres_longest_idle_in_transaction_seconds",),
+        metrics=("perf_postgres_idle_in_transaction_max_age_seconds",),
         meaning="A session opened a transaction and went idle: a connection leak in the "
         "application that also holds locks.",
         diagnosis="pg_stat_activity where state = 'idle in transaction', by application_name.",

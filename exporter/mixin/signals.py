@@ -187,10 +187,10 @@ EVALUATORS: dict[str, Evaluator] = {
         v.delta("perf_postgres_statement_calls_total", ("datname", "queryid")),
     ),
     "postgres_longest_transaction": lambda v: v.gauge(
-        "perf_postgres_longest_transaction_seconds", agg="max"
+        "perf_postgres_transaction_max_age_seconds", agg="max"
     ),
     "postgres_idle_in_transaction": lambda v: v.gauge(
-        "perf_postgres_longest_idle_in_transaction_seconds", agg="max"
+        "perf_postgres_idle_in_transaction_max_age_seconds", agg="max"
     ),
     "redis_memory_utilisation": lambda v: _divide(
         v.gauge("perf_redis_memory_used_bytes", agg="max"),

@@ -196,10 +196,10 @@ FIXTURES: dict[str, Fixture] = {
     "redis_probe_p99": Fixture(histogram("perf_redis_probe_duration_seconds_bucket"), 0.002),
     "postgres_statement_mean_latency": Fixture(statements, 0.01),
     "postgres_longest_transaction": Fixture(
-        one_gauge("perf_postgres_longest_transaction_seconds"), 1
+        one_gauge("perf_postgres_transaction_max_age_seconds"), 1
     ),
     "postgres_idle_in_transaction": Fixture(
-        one_gauge("perf_postgres_longest_idle_in_transaction_seconds"), 1
+        one_gauge("perf_postgres_idle_in_transaction_max_age_seconds"), 1
     ),
     "redis_memory_utilisation": Fixture(
         used_of_max("perf_redis_memory_used_bytes", "perf_redis_memory_max_bytes"), 0.01
