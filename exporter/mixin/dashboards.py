@@ -30,14 +30,18 @@ DATASOURCE = dash_m.DataSourceRef(type_val="prometheus", uid="${datasource}")
 REMOTE_SELECTOR = 'job=~"$job", instance=~"$instance", target=~"$target"'
 LOCAL_SELECTOR = 'job=~"$job", instance=~"$instance"'
 TAGS = ["perf-exporter"]
-RUNBOOKS = "https://github.com/perf-exporter/perf-exporter/blob/main/docs/runbooks.md"
 
 REMOTE = Query(selector=REMOTE_SELECTOR, window="$__rate_interval", predict_window="6h")
 LOCAL = Query(selector=LOCAL_SELECTOR, window="$__rate_interval", predict_window="6h")
 
 
-def signal_query(signal: Signal) -> Query:
-    return REMOTE if signal.remote else LOCAL
+def signal_query(t: Thresholds, signal: Signal) -> Query:
+    """Grafana variables and $__rate_interval; the fill prediction looks back as the rules do."""
+    return Query(
+        selector=REMOTE_SELECTOR if signal.remote else LOCAL_SELECTOR,
+        window="$__rate_interval",
+        predict_window=t.predict_window,
+    )
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ def signal_stat(t: Thresholds, key: str, width: int = 4) -> stat_b.Panel:
         .title(signal.title)
         .description(signal.meaning)
         .datasource(DATASOURCE)
-        .with_target(_target(_worst(signal, signal.expr(signal_query(signal))), signal.title))
+        .with_target(_target(_worst(signal, signal.expr(signal_query(t, signal))), signal.title))
         .unit(signal.unit)
         .thresholds(_thresholds(t, signal))
         .color_scheme(dash_b.FieldColor().mode(dash_m.FieldColorModeId.THRESHOLDS))
@@ -115,7 +119,7 @@ def signal_graph(t: Thresholds, key: str, width: int = 12) -> ts_b.Panel:
         .title(signal.title)
         .description(signal.meaning)
         .datasource(DATASOURCE)
-        .with_target(_target(signal.expr(signal_query(signal)), _legend(signal)))
+        .with_target(_target(signal.expr(signal_query(t, signal)), _legend(signal)))
         .unit(signal.unit)
         .thresholds(_thresholds(t, signal))
         .thresholds_style(

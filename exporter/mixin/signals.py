@@ -532,5 +532,8 @@ def render_html(data: Mapping[str, Any]) -> str:
 
 def _recommendation(item: Any) -> str:
     if isinstance(item, Mapping):
+        if "advice" in item:
+            where = "/".join(str(item[k]) for k in ("target", "datname") if item.get(k))
+            return f"{where}: {item['advice']}" if where else str(item["advice"])
         return ", ".join(f"{k}: {v}" for k, v in item.items())
     return str(item)
