@@ -40,5 +40,9 @@ format: python-packages
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Regenerate alerts/, dashboards/ and docs/runbooks.md (committed; a test compares them).
+mixin: python-packages
+	$(BIN)/python -m exporter mixin --out .
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts
