@@ -64,6 +64,7 @@ class _Source:
     t_now: float = 0.0
     t_before: float = 0.0
     up: bool = True
+    last_run: float = 0.0
     last_success: float | None = None
     facts: Mapping[str, Any] = field(default_factory=dict)
 
@@ -268,7 +269,7 @@ class SummaryBoard:
         else:
             src.before, src.t_before = src.now, src.t_now
         src.now, src.t_now = _samples(families), now
-        src.up, src.last_success, src.facts = True, now, dict(facts)
+        src.up, src.last_run, src.last_success, src.facts = True, now, now, dict(facts)
         view = _View(src)
         for signal in SIGNALS:
             evaluate = EVALUATORS.get(signal.key)
@@ -283,6 +284,7 @@ class SummaryBoard:
         """A failed collection: the target's signals have no value until it recovers."""
         src = self._sources.setdefault((collector, target), _Source())
         src.up, src.before, src.now, src.facts = False, None, {}, {}
+        src.last_run = now
         for key, row in self._rows.items():
             if key[1:3] == (collector, target) and row.signal.source != "exporter":
                 row.value = None
@@ -405,8 +407,9 @@ class SummaryBoard:
         for (collector, target), src in sorted(self._sources.items()):
             sources.setdefault(collector, {})[target] = {
                 "up": src.up,
+                "last_run": src.last_run,
                 "last_success": src.last_success,
-                "facts": {k: v for k, v in src.facts.items() if k != "index_recommendations"},
+                "facts": dict(src.facts),
             }
             for item in src.facts.get("index_recommendations") or []:
                 recommendations.append(

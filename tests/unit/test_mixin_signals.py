@@ -232,6 +232,9 @@ def test_record_accepts_the_core_scheduler_results() -> None:
         {"target": "main", "table": "public.orders", "seq_scan": 1200}
     ]
     assert data["sources"]["redis"]["cache"]["up"] is False
+    assert data["sources"]["redis"]["cache"]["last_run"] == 1.0
+    # the collector's facts stay as they were reported, for the collectors' own readers
+    assert data["sources"]["postgres"]["main"]["facts"]["index_recommendations"][0]["seq_scan"]
     board.forget_except({("postgres", "main")})
     assert "redis" not in board.as_json(now=1.0)["sources"]
 
