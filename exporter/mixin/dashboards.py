@@ -380,6 +380,63 @@ def postgres(t: Thresholds) -> dict[str, Any]:
             ],
         ),
     ]
+    rows.append(
+        (
+            "Transactions and locks",
+            [
+                raw_graph(
+                    Graph(
+                        "Transactions per second",
+                        lambda q: (
+                            _sum_by(
+                                q,
+                                "target, datname",
+                                q.rate("perf_postgres_transactions_committed_total"),
+                            )
+                            + " or label_replace("
+                            + _sum_by(
+                                q,
+                                "target, datname",
+                                q.rate("perf_postgres_transactions_rolled_back_total"),
+                            )
+                            + ', "kind", "rollback", "", "")'
+                        ),
+                        "ops",
+                        "{{target}} {{datname}} {{kind}}",
+                        description="Commits per database; rollbacks are marked kind=rollback.",
+                    ),
+                    8,
+                ),
+                raw_graph(
+                    Graph(
+                        "Sessions waiting on a lock",
+                        lambda q: _sum_by(q, "target, datname", q.m("perf_postgres_lock_waiters")),
+                        "short",
+                        "{{target}} {{datname}}",
+                    ),
+                    8,
+                ),
+                raw_graph(
+                    Graph(
+                        "Deadlocks and temp bytes written",
+                        lambda q: (
+                            _sum_by(q, "target, datname", q.rate("perf_postgres_deadlocks_total"))
+                            + " or label_replace("
+                            + _sum_by(
+                                q, "target, datname", q.rate("perf_postgres_temp_bytes_total")
+                            )
+                            + ', "kind", "temp bytes", "", "")'
+                        ),
+                        "short",
+                        "{{target}} {{datname}} {{kind}}",
+                        description="Deadlocks per second, and bytes per second spilled to "
+                        "temporary files (kind=temp bytes: raise work_mem or fix the sort).",
+                    ),
+                    8,
+                ),
+            ],
+        )
+    )
     return _dashboard(
         t,
         "perf-exporter-postgres",
@@ -474,6 +531,36 @@ def redis(t: Thresholds) -> dict[str, Any]:
             ],
         ),
     ]
+    rows.append(
+        (
+            "Clients and load",
+            [
+                raw_graph(
+                    Graph(
+                        "Connected clients against maxclients",
+                        lambda q: (
+                            _sum_by(q, "target", q.m("perf_redis_clients_connected"))
+                            + " or label_replace("
+                            + _sum_by(q, "target", q.m("perf_redis_clients_max"))
+                            + ', "kind", "max", "", "")'
+                        ),
+                        "short",
+                        "{{target}} {{kind}}",
+                    )
+                ),
+                raw_graph(
+                    Graph(
+                        "Commands processed per second",
+                        lambda q: _sum_by(
+                            q, "target", q.rate("perf_redis_commands_processed_total")
+                        ),
+                        "ops",
+                        "{{target}}",
+                    )
+                ),
+            ],
+        )
+    )
     return _dashboard(
         t,
         "perf-exporter-redis",
@@ -631,6 +718,68 @@ def host(t: Thresholds) -> dict[str, Any]:
             ],
         ),
     ]
+    rows.append(
+        (
+            "Disks and network",
+            [
+                raw_graph(
+                    Graph(
+                        "Disk busy time",
+                        lambda q: _sum_by(
+                            q, "instance, device", q.rate("perf_host_disk_io_time_seconds_total")
+                        ),
+                        "percentunit",
+                        "{{instance}} {{device}}",
+                        remote=False,
+                        description="Share of time each disk had I/O in flight.",
+                    ),
+                    8,
+                ),
+                raw_graph(
+                    Graph(
+                        "Disk throughput",
+                        lambda q: (
+                            _sum_by(
+                                q, "instance, device", q.rate("perf_host_disk_read_bytes_total")
+                            )
+                            + " or label_replace("
+                            + _sum_by(
+                                q, "instance, device", q.rate("perf_host_disk_written_bytes_total")
+                            )
+                            + ', "kind", "written", "", "")'
+                        ),
+                        "Bps",
+                        "{{instance}} {{device}} {{kind}}",
+                        remote=False,
+                    ),
+                    8,
+                ),
+                raw_graph(
+                    Graph(
+                        "Network throughput",
+                        lambda q: (
+                            _sum_by(
+                                q,
+                                "instance, interface",
+                                q.rate("perf_host_network_receive_bytes_total"),
+                            )
+                            + " or label_replace("
+                            + _sum_by(
+                                q,
+                                "instance, interface",
+                                q.rate("perf_host_network_transmit_bytes_total"),
+                            )
+                            + ', "kind", "transmit", "", "")'
+                        ),
+                        "Bps",
+                        "{{instance}} {{interface}} {{kind}}",
+                        remote=False,
+                    ),
+                    8,
+                ),
+            ],
+        )
+    )
     return _dashboard(
         t,
         "perf-exporter-host",
