@@ -278,11 +278,21 @@ def test_every_metric_name_in_rules_and_dashboards_is_in_a_real_scrape(stack: St
                 used |= {s.name for s in selectors(rule["expr"])}
     for _, _, expr in dashboard_exprs(stack.files):
         used |= {s.name for s in selectors(substitute(expr))}
-    names = scraped_names(stack.daemon)
-    missing = used - names
-    if not any(n.startswith("perf_host_cgroup_") for n in names):
-        # not in a memory-limited cgroup v2: the host collector leaves the limits out
-        missing -= {"perf_host_cgroup_memory_current_bytes", "perf_host_cgroup_memory_max_bytes"}
+    # a loaded machine may time a collector out for one cycle (its series are then absent):
+    # take the union of a few scrapes
+    names: set[str] = set()
+    for _ in range(20):
+        names |= scraped_names(stack.daemon)
+        missing = used - names
+        if not any(n.startswith("perf_host_cgroup_") for n in names):
+            # not in a memory-limited cgroup v2: the host collector leaves the limits out
+            missing -= {
+                "perf_host_cgroup_memory_current_bytes",
+                "perf_host_cgroup_memory_max_bytes",
+            }
+        if not missing:
+            break
+        time.sleep(0.5)
     assert not missing, sorted(missing)
     assert len(used) > 40
 
@@ -294,8 +304,10 @@ def test_every_dashboard_expression_runs_and_returns_data(stack: Stack) -> None:
     for rel, title, expr in exprs:
         result = stack.prometheus.query(substitute(expr))  # asserts status success
         if not result and title not in DATA_DEPENDENT and "cgroup" not in expr:
-            empty.append(f"{rel}: {title}: {substitute(expr)}")
-    assert not empty, "\n".join(empty)
+            empty.append((rel, title, substitute(expr)))
+    # a collector timed out on a loaded machine leaves a gap: look again for a few seconds
+    still = [e for e in empty if not stack.prometheus.wait_for(e[2], 10)]
+    assert not still, "\n".join(f"{rel}: {title}: {expr}" for rel, title, expr in still)
 
 
 def test_every_recording_rule_produces_series(stack: Stack) -> None:
