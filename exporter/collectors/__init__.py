@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from exporter.collectors.app import AppCollector
 from exporter.collectors.base import Collector
+from exporter.collectors.pgbouncer import PgBouncerCollector
 
 #: Every collector the daemon knows, by the name used in config and ``--collector.<name>``.
-COLLECTORS: dict[str, type[Collector[Any, Any]]] = {}
+COLLECTORS: dict[str, type[Collector[Any, Any]]] = {
+    "pgbouncer": PgBouncerCollector,
+    "app": AppCollector,
+}
