@@ -239,13 +239,15 @@ class AppCollector(Collector[AppTarget, AppSettings]):
             if series[0] == "timeouts":
                 timeouts.add_metric([series[1]], value)
         families.append(timeouts)
+        # every namespace gets all five counters, 0 until its first event of that kind, so
+        # ratios and rate() work from the start
+        namespaces = sorted({s[1] for s in totals if s[0] in CACHE_KINDS and len(s) == 2})
         for kind in CACHE_KINDS:
             counter = CounterMetricFamily(
                 f"perf_app_cache_{kind}", CACHE_HELP[kind], labels=["namespace"]
             )
-            for series, value in sorted(totals.items()):
-                if series[0] == kind and len(series) == 2:
-                    counter.add_metric([series[1]], value)
+            for namespace in namespaces:
+                counter.add_metric([namespace], totals.get((kind, namespace), 0.0))
             families.append(counter)
         families.append(
             GaugeMetricFamily(

@@ -201,10 +201,11 @@ class AdminConsole:
 class _Scram:
     """Client side of SCRAM-SHA-256 (RFC 5802/7677) without channel binding."""
 
-    def __init__(self, password: str) -> None:
+    def __init__(self, password: str, user: str = "", nonce: str | None = None) -> None:
+        # PostgreSQL ignores the SCRAM user name (the startup packet has it), so it sends ""
         self.password = password.encode()
-        self.nonce = base64.b64encode(os.urandom(18)).decode()
-        self.first_bare = f"n=,r={self.nonce}"
+        self.nonce = nonce or base64.b64encode(os.urandom(18)).decode()
+        self.first_bare = f"n={user},r={self.nonce}"
         self.auth_message = b""
         self.salted = b""
 
