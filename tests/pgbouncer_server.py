@@ -119,15 +119,19 @@ class PgBouncerServer:
         pid = self._pid()
         if pid is not None:
             os.kill(pid, signal.SIGCONT)
+        if self.proc is not None:
+            # runuser stops itself when its child stops; it must be continued too
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc is None:
             return
         pid = self._pid() if self.pidfile.exists() else None
         if pid is not None:
+            self.resume()
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-                os.kill(pid, signal.SIGINT)
+                os.kill(pid, signal.SIGTERM)  # immediate shutdown (SIGINT waits)
         else:
             self.proc.terminate()
         try:

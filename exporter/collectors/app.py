@@ -119,6 +119,7 @@ class AppCollector(Collector[AppTarget, AppSettings]):
     def __init__(self, target: AppTarget, settings: AppSettings) -> None:
         super().__init__(target, settings)
         self._client: aioredis.Redis | None = None
+        self._cancelled: aioredis.Redis | None = None
         self._sums = MonotonicSums()
         self._previous: dict[Series, float] | None = None
         self._where = redact_url(target.url)
@@ -131,6 +132,10 @@ class AppCollector(Collector[AppTarget, AppSettings]):
         try:
             async with asyncio.timeout(self._timeout):
                 hashes = await self._read()
+        except asyncio.CancelledError:
+            # cancelled mid-pipeline by the scheduler: start with fresh connections next time
+            self._cancelled, self._client = self._client, None
+            raise
         except (TimeoutError, redis_errors.TimeoutError):
             await self._drop()
             raise CollectError(
@@ -155,6 +160,9 @@ class AppCollector(Collector[AppTarget, AppSettings]):
         return self._build(hashes)
 
     async def _read(self) -> dict[str, dict[str, str]]:
+        if self._cancelled is not None:
+            stale, self._cancelled = self._cancelled, None
+            await stale.aclose()
         if self._client is None:
             self._client = aioredis.from_url(
                 self.target.url,

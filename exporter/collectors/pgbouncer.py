@@ -345,6 +345,12 @@ class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
         try:
             async with asyncio.timeout(self._timeout):
                 return await self._collect()
+        except asyncio.CancelledError:
+            # the scheduler's own timeout: the console may be mid-reply, never reuse it
+            console, self._console = self._console, None
+            if console is not None:
+                console.abort()
+            raise
         except TimeoutError:
             await self._drop()
             raise CollectError(

@@ -117,6 +117,10 @@ class AdminConsole:
                 return rows
             # C (command complete), N (notice), S (parameter status), I (empty query): nothing
 
+    def abort(self) -> None:
+        """Drop the socket at once (a cancelled query leaves the protocol mid-message)."""
+        self._writer.transport.abort()
+
     async def close(self) -> None:
         if self._writer.is_closing():
             return

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 import yaml
+from daemon import Daemon
 from pgbouncer_server import APP_PASSWORD, APP_USER, STATS_PASSWORD, PgBouncerServer
 from prometheus_client.registry import CollectorRegistry
 from servers import PostgresServer, free_port
@@ -202,3 +205,55 @@ async def test_a_hung_bouncer_is_a_timeout_and_a_restarted_one_recovers(
     finally:
         await collector.close()
         server.close()
+
+
+def test_daemon_scrapes_two_bouncers_and_reports_a_down_one(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
+    first = PgBouncerServer(pg_server, max_client_conn=41)
+    second = PgBouncerServer(pg_server, auth_type="scram-sha-256", max_client_conn=42)
+    secret = tmp_path / "stats-password"
+    secret.write_text(STATS_PASSWORD + "\n")
+    config = {
+        "interval": "1s",
+        "timeout": "800ms",
+        "collectors": {"host": {"enabled": False}},
+        "targets": {
+            "pgbouncer": [
+                {"name": "first", "dsn": first.dsn(), "password_file": str(secret)},
+                {"name": "second", "dsn": second.dsn(), "password_file": str(secret)},
+                {
+                    "name": "gone",
+                    "dsn": f"postgresql://stats@127.0.0.1:{free_port()}/pgbouncer",
+                    "password_file": str(secret),
+                },
+            ]
+        },
+    }
+    try:
+        with Daemon(config, tmp_path) as daemon:
+            daemon.wait_for(
+                lambda: daemon.value("perf_pgbouncer_up", {"target": "second"}) == 1,
+                what="the second bouncer to be up",
+            )
+            assert daemon.value("perf_pgbouncer_up", {"target": "first"}) == 1
+            assert daemon.value("perf_pgbouncer_max_client_conn", {"target": "first"}) == 41
+            assert daemon.value("perf_pgbouncer_max_client_conn", {"target": "second"}) == 42
+            assert daemon.value("perf_pgbouncer_up", {"target": "gone"}) == 0
+            errors = {"collector": "pgbouncer", "target": "gone", "reason": "connection"}
+            daemon.wait_for(
+                lambda: (daemon.value("perf_exporter_collector_errors_total", errors) or 0) >= 1,
+                what="a connection error for the missing bouncer",
+            )
+            assert daemon.value("perf_pgbouncer_max_client_conn", {"target": "gone"}) is None
+            text = daemon.scrape()
+            assert STATS_PASSWORD not in text and STATS_PASSWORD not in daemon.log
+            promtool = shutil.which("promtool")
+            assert promtool, "promtool is missing: `make setup` installs the prometheus package"
+            out = subprocess.run(
+                [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+            )
+            assert out.returncode == 0, out.stdout + out.stderr
+    finally:
+        first.close()
+        second.close()
