@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from daemon import Daemon
 from prometheus_client.registry import CollectorRegistry
 from servers import PostgresServer, RedisServer
 
@@ -281,3 +283,36 @@ async def test_unreachable_redis_is_a_connection_error(redis_server: RedisServer
     assert err.value.reason == "connection"
     assert "hunter2" not in err.value.message
     await collector.close()
+
+
+async def test_daemon_exports_published_stats_and_passes_promtool(
+    workers: list[AppWorker], redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    workers[0].send(cmd="cache", namespace="api_response", hits=3, misses=1, sets=1)
+    workers[1].send(cmd="hold", clients=1, seconds=0.05)
+    workers[1].send(cmd="wait_idle")
+    for worker in workers:
+        worker.send(cmd="flush")
+    config = {
+        "interval": "1s",
+        "timeout": "800ms",
+        "collectors": {"host": {"enabled": False}},
+        "targets": {"app": [{"name": "shop", "url": redis_server.url, "prefix": prefix}]},
+    }
+    with Daemon(config, tmp_path) as daemon:
+        labels = {"target": "shop", "namespace": "api_response"}
+        daemon.wait_for(
+            lambda: daemon.value("perf_app_cache_hits_total", labels) == 3,
+            what="the app's cache hits",
+        )
+        assert daemon.value("perf_app_up", {"target": "shop"}) == 1
+        assert daemon.value("perf_app_pool_workers", {"target": "shop", "pool": "main"}) == 2
+        count = daemon.value("perf_app_pool_acquire_seconds_count", {"target": "shop"})
+        assert count is not None and count >= 1
+        text = daemon.scrape()
+        promtool = shutil.which("promtool")
+        assert promtool, "promtool is missing: `make setup` installs the prometheus package"
+        out = subprocess.run(
+            [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
