@@ -338,8 +338,9 @@ class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
         self._where = redact_url(target.dsn)
 
     @property
-    def _timeout(self) -> float:
-        return self.target.timeout or self.settings.timeout or 5.0
+    def _timeout(self) -> float | None:
+        """A configured per-target/collector timeout; otherwise the scheduler's applies alone."""
+        return self.target.timeout or self.settings.timeout
 
     async def collect(self) -> Collected:
         try:
@@ -353,8 +354,9 @@ class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
             raise
         except TimeoutError:
             await self._drop()
+            within = f"within {self._timeout:g}s" if self._timeout else "in time"
             raise CollectError(
-                "timeout", f"PgBouncer at {self._where} did not answer within {self._timeout:g}s"
+                "timeout", f"PgBouncer at {self._where} did not answer {within}"
             ) from None
         except ConsoleError as exc:
             await self._drop()

@@ -31,16 +31,18 @@ _PROTOCOL_VERSION = 196608  # 3.0
 class ConsoleError(Exception):
     """PgBouncer answered with an ErrorResponse (``sqlstate`` tells which kind)."""
 
-    def __init__(self, sqlstate: str, message: str) -> None:
+    def __init__(self, sqlstate: str, message: str, *, at_login: bool = False) -> None:
         super().__init__(message)
         self.sqlstate = sqlstate
         self.message = message
+        #: Raised while logging in: the user, password or database was refused.
+        self.at_login = at_login
 
     @property
     def is_auth(self) -> bool:
-        # 28000 invalid_authorization_specification, 28P01 invalid_password; PgBouncer also
-        # answers unknown users/databases on login with 08P01 and a "no such user" text.
-        return self.sqlstate.startswith("28") or "password" in self.message.lower()
+        # 28000 invalid_authorization_specification, 28P01 invalid_password; PgBouncer refuses
+        # a user outside admin_users/stats_users at login with 08P01 "not allowed".
+        return self.at_login or self.sqlstate.startswith("28") or "password" in self.message.lower()
 
 
 class ProtocolError(Exception):
@@ -159,7 +161,9 @@ class AdminConsole:
         while True:
             kind, payload = await self._receive()
             if kind == b"E":
-                raise _error(payload)
+                error = _error(payload)
+                error.at_login = True
+                raise error
             if kind == b"R":
                 scram = await self._authenticate(address, payload, scram)
             elif kind == b"S":
@@ -177,7 +181,9 @@ class AdminConsole:
             return scram
         password = address.password
         if code in (3, 5, 10) and password is None:
-            raise ConsoleError("28P01", "the server asks for a password and none was configured")
+            raise ConsoleError(
+                "28P01", "the server asks for a password and none was configured", at_login=True
+            )
         assert password is not None or code in (11, 12)
         if code == 3:  # cleartext
             self._send(b"p", (password or "").encode() + b"\0")
