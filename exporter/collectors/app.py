@@ -201,6 +201,8 @@ class AppCollector(Collector[AppTarget, AppSettings]):
         counters: dict[tuple[str, Series], float] = {}
         processes: set[str] = set()
         for key, fields in hashes.items():
+            if not key.startswith(prefix):
+                continue
             rest = key[len(prefix) :]
             if rest.startswith(CACHE):
                 process = rest[len(CACHE) :]

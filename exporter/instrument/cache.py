@@ -24,6 +24,9 @@ class CacheStats:
     Call :meth:`hit`, :meth:`miss`, :meth:`set`, :meth:`error` and :meth:`fallback` where the
     cache does those things, or decorate the cache's get with :meth:`track_get` (a ``None``
     result is a miss, an exception an error) and its set with :meth:`track_set`.
+
+    Meant for asyncio code: create it while the event loop runs (in the app's startup) so the
+    publisher's flush task starts; the counters are plain integers, not guarded for threads.
     """
 
     def __init__(
@@ -87,6 +90,8 @@ class CacheStats:
 
             @functools.wraps(func)
             async def aget(*args: P.args, **kwargs: P.kwargs) -> Any:
+                if not self.publisher.running:  # created before the loop ran: start now
+                    self.publisher.ensure_started()
                 try:
                     value = await afunc(*args, **kwargs)
                 except Exception:

@@ -19,10 +19,10 @@ import pytest
 import redis.asyncio as aioredis
 from daemon import Daemon
 from prometheus_client.registry import CollectorRegistry
-from servers import PostgresServer, RedisServer
+from servers import PostgresServer, RedisServer, free_port
 
 from exporter.collectors.app import AppCollector
-from exporter.collectors.base import Collected
+from exporter.collectors.base import Collected, CollectError
 from exporter.config import AppSettings, AppTarget
 from exporter.instrument import CacheStats, Publisher
 
@@ -284,10 +284,6 @@ async def test_cache_counts_reach_redis_in_a_few_pipelined_flushes(
 
 
 async def test_unreachable_redis_is_a_connection_error(redis_server: RedisServer) -> None:
-    from servers import free_port
-
-    from exporter.collectors.base import CollectError
-
     target = AppTarget(name="app", url=f"redis://:hunter2@127.0.0.1:{free_port()}/0")
     collector = AppCollector(target, AppSettings())
     with pytest.raises(CollectError) as err:
@@ -329,3 +325,52 @@ async def test_daemon_exports_published_stats_and_passes_promtool(
             [promtool, "check", "metrics"], input=text, capture_output=True, text=True
         )
         assert out.returncode == 0, out.stdout + out.stderr
+
+
+async def test_more_keys_than_max_keys_fail_the_cycle_instead_of_reading_a_part(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    try:
+        for i in range(12):
+            await client.hset(f"{prefix}cache:host:{i}:tok", "api_response:hits", 1)
+            await client.expire(f"{prefix}cache:host:{i}:tok", 30)
+        roomy = AppCollector(
+            AppTarget(name="app", url=redis_server.url, prefix=prefix), AppSettings()
+        )
+        reg = registry(await roomy.collect())
+        hits = {"namespace": "api_response"}
+        assert reg.get_sample_value("perf_app_cache_hits_total", hits) == 12
+        assert reg.get_sample_value("perf_app_processes") == 12
+        await roomy.close()
+        tight = AppCollector(
+            AppTarget(name="app", url=redis_server.url, prefix=prefix), AppSettings(max_keys=10)
+        )
+        with pytest.raises(CollectError) as err:
+            await tight.collect()
+        assert err.value.reason == "query"
+        assert "max_keys" in err.value.message
+        await tight.close()
+    finally:
+        await client.aclose()
+
+
+async def test_glob_characters_in_the_prefix_match_only_themselves(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    odd = prefix + "[ab]?:"
+    try:
+        await client.hset(f"{odd}cache:h:1:t", "api_response:hits", 2)
+        # matches the prefix read as a glob pattern, but is not under the prefix
+        await client.hset(f"{prefix}aX:cache:h:2:t", "api_response:hits", 40)
+        for key in (f"{odd}cache:h:1:t", f"{prefix}aX:cache:h:2:t"):
+            await client.expire(key, 30)
+        collector = AppCollector(
+            AppTarget(name="app", url=redis_server.url, prefix=odd), AppSettings()
+        )
+        reg = registry(await collector.collect())
+        assert reg.get_sample_value("perf_app_cache_hits_total", {"namespace": "api_response"}) == 2
+        await collector.close()
+    finally:
+        await client.aclose()
