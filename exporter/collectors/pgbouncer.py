@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -70,7 +70,6 @@ class View:
     labels: tuple[str, ...]
     row_labels: Callable[[Row], tuple[str, ...]]
     columns: Sequence[Column]
-    skip: Callable[[Row], bool] = field(default=lambda row: False)
 
 
 def _pool_labels(row: Row) -> tuple[str, ...]:
@@ -288,7 +287,7 @@ def families_from(
 ) -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
     """Build one family per metric of ``view`` from its rows (unknown columns are ignored)."""
     families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
-    rows = [row for row in rows if not view.skip(row)]
+    rows = list(rows)
     for col in view.columns:
         for row in rows:
             if col.column not in row:
@@ -348,18 +347,16 @@ class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
                 return await self._collect()
         except asyncio.CancelledError:
             # the scheduler's own timeout: the console may be mid-reply, never reuse it
-            console, self._console = self._console, None
-            if console is not None:
-                console.abort()
+            self._abort()
             raise
         except TimeoutError:
-            await self._drop()
+            self._abort()
             within = f"within {self._timeout:g}s" if self._timeout else "in time"
             raise CollectError(
                 "timeout", f"PgBouncer at {self._where} did not answer {within}"
             ) from None
         except ConsoleError as exc:
-            await self._drop()
+            self._abort()
             if exc.is_auth:
                 raise CollectError(
                     "auth", f"PgBouncer at {self._where} refused the login: {exc.message}"
@@ -368,7 +365,7 @@ class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
                 "query", f"PgBouncer at {self._where} rejected a command: {exc.message}"
             ) from None
         except (OSError, ProtocolError) as exc:
-            await self._drop()
+            self._abort()
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise CollectError(
                 "connection", f"cannot talk to PgBouncer at {self._where}: {detail}"
@@ -379,10 +376,10 @@ class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
             address = ConsoleAddress.from_dsn(self.target.dsn, self.target.password())
             self._console = await AdminConsole.connect(address)
         console = self._console
-        pools = _with_max_wait_us(await console.query("SHOW POOLS"))
-        stats = await console.query("SHOW STATS")
-        databases = await console.query("SHOW DATABASES")
-        lists = await console.query("SHOW LISTS")
+        pools = _with_max_wait_us(await console.query(POOLS.command))
+        stats = await console.query(STATS.command)
+        databases = await console.query(DATABASES.command)
+        lists = await console.query(LISTS.command)
         config = {row.get("key"): row.get("value") for row in await console.query("SHOW CONFIG")}
         version_rows = await console.query("SHOW VERSION")
 
@@ -435,10 +432,13 @@ class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
             ),
         }
 
-    async def _drop(self) -> None:
+    def _abort(self) -> None:
+        """After any failure: drop the socket now; the next cycle logs in afresh."""
+        console, self._console = self._console, None
+        if console is not None:
+            console.abort()
+
+    async def close(self) -> None:
         console, self._console = self._console, None
         if console is not None:
             await console.close()
-
-    async def close(self) -> None:
-        await self._drop()

@@ -95,7 +95,7 @@ class AdminConsole:
         try:
             await console._startup(address)
         except BaseException:
-            await console.close()
+            console.abort()
             raise
         return console
 
