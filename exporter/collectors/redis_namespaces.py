@@ -1,0 +1,246 @@
+"""Keys per cache namespace, counted by an incremental SCAN that never blocks Redis.
+
+A *pass* walks the whole keyspace of the target's database with ``SCAN cursor COUNT n``. Each
+collection cycle advances the pass by a bounded amount (at most ``scan_max_keys_per_cycle``
+keys, give or take what one SCAN returns beyond ``COUNT``, and at most
+``scan_max_seconds_per_cycle``) and keeps the cursor for the next cycle. For each batch one
+pipeline (no transaction, no Lua) asks ``TTL`` of every key and ``MEMORY USAGE`` of the first
+``memory_sample_per_namespace`` keys of each namespace in this pass; SCAN order is hash order,
+so those first keys are a fair sample. Never KEYS, never an unbounded loop.
+
+Counts are published only when a pass completes, and the last complete pass is published
+until the next one completes: a partial pass would look like keys vanishing and coming back,
+exactly what a cache-leak alert must not see. Until the first pass completes there are no
+namespace series at all.
+
+``TTL`` counts as a keyspace hit (or a miss for a key that vanished) inside Redis. The scan
+counts the lookups it causes so the daemon and the recording rules can subtract them from
+``keyspace_hits``/``keyspace_misses``; otherwise monitoring would inflate the hit ratio it
+reports. ``MEMORY USAGE`` and ``SCAN`` touch no statistics.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.config import NamespaceSplit
+
+#: Namespaces of the reference application: ``cache:<namespace>:<hash>``.
+DEFAULT_PREFIXES: tuple[str, ...] = tuple(
+    f"cache:{name}:"
+    for name in (
+        "api_response",
+        "search_results",
+        "budget_status",
+        "llm_response",
+        "user_session",
+        "vector_search",
+        "system_stats",
+    )
+)
+
+OTHER = "other"
+_STRIP = ":/.|"
+
+
+class NamespaceRules:
+    """Maps a key to its namespace label, or ``other``.
+
+    A prefix pattern is literal text where ``*`` matches one run of characters up to the
+    character that follows it in the pattern (a trailing ``*`` is ignored): ``cache:*:`` puts
+    ``cache:api_response:9f2c`` in ``cache:api_response``. The label is the matched prefix
+    without its trailing separator. The first matching pattern wins. A split rule labels a key
+    by its first ``depth`` parts when it has more than ``depth`` parts. Patterns with ``*`` and
+    split rules can produce many labels, so at most ``limit`` distinct labels exist in one
+    pass; keys of further ones count as ``other``.
+    """
+
+    def __init__(self, spec: list[str] | NamespaceSplit | None, limit: int) -> None:
+        self.limit = limit
+        self._split: NamespaceSplit | None = None
+        self._patterns: list[re.Pattern[bytes]] = []
+        self._labels: list[tuple[str, bool]] = []
+        self._seen: set[str] = set()
+        if isinstance(spec, NamespaceSplit):
+            self._split = spec
+            return
+        for text in DEFAULT_PREFIXES if spec is None else spec:
+            prefix = text.rstrip("*")
+            self._patterns.append(self._compile(prefix))
+            self._labels.append((prefix.rstrip(_STRIP) or OTHER, "*" not in prefix))
+
+    @staticmethod
+    def _compile(prefix: str) -> re.Pattern[bytes]:
+        parts = prefix.split("*")
+        regex = re.escape(parts[0])
+        for part in parts[1:]:
+            stop = part[:1]
+            # the wildcard stops at the next literal character of the pattern
+            regex += f"[^{re.escape(stop)}]+" if stop else ".+"
+            regex += re.escape(part)
+        return re.compile(("^" + regex).encode())
+
+    def fixed_labels(self) -> list[str]:
+        """Labels of the literal prefixes: published (as 0) even when no key matches."""
+        return [label for label, literal in self._labels if literal]
+
+    def new_pass(self) -> None:
+        self._seen = set()
+
+    def _bounded(self, label: str) -> str:
+        if label in self._seen:
+            return label
+        if len(self._seen) >= self.limit:
+            return OTHER
+        self._seen.add(label)
+        return label
+
+    def classify(self, key: bytes) -> str:
+        if self._split is not None:
+            sep = self._split.separator.encode()
+            parts = key.split(sep, self._split.depth)
+            if len(parts) <= self._split.depth:
+                return OTHER
+            label = sep.join(parts[: self._split.depth]).decode(errors="replace")
+            return self._bounded(label)
+        for pattern in self._patterns:
+            match = pattern.match(key)
+            if match:
+                label = match.group(0).decode(errors="replace").rstrip(_STRIP) or OTHER
+                return self._bounded(label)
+        return OTHER
+
+
+@dataclass
+class NamespaceCounts:
+    """What one namespace holds, from one complete pass."""
+
+    keys: int = 0
+    keys_without_ttl: int = 0
+    sampled: int = 0
+    sampled_bytes: int = 0
+
+    @property
+    def memory_bytes(self) -> float:
+        """Average sampled MEMORY USAGE times the key count (0 when nothing was sampled)."""
+        if not self.sampled:
+            return 0.0
+        return self.sampled_bytes / self.sampled * self.keys
+
+
+@dataclass
+class ScanBudget:
+    count: int
+    max_keys: int
+    max_seconds: float
+    memory_sample: int
+
+
+@dataclass
+class CycleCost:
+    """What the last cycle's share of the pass cost Redis (for tests and debug logs)."""
+
+    scans: int = 0
+    keys: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class NamespaceScan:
+    """The state of the incremental pass, kept in the collector between cycles."""
+
+    rules: NamespaceRules
+    budget: ScanBudget
+    cursor: int = 0
+    current: dict[str, NamespaceCounts] = field(default_factory=dict)
+    published: dict[str, NamespaceCounts] | None = None
+    passes: int = 0
+    keys_visited: int = 0
+    #: Keyspace hits/misses caused by our own TTL lookups, since this collector started.
+    own_hits: int = 0
+    own_misses: int = 0
+    pass_started: float | None = None
+    last_pass_seconds: float | None = None
+    last_cycle: CycleCost = field(default_factory=CycleCost)
+
+    def restart(self) -> None:
+        """Forget the pass in progress (after a reconnect the server may have changed)."""
+        self.cursor = 0
+        self.current = {}
+        self.pass_started = None
+
+    def forget(self) -> None:
+        """Also drop the published counts: the server restarted, they describe the past."""
+        self.restart()
+        self.published = None
+
+    async def step(self, client: Any) -> None:
+        """Advance the pass within the budget; publish the counts if the pass completes."""
+        started = time.monotonic()
+        deadline = started + self.budget.max_seconds
+        cost = CycleCost()
+        self.last_cycle = cost
+        if self.pass_started is None:
+            self.pass_started = started
+            self.current = {}
+            self.rules.new_pass()
+        while True:
+            cursor, keys = await client.scan(cursor=self.cursor, count=self.budget.count)
+            cost.scans += 1
+            cost.keys += len(keys)
+            if keys:
+                await self._tally(client, keys)
+            self.cursor = int(cursor)
+            if self.cursor == 0:
+                self._complete()
+                break
+            if cost.keys + self.budget.count > self.budget.max_keys:
+                break
+            if time.monotonic() >= deadline:
+                break
+        self.keys_visited += cost.keys
+        cost.seconds = time.monotonic() - started
+
+    async def _tally(self, client: Any, keys: list[bytes]) -> None:
+        labels = [self.rules.classify(key) for key in keys]
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.ttl(key)
+        sampled: list[str] = []
+        pending: dict[str, int] = {}
+        for key, label in zip(keys, labels, strict=True):
+            counts = self.current.setdefault(label, NamespaceCounts())
+            if counts.sampled + pending.get(label, 0) < self.budget.memory_sample:
+                pipe.memory_usage(key)
+                sampled.append(label)
+                pending[label] = pending.get(label, 0) + 1
+        replies = await pipe.execute()
+        for label, ttl in zip(labels, replies[: len(keys)], strict=True):
+            if ttl == -2:  # vanished between SCAN and TTL: Redis counted a miss
+                self.own_misses += 1
+                continue
+            self.own_hits += 1
+            counts = self.current[label]
+            counts.keys += 1
+            if ttl == -1:
+                counts.keys_without_ttl += 1
+        for label, usage in zip(sampled, replies[len(keys) :], strict=True):
+            if usage is not None:
+                counts = self.current[label]
+                counts.sampled += 1
+                counts.sampled_bytes += int(usage)
+
+    def _complete(self) -> None:
+        now = time.monotonic()
+        if self.pass_started is not None:
+            self.last_pass_seconds = now - self.pass_started
+        published = {k: v for k, v in self.current.items() if v.keys}
+        for label in (*self.rules.fixed_labels(), OTHER):
+            published.setdefault(label, NamespaceCounts())
+        self.published = published
+        self.passes += 1
+        self.current = {}
+        self.pass_started = None
