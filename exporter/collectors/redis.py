@@ -184,6 +184,8 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
         self._backoff = ReconnectBackoff(initial=0.5, cap=min(interval, DEFAULT_INTERVAL))
         self._client: Redis | None = None
         self._where = "redis"
+        self._password: str | None = None
+        self._tls = False
         self._last_error: CollectError | None = None
         self._probe = ProbeHistogram()
         self._run_id: str | None = None
@@ -205,6 +207,7 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
     def _connect(self) -> Redis:
         cls, kwargs, self._where = _connection_settings(self.target, self.timeout)
         self._password = kwargs.get("password")
+        self._tls = issubclass(cls, SSLConnection)
         pool = BlockingConnectionPool(
             max_connections=1, timeout=self.timeout, connection_class=cls, **kwargs
         )
@@ -285,6 +288,13 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
                 "connection",
                 f"{where} is loading its dataset into memory and serves no queries yet.",
             )
+        if self._tls and isinstance(exc, rx.TimeoutError) and "connecting" in str(exc):
+            # a TLS client talking to a plain port waits for a ServerHello that never comes
+            return CollectError(
+                "connection",
+                f"the TLS handshake with {where} did not complete within {self.timeout:g}s "
+                "(does that port speak TLS?).",
+            )
         if isinstance(exc, rx.TimeoutError | TimeoutError):
             return CollectError("timeout", f"{where} did not answer within {self.timeout:g}s.")
         if isinstance(exc, rx.ConnectionError | OSError):
@@ -294,8 +304,7 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
         return CollectError("other", f"{where}: {type(exc).__name__} ({detail}).")
 
     def _scrub(self, text: str) -> str:
-        password = getattr(self, "_password", None)
-        return text.replace(password, "***") if password else text
+        return text.replace(self._password, "***") if self._password else text
 
     # --- results ------------------------------------------------------------------------------
 
