@@ -182,6 +182,7 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
         self.timeout = target.timeout or settings.timeout or DEFAULT_TIMEOUT
         interval = target.interval or settings.interval or DEFAULT_INTERVAL
         self._backoff = ReconnectBackoff(initial=0.5, cap=min(interval, DEFAULT_INTERVAL))
+        self._last_call: float | None = None
         self._client: Redis | None = None
         self._where = "redis"
         self._password: str | None = None
@@ -229,6 +230,14 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
     # --- one cycle ----------------------------------------------------------------------------
 
     async def collect(self) -> Collected:
+        now = time.monotonic()
+        if self._last_call is not None:
+            # the scheduler calls once per interval; this learns the global interval too, which
+            # the collector is not told, so the backoff never waits longer than one interval
+            self._backoff.cap = min(
+                self._backoff.cap, max(now - self._last_call, self._backoff.initial)
+            )
+        self._last_call = now
         if not self._backoff.ready() and self._last_error is not None:
             raise self._last_error
         if self._client is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -276,3 +277,32 @@ async def test_output_passes_promtool_and_both_parsers(server: RedisServer) -> N
         ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_replication_state_on_primary_and_replica(server: RedisServer) -> None:
+    admin(server).config_set("repl-diskless-sync-delay", 0)  # full sync now, not in 5 s
+    replica = RedisServer("--replicaof", "127.0.0.1", str(server.port))
+    try:
+        replica_client = admin(replica)
+        deadline = time.monotonic() + 20
+        while replica_client.info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica never linked up"
+            time.sleep(0.05)
+        admin(server).set("k", "v")
+        primary_result = await make_collector(server, namespaces=[]).collect()
+        replica_result = await make_collector(replica, namespaces=[]).collect()
+    finally:
+        replica.close()
+
+    assert _value(primary_result, "perf_redis_replication_is_replica") == 0
+    assert _value(primary_result, "perf_redis_replication_connected_replicas") == 1
+    lag = _value(
+        primary_result,
+        "perf_redis_replication_replica_lag_bytes",
+        {"replica": f"127.0.0.1:{replica.port}"},
+    )
+    assert lag is not None and lag >= 0
+    assert _value(primary_result, "perf_redis_replication_offset_bytes") > 0  # type: ignore[operator]
+    assert _value(replica_result, "perf_redis_replication_is_replica") == 1
+    assert _value(replica_result, "perf_redis_replication_master_link_up") == 1
+    assert replica_result.facts["role"] == "slave"
