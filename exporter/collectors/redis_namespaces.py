@@ -187,6 +187,8 @@ class NamespaceScan:
             self.pass_started = started
             self.current = {}
             self.rules.new_pass()
+        # SCAN does bounded work but may return few keys from a sparse table: cap calls too
+        max_scans = max(1, self.budget.max_keys // self.budget.count)
         while True:
             cursor, keys = await client.scan(cursor=self.cursor, count=self.budget.count)
             cost.scans += 1
@@ -197,7 +199,7 @@ class NamespaceScan:
             if self.cursor == 0:
                 self._complete()
                 break
-            if cost.keys + self.budget.count > self.budget.max_keys:
+            if cost.keys + self.budget.count > self.budget.max_keys or cost.scans >= max_scans:
                 break
             if time.monotonic() >= deadline:
                 break
@@ -217,12 +219,20 @@ class NamespaceScan:
                 pipe.memory_usage(key)
                 sampled.append(label)
                 pending[label] = pending.get(label, 0) + 1
-        replies = await pipe.execute()
-        for label, ttl in zip(labels, replies[: len(keys)], strict=True):
-            if ttl == -2:  # vanished between SCAN and TTL: Redis counted a miss
+        replies = await pipe.execute(raise_on_error=False)
+        ttls = replies[: len(keys)]
+        # every TTL that ran was a lookup in Redis's statistics, even if the batch then fails
+        for ttl in ttls:
+            if isinstance(ttl, int) and ttl == -2:
                 self.own_misses += 1
+            elif isinstance(ttl, int):
+                self.own_hits += 1
+        failed = next((r for r in replies if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise failed  # the cursor stays put: the batch is counted when it is scanned again
+        for label, ttl in zip(labels, ttls, strict=True):
+            if ttl == -2:  # vanished between SCAN and TTL: Redis counted a miss
                 continue
-            self.own_hits += 1
             counts = self.current[label]
             counts.keys += 1
             if ttl == -1:

@@ -233,3 +233,26 @@ async def test_cancelled_cycle_drops_the_half_read_connection(server: RedisServe
     result = await collector.collect()
     await collector.close()
     assert registry_of(result.families).get_sample_value("perf_redis_clients_connected") >= 1  # type: ignore[operator]
+
+
+async def test_a_half_failed_batch_still_accounts_for_its_lookups(server: RedisServer) -> None:
+    client = admin(server)
+    for i in range(50):
+        client.set(f"cache:api_response:{i}", "v")
+    # TTL allowed, MEMORY USAGE not: every pipeline fails after its TTLs ran
+    client.execute_command(
+        "ACL", "SETUSER", "no-memory", "on", f">{PASSWORD}", "%R~*", "-@all", "+ping", "+info",
+        "+scan", "+ttl", "+client|setname",
+    )  # fmt: skip
+    os.environ["PERF_TEST_REDIS_PW2"] = PASSWORD
+    try:
+        collector = make_collector(server, username="no-memory", password_env="PERF_TEST_REDIS_PW2")
+        error = await _fails(collector)
+        await collector.close()
+    finally:
+        del os.environ["PERF_TEST_REDIS_PW2"]
+    assert error.reason == "auth"
+    assert "memory" in error.message.lower()
+    assert collector.scan is not None
+    assert collector.scan.own_hits == 50 == int(client.info("stats")["keyspace_hits"])
+    assert collector.scan.published is None

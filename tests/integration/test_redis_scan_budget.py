@@ -74,7 +74,7 @@ async def test_each_cycle_stays_within_budget_and_counts_converge(
         delta = {cmd: after.get(cmd, 0) - before.get(cmd, 0) for cmd in after}
 
         # SCAN may return a few more keys than COUNT; the TTL count is the keys visited
-        assert delta.get("scan", 0) <= MAX_KEYS // COUNT + 1
+        assert 1 <= delta.get("scan", 0) <= MAX_KEYS // COUNT
         assert delta.get("ttl", 0) <= MAX_KEYS * 1.05
         assert delta.get("memory|usage", 0) <= len(NAMESPACES) * 20
         assert delta.get("keys", 0) == 0
