@@ -58,8 +58,9 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
 class TlsRedisServer(RedisServer):
     """A Redis that speaks only TLS on its port, with a throw-away CA and server certificate."""
 
-    def __init__(self, certs: Path) -> None:
+    def __init__(self, certs: Path, client_certs: bool = False) -> None:
         self.certs = certs
+        self.client_certs = client_certs
         super().__init__()
 
     def start(self) -> None:
@@ -75,7 +76,7 @@ class TlsRedisServer(RedisServer):
             "--tls-ca-cert-file",
             str(self.certs / "ca.crt"),
             "--tls-auth-clients",
-            "no",
+            "yes" if self.client_certs else "no",
         ]
         super().start()
         wait_for_port(self.port)
@@ -100,5 +101,13 @@ def make_certs(directory: Path) -> Path:
     run(
         "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext",
+    )  # fmt: skip
+    run(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key",
+        "-out", "client.csr", "-subj", "/CN=perf-exporter",
+    )  # fmt: skip
+    run(
+        "x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "client.crt", "-days", "2",
     )  # fmt: skip
     return directory

@@ -306,3 +306,25 @@ async def test_replication_state_on_primary_and_replica(server: RedisServer) -> 
     assert _value(replica_result, "perf_redis_replication_is_replica") == 1
     assert _value(replica_result, "perf_redis_replication_master_link_up") == 1
     assert replica_result.facts["role"] == "slave"
+
+
+async def test_unix_socket_and_a_non_default_database(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    server = RedisServer("--unixsocket", str(socket_path), "--unixsocketperm", "700")
+    try:
+        client = admin(server, db=1)
+        client.set("cache:vector_search:a", "1", ex=900)
+        client.set("cache:vector_search:b", "1")
+        admin(server).set("cache:vector_search:in-db0", "1")
+        by_socket = make_collector(url=f"unix://{socket_path}?db=1")
+        by_host = make_collector(host="127.0.0.1", port=server.port, db=1)
+        results = [await by_socket.collect(), await by_host.collect()]
+        await by_socket.close()
+        await by_host.close()
+    finally:
+        server.close()
+    for result in results:
+        labels = {"namespace": "cache:vector_search"}
+        assert _value(result, "perf_redis_namespace_keys", labels) == 2
+        assert _value(result, "perf_redis_namespace_keys_without_ttl", labels) == 1
+        assert _value(result, "perf_redis_db_keys", {"db": "0"}) == 1

@@ -256,3 +256,22 @@ async def test_a_half_failed_batch_still_accounts_for_its_lookups(server: RedisS
     assert collector.scan is not None
     assert collector.scan.own_hits == 50 == int(client.info("stats")["keyspace_hits"])
     assert collector.scan.published is None
+
+
+async def test_client_certificate_is_presented_when_the_server_demands_one(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    server = TlsRedisServer(certs, client_certs=True)
+    url = f"rediss://127.0.0.1:{server.port}/0"
+    try:
+        without = make_collector(url=url, tls={"ca": certs / "ca.crt"}, timeout=2)
+        assert (await _fails(without)).reason == "connection"
+        await without.close()
+        with_cert = make_collector(
+            url=url,
+            tls={"ca": certs / "ca.crt", "cert": certs / "client.crt", "key": certs / "client.key"},
+        )
+        result = await with_cert.collect()
+        await with_cert.close()
+    finally:
+        server.close()
+    assert registry_of(result.families).get_sample_value("perf_redis_clients_connected") == 1
