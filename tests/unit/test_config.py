@@ -168,7 +168,8 @@ def test_password_file_is_read_at_use(tmp_path: Path) -> None:
     cfg = load(
         write(
             tmp_path,
-            f"targets: {{postgres: [{{name: a, dsn: 'postgresql://u@h/d', password_file: {secret}}}]}}\n",
+            "targets: {postgres: [{name: a, dsn: 'postgresql://u@h/d', "
+            f"password_file: {secret}}}]}}\n",
         ),
         environ={},
     )
