@@ -21,9 +21,9 @@ still sampled. Sample output (the ``target`` label is added by the snapshot)::
     perf_redis_errors_total{error="WRONGTYPE"} 3.0
     perf_redis_db_keys{db="0"} 20000.0
     perf_redis_probe_duration_seconds_bucket{le="0.0005"} 41.0
-    perf_redis_namespace_keys{namespace="cache:api_response"} 5120.0
-    perf_redis_namespace_keys_without_ttl{namespace="cache:api_response"} 0.0
-    perf_redis_namespace_memory_bytes{namespace="cache:api_response"} 2.9e+06
+    perf_redis_namespace_keys{namespace="api_response"} 5120.0
+    perf_redis_namespace_keys_without_ttl{namespace="api_response"} 0.0
+    perf_redis_namespace_memory_bytes{namespace="api_response"} 2.9e+06
 
 Failures map to reasons: refused/reset/unreachable, TLS mismatch and LOADING (the server
 answers but serves nothing until its dataset is loaded) are ``connection``; WRONGPASS/NOAUTH
@@ -268,6 +268,9 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
         # INFO after the scan, so its keyspace_hits already include our own TTL lookups
         text = await client.execute_command("INFO", "all")  # type: ignore[no-untyped-call]
         info = parse_info(text.decode(errors="replace") if isinstance(text, bytes) else text)
+        if info.get("loading") == "1":
+            # INFO is allowed while loading, but every number would describe half a dataset
+            raise rx.BusyLoadingError("Redis is loading the dataset in memory")
         started = time.perf_counter()
         await client.ping()
         return info, time.perf_counter() - started

@@ -171,12 +171,6 @@ FIELDS: tuple[Field, ...] = (
     Field("uptime_in_seconds", "perf_redis_uptime_seconds", "gauge", "Seconds since start."),
     # persistence
     Field(
-        "loading",
-        "perf_redis_loading",
-        "gauge",
-        "1 while the server loads its dataset from disk and refuses queries.",
-    ),
-    Field(
         "rdb_changes_since_last_save",
         "perf_redis_rdb_changes_since_last_save",
         "gauge",

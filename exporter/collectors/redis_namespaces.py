@@ -43,34 +43,47 @@ DEFAULT_PREFIXES: tuple[str, ...] = tuple(
 )
 
 OTHER = "other"
-_STRIP = ":/.|"
+_SEPARATORS = ":/.|"
 
 
 class NamespaceRules:
     """Maps a key to its namespace label, or ``other``.
 
-    A prefix pattern is literal text where ``*`` matches one run of characters up to the
-    character that follows it in the pattern (a trailing ``*`` is ignored): ``cache:*:`` puts
-    ``cache:api_response:9f2c`` in ``cache:api_response``. The label is the matched prefix
-    without its trailing separator. The first matching pattern wins. A split rule labels a key
-    by its first ``depth`` parts when it has more than ``depth`` parts. Patterns with ``*`` and
-    split rules can produce many labels, so at most ``limit`` distinct labels exist in one
+    A prefix is literal text where ``*`` matches one run of characters up to the character that
+    follows it in the pattern (a trailing ``*`` is ignored). The first matching prefix wins.
+    Labels are the names an application gives its caches, so they join with
+    ``perf_app_cache_*{namespace}``:
+
+    * a literal prefix is labelled by its last part: ``cache:api_response:`` ->
+      ``api_response`` (when two prefixes of the list end in the same part, both keep their
+      whole prefix, ``a:users`` and ``b:users``, so counts never merge silently);
+    * a prefix with ``*`` is labelled by what the stars matched: ``cache:*:`` puts
+      ``cache:api_response:9f2c`` in ``api_response``;
+    * a split rule labels a key by its first ``depth`` parts when it has more than ``depth``.
+
+    Stars and split rules can produce many labels, so at most ``limit`` of those exist in one
     pass; keys of further ones count as ``other``.
     """
 
     def __init__(self, spec: list[str] | NamespaceSplit | None, limit: int) -> None:
         self.limit = limit
         self._split: NamespaceSplit | None = None
-        self._patterns: list[re.Pattern[bytes]] = []
-        self._labels: list[tuple[str, bool]] = []
+        #: (pattern, label for a literal prefix or None when the stars name the namespace)
+        self._patterns: list[tuple[re.Pattern[bytes], str | None]] = []
         self._seen: set[str] = set()
         if isinstance(spec, NamespaceSplit):
             self._split = spec
             return
-        for text in DEFAULT_PREFIXES if spec is None else spec:
-            prefix = text.rstrip("*")
-            self._patterns.append(self._compile(prefix))
-            self._labels.append((prefix.rstrip(_STRIP) or OTHER, "*" not in prefix))
+        prefixes = [text.rstrip("*") for text in (DEFAULT_PREFIXES if spec is None else spec)]
+        literal = [p for p in prefixes if "*" not in p]
+        short = [_last_part(p) for p in literal]
+        for prefix in prefixes:
+            label: str | None = None
+            if "*" not in prefix:
+                label = _last_part(prefix)
+                if short.count(label) > 1:
+                    label = prefix.rstrip(_SEPARATORS) or OTHER
+            self._patterns.append((self._compile(prefix), label))
 
     @staticmethod
     def _compile(prefix: str) -> re.Pattern[bytes]:
@@ -79,13 +92,13 @@ class NamespaceRules:
         for part in parts[1:]:
             stop = part[:1]
             # the wildcard stops at the next literal character of the pattern
-            regex += f"[^{re.escape(stop)}]+" if stop else ".+"
+            regex += f"([^{re.escape(stop)}]+)" if stop else "(.+)"
             regex += re.escape(part)
         return re.compile(("^" + regex).encode())
 
     def fixed_labels(self) -> list[str]:
         """Labels of the literal prefixes: published (as 0) even when no key matches."""
-        return [label for label, literal in self._labels if literal]
+        return [label for _, label in self._patterns if label is not None]
 
     def new_pass(self) -> None:
         self._seen = set()
@@ -104,14 +117,20 @@ class NamespaceRules:
             parts = key.split(sep, self._split.depth)
             if len(parts) <= self._split.depth:
                 return OTHER
-            label = sep.join(parts[: self._split.depth]).decode(errors="replace")
-            return self._bounded(label)
-        for pattern in self._patterns:
+            return self._bounded(sep.join(parts[: self._split.depth]).decode(errors="replace"))
+        for pattern, label in self._patterns:
             match = pattern.match(key)
-            if match:
-                label = match.group(0).decode(errors="replace").rstrip(_STRIP) or OTHER
-                return self._bounded(label)
+            if match is None:
+                continue
+            if label is not None:
+                return label
+            return self._bounded(b":".join(match.groups()).decode(errors="replace"))
         return OTHER
+
+
+def _last_part(prefix: str) -> str:
+    parts = [p for p in re.split(f"[{re.escape(_SEPARATORS)}]", prefix) if p]
+    return parts[-1] if parts else OTHER
 
 
 @dataclass

@@ -54,10 +54,10 @@ def _fill_namespaces(server: RedisServer) -> dict[str, tuple[int, int]]:
         pipe.set(f"queue:jobs:{i}", "j")
     pipe.execute()
     return {
-        "cache:api_response": (35, 5),
-        "cache:search_results": (12, 0),
-        "cache:user_session": (4, 4),
-        "cache:budget_status": (0, 0),
+        "api_response": (35, 5),
+        "search_results": (12, 0),
+        "user_session": (4, 4),
+        "budget_status": (0, 0),
         "other": (7, 7),
     }
 
@@ -108,13 +108,11 @@ async def test_namespace_counts_with_and_without_ttl(server: RedisServer) -> Non
             _value(result, "perf_redis_namespace_keys_without_ttl", {"namespace": label})
             == without_ttl
         )
-    assert result.facts["namespaces"]["cache:api_response"]["keys"] == 35
+    assert result.facts["namespaces"]["api_response"]["keys"] == 35
     # memory: the mean of up to 20 sampled keys times the count; values are near-uniform here
     client = admin(server)
     real = sum(client.memory_usage(key) or 0 for key in client.scan_iter("cache:api_response:*"))
-    estimate = _value(
-        result, "perf_redis_namespace_memory_bytes", {"namespace": "cache:api_response"}
-    )
+    estimate = _value(result, "perf_redis_namespace_memory_bytes", {"namespace": "api_response"})
     assert estimate == pytest.approx(real, rel=0.1)
 
 
@@ -125,9 +123,7 @@ async def test_wildcard_patterns_and_split_rules_name_namespaces(server: RedisSe
         server, namespaces=NamespaceSplit(separator=":", depth=1)
     ).collect()
 
-    assert (
-        _value(wildcard, "perf_redis_namespace_keys", {"namespace": "cache:search_results"}) == 12
-    )
+    assert _value(wildcard, "perf_redis_namespace_keys", {"namespace": "search_results"}) == 12
     assert _value(wildcard, "perf_redis_namespace_keys", {"namespace": "other"}) == 7
     assert _value(split, "perf_redis_namespace_keys", {"namespace": "cache"}) == 51
     assert _value(split, "perf_redis_namespace_keys", {"namespace": "queue"}) == 7
@@ -246,7 +242,7 @@ async def test_minimal_acl_user_from_the_docs_works(server: RedisServer, tmp_pat
     result = await collector.collect()
     await collector.close()
 
-    assert _value(result, "perf_redis_namespace_keys", {"namespace": "cache:api_response"}) == 35
+    assert _value(result, "perf_redis_namespace_keys", {"namespace": "api_response"}) == 35
     assert _value(result, "perf_redis_namespace_memory_bytes", {"namespace": "other"}) > 0  # type: ignore[operator]
     assert result.facts["keyspace_hits"] == 0
     # nothing the collector sent was refused (an ACL denial shows up in errorstats)
@@ -324,7 +320,7 @@ async def test_unix_socket_and_a_non_default_database(tmp_path: Path) -> None:
     finally:
         server.close()
     for result in results:
-        labels = {"namespace": "cache:vector_search"}
+        labels = {"namespace": "vector_search"}
         assert _value(result, "perf_redis_namespace_keys", labels) == 2
         assert _value(result, "perf_redis_namespace_keys_without_ttl", labels) == 1
         assert _value(result, "perf_redis_db_keys", {"db": "0"}) == 1

@@ -51,12 +51,11 @@ def test_daemon_serves_redis_series_and_summary_facts(tmp_path: Path) -> None:
         with Daemon(_config(server, secret), tmp_path) as daemon:
             daemon.wait_for(
                 lambda: (
-                    daemon.value("perf_redis_namespace_keys", {"namespace": "cache:budget_status"})
-                    == 25
+                    daemon.value("perf_redis_namespace_keys", {"namespace": "budget_status"}) == 25
                 ),
                 what="namespace counts",
             )
-            labels = {"target": "cache", "namespace": "cache:user_session"}
+            labels = {"target": "cache", "namespace": "user_session"}
             assert daemon.value("perf_redis_namespace_keys_without_ttl", labels) == 1
             assert daemon.value("perf_redis_up", {"target": "cache"}) == 1
             assert daemon.value("perf_redis_probe_duration_seconds_count", {"target": "cache"})
@@ -65,7 +64,7 @@ def test_daemon_serves_redis_series_and_summary_facts(tmp_path: Path) -> None:
                 lambda: _summary(daemon)["facts"].get("interval_seconds"), what="a second cycle"
             )
             facts = _summary(daemon)["facts"]
-            assert facts["namespaces"]["cache:budget_status"]["keys"] == 25
+            assert facts["namespaces"]["budget_status"]["keys"] == 25
             assert facts["memory_max_bytes"] == 0
             page = daemon.scrape()
             assert PASSWORD not in page and PASSWORD not in daemon.log

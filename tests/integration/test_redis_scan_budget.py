@@ -20,10 +20,10 @@ COUNT = 1000
 MAX_KEYS = 20_000
 NAMESPACES = {
     # label: (keys, of which with a TTL)
-    "cache:api_response": (90_000, 0),
-    "cache:search_results": (60_000, 0),
-    "cache:llm_response": (20_000, 20_000),
-    "cache:user_session": (10_000, 4_000),
+    "api_response": (90_000, 0),
+    "search_results": (60_000, 0),
+    "llm_response": (20_000, 20_000),
+    "user_session": (10_000, 4_000),
     "other": (20_000, 0),
 }
 TOTAL = sum(keys for keys, _ in NAMESPACES.values())

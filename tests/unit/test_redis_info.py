@@ -146,8 +146,8 @@ def test_parse_pairs_skips_malformed_parts() -> None:
 
 def test_default_namespaces_are_the_reference_applications() -> None:
     rules = NamespaceRules(None, limit=50)
-    assert rules.classify(b"cache:api_response:9f2c") == "cache:api_response"
-    assert rules.classify(b"cache:system_stats:x") == "cache:system_stats"
+    assert rules.classify(b"cache:api_response:9f2c") == "api_response"
+    assert rules.classify(b"cache:system_stats:x") == "system_stats"
     assert rules.classify(b"cache:unknown:x") == OTHER
     assert rules.classify(b"cache:api_response") == OTHER  # the prefix needs its separator
     assert len(rules.fixed_labels()) == 7
@@ -155,10 +155,19 @@ def test_default_namespaces_are_the_reference_applications() -> None:
 
 def test_wildcard_prefix_stops_at_the_next_pattern_character() -> None:
     rules = NamespaceRules(["cache:*:", "session*"], limit=50)
-    assert rules.classify(b"cache:llm_response:abc:def") == "cache:llm_response"
+    assert rules.classify(b"cache:llm_response:abc:def") == "llm_response"
     assert rules.classify(b"cache:nocolon") == OTHER
     assert rules.classify(b"session:42") == "session"
     assert rules.fixed_labels() == ["session"]
+
+
+def test_several_stars_join_their_matches_and_colliding_literals_keep_their_prefix() -> None:
+    rules = NamespaceRules(["tenant:*:cache:*:", "a:users:", "b:users:", "jobs."], limit=50)
+    assert rules.classify(b"tenant:acme:cache:api_response:1") == "acme:api_response"
+    assert rules.classify(b"a:users:1") == "a:users"
+    assert rules.classify(b"b:users:1") == "b:users"
+    assert rules.classify(b"jobs.42") == "jobs"
+    assert sorted(rules.fixed_labels()) == ["a:users", "b:users", "jobs"]
 
 
 def test_split_rule_and_label_limit() -> None:
