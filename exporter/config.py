@@ -152,6 +152,8 @@ class RedisSettings(CollectorSettings):
     scan_max_keys_per_cycle: int = Field(20_000, ge=100, le=10_000_000)
     #: Seconds of scanning per cycle at most; the rest of the pass waits for the next cycle.
     scan_max_seconds_per_cycle: Duration = 1.0
+    #: Seconds from the end of one pass to the start of the next (0: at the next cycle).
+    scan_pass_pause: float = Field(0.0, ge=0, le=86_400)
     #: Keys per namespace and pass whose MEMORY USAGE is sampled (0: no memory estimate).
     memory_sample_per_namespace: int = Field(20, ge=0, le=1000)
     #: Distinct namespace labels at most (wildcard patterns, split rules); more go to "other".

@@ -200,6 +200,7 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
                     max_keys=settings.scan_max_keys_per_cycle,
                     max_seconds=settings.scan_max_seconds_per_cycle,
                     memory_sample=settings.memory_sample_per_namespace,
+                    pass_pause=settings.scan_pass_pause,
                 ),
             )
 

@@ -156,6 +156,7 @@ class ScanBudget:
     max_keys: int
     max_seconds: float
     memory_sample: int
+    pass_pause: float = 0.0
 
 
 @dataclass
@@ -182,6 +183,7 @@ class NamespaceScan:
     own_hits: int = 0
     own_misses: int = 0
     pass_started: float | None = None
+    pass_completed: float | None = None
     last_pass_seconds: float | None = None
     last_cycle: CycleCost = field(default_factory=CycleCost)
 
@@ -195,6 +197,7 @@ class NamespaceScan:
         """Also drop the published counts: the server restarted, they describe the past."""
         self.restart()
         self.published = None
+        self.pass_completed = None
 
     async def step(self, client: Any) -> None:
         """Advance the pass within the budget; publish the counts if the pass completes."""
@@ -202,6 +205,12 @@ class NamespaceScan:
         deadline = started + self.budget.max_seconds
         cost = CycleCost()
         self.last_cycle = cost
+        if (
+            self.pass_started is None
+            and self.pass_completed is not None
+            and started - self.pass_completed < self.budget.pass_pause
+        ):
+            return  # resting between passes: the published counts stay
         if self.pass_started is None:
             self.pass_started = started
             self.current = {}
@@ -266,6 +275,7 @@ class NamespaceScan:
         now = time.monotonic()
         if self.pass_started is not None:
             self.last_pass_seconds = now - self.pass_started
+        self.pass_completed = now
         published = {k: v for k, v in self.current.items() if v.keys}
         for label in (*self.rules.fixed_labels(), OTHER):
             published.setdefault(label, NamespaceCounts())

@@ -118,3 +118,25 @@ async def test_time_budget_cuts_a_cycle_short(big_server: RedisServer) -> None:
     assert 0 < cost.keys < TOTAL / 4
     # the deadline is checked between batches: one batch may run past it
     assert cost.seconds < 0.05 + 0.25
+
+
+async def test_pass_pause_sends_no_scan_and_keeps_the_published_counts() -> None:
+    server = RedisServer()
+    try:
+        client = admin(server)
+        for i in range(30):
+            client.set(f"cache:system_stats:{i}", "1", ex=120)
+        collector = make_collector(server, settings={"scan_pass_pause": 3600})
+        await collector.collect()
+        before = command_calls(client)
+        result = await collector.collect()
+        after = command_calls(client)
+        await collector.close()
+    finally:
+        server.close()
+    assert after.get("scan") == before.get("scan") and after.get("ttl") == before.get("ttl")
+    registry = registry_of(result.families)
+    assert (
+        registry.get_sample_value("perf_redis_namespace_keys", {"namespace": "system_stats"}) == 30
+    )
+    assert registry.get_sample_value("perf_redis_namespace_scan_passes_total") == 1
