@@ -240,7 +240,8 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
             )
         self._last_call = now
         if not self._backoff.ready() and self._last_error is not None:
-            raise self._last_error
+            # a fresh exception: re-raising one instance would grow its traceback every cycle
+            raise CollectError(self._last_error.reason, self._last_error.message)
         if self._client is None:
             try:
                 self._client = self._connect()
@@ -293,9 +294,8 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
                 f"({detail}); grant the commands listed in docs/redis.md.",
             )
         if isinstance(exc, rx.AuthenticationError | rx.AuthorizationError):
+            # WRONGPASS, and NOAUTH when no password is configured but one is required
             return CollectError("auth", f"{where} rejected the credentials ({detail}).")
-        if isinstance(exc, rx.ResponseError) and str(exc).startswith("NOAUTH"):
-            return CollectError("auth", f"{where} requires a password and none was accepted.")
         if isinstance(exc, rx.BusyLoadingError):
             return CollectError(
                 "connection",
