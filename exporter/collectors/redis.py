@@ -183,6 +183,7 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
         interval = target.interval or settings.interval or DEFAULT_INTERVAL
         self._backoff = ReconnectBackoff(initial=0.5, cap=min(interval, DEFAULT_INTERVAL))
         self._last_call: float | None = None
+        self._cycle_started = 0.0
         self._client: Redis | None = None
         self._where = "redis"
         self._password: str | None = None
@@ -239,6 +240,7 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
                 self._backoff.cap, max(now - self._last_call, self._backoff.initial)
             )
         self._last_call = now
+        self._cycle_started = now
         if not self._backoff.ready() and self._last_error is not None:
             # a fresh exception: re-raising one instance would grow its traceback every cycle
             raise CollectError(self._last_error.reason, self._last_error.message)
@@ -327,7 +329,7 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
             # a restarted server: counters restarted, namespace counts describe the past
             self._baseline = None
             if self.scan is not None:
-                self.scan.forget()
+                self.scan.forget(completed_before=self._cycle_started)
         self._run_id = run_id
         self._probe.observe(probe_seconds)
         families = families_from_info(info)

@@ -193,11 +193,15 @@ class NamespaceScan:
         self.current = {}
         self.pass_started = None
 
-    def forget(self) -> None:
-        """Also drop the published counts: the server restarted, they describe the past."""
-        self.restart()
-        self.published = None
-        self.pass_completed = None
+    def forget(self, completed_before: float) -> None:
+        """Drop published counts of a pass completed before ``completed_before``.
+
+        Called when the server restarted: such counts describe the old dataset. The pass in
+        progress began after the reconnect, on the new one, and goes on.
+        """
+        if self.pass_completed is not None and self.pass_completed < completed_before:
+            self.published = None
+            self.pass_completed = None
 
     async def step(self, client: Any) -> None:
         """Advance the pass within the budget; publish the counts if the pass completes."""

@@ -275,3 +275,60 @@ async def test_client_certificate_is_presented_when_the_server_demands_one(tmp_p
     finally:
         server.close()
     assert registry_of(result.families).get_sample_value("perf_redis_clients_connected") == 1
+
+
+async def test_restarted_server_drops_old_namespace_counts_and_baselines(
+    server: RedisServer,
+) -> None:
+    client = admin(server)
+    for i in range(30):
+        client.set(f"cache:system_stats:{i}", "1")
+    settings = {"scan_count": 10, "scan_max_keys_per_cycle": 100}
+    collector = make_collector(server, settings=settings, interval=1)
+    await collector.collect()
+    before = await collector.collect()
+    assert before.facts["namespaces"]["system_stats"]["keys"] == 30
+
+    server.restart()  # nothing persisted: an empty dataset and a new run_id
+    client = admin(server)
+    for i in range(300):
+        client.set(f"cache:budget_status:{i}", "1", ex=60)
+    first = await _recovers(collector)
+    # the old counts describe a dataset that is gone; the new pass is not complete yet
+    assert (
+        registry_of(first.families).get_sample_value(
+            "perf_redis_namespace_keys", {"namespace": "system_stats"}
+        )
+        is None
+    )
+    assert first.facts["namespaces"] is None
+    assert first.facts["hit_ratio"] is None and first.facts["keyspace_hits"] is None
+    result = first
+    for _ in range(6):
+        if result.facts["namespaces"] is not None:
+            break
+        result = await collector.collect()
+    await collector.close()
+    assert result.facts["namespaces"]["budget_status"] == {
+        "keys": 300,
+        "keys_without_ttl": 0,
+        "memory_bytes": pytest.approx(
+            300 * admin(server).memory_usage("cache:budget_status:1"), rel=0.3
+        ),
+    }
+    assert result.facts["namespaces"]["system_stats"]["keys"] == 0
+
+
+async def test_a_pass_completed_on_the_restarted_server_is_published_at_once(
+    server: RedisServer,
+) -> None:
+    admin(server).set("cache:system_stats:old", "1")
+    collector = make_collector(server, interval=1)
+    await collector.collect()
+    server.restart()
+    for i in range(5):
+        admin(server).set(f"cache:llm_response:{i}", "1", ex=1800)
+    result = await _recovers(collector)
+    await collector.close()
+    assert result.facts["namespaces"]["llm_response"]["keys"] == 5
+    assert result.facts["namespaces"]["system_stats"]["keys"] == 0
