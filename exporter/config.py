@@ -144,11 +144,20 @@ class PostgresSettings(CollectorSettings):
 
 
 class RedisSettings(CollectorSettings):
-    """Redis: the budget of the incremental namespace SCAN."""
+    """Redis: the budget of the incremental namespace SCAN (see docs/redis.md)."""
 
+    #: COUNT of each SCAN call (keys per batch, each batch is one pipeline of TTL checks).
     scan_count: int = Field(1000, ge=10, le=100_000)
+    #: Keys visited per cycle at most (exceeded only by what one SCAN returns beyond COUNT).
     scan_max_keys_per_cycle: int = Field(20_000, ge=100, le=10_000_000)
+    #: Seconds of scanning per cycle at most; the rest of the pass waits for the next cycle.
+    scan_max_seconds_per_cycle: Duration = 1.0
+    #: Seconds from the end of one pass to the start of the next (0: at the next cycle).
+    scan_pass_pause: float = Field(0.0, ge=0, le=86_400)
+    #: Keys per namespace and pass whose MEMORY USAGE is sampled (0: no memory estimate).
     memory_sample_per_namespace: int = Field(20, ge=0, le=1000)
+    #: Distinct namespace labels at most (wildcard patterns, split rules); more go to "other".
+    namespace_limit: int = Field(50, ge=1, le=1000)
 
 
 class PgBouncerSettings(CollectorSettings):
