@@ -141,6 +141,10 @@ class PostgresSettings(CollectorSettings):
     statement_text_max_length: int = Field(120, ge=8, le=4000)
     tables_top_n: int = Field(20, ge=1, le=500)
     applications_top_n: int = Field(10, ge=1, le=200)
+    #: Index advice in /summary: a table scanned sequentially at least this often ...
+    index_advice_min_seq_scans: int = Field(50, ge=1)
+    #: ... reading at least this many rows per scan on average looks like it misses an index.
+    index_advice_min_rows_per_scan: int = Field(10_000, ge=1)
 
 
 class RedisSettings(CollectorSettings):
