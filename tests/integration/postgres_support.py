@@ -1,0 +1,114 @@
+"""Helpers for the PostgreSQL collector's integration tests (imported by the test modules)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors.base import Collected, CollectError
+from exporter.collectors.postgres import PostgresCollector
+from exporter.config import PostgresSettings, PostgresTarget
+
+
+class _Families:
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def registry(result: Collected) -> CollectorRegistry:
+    reg = CollectorRegistry()
+    reg.register(_Families(result.families))
+    return reg
+
+
+def collector(
+    name: str = "pg", settings: dict[str, Any] | None = None, **target: Any
+) -> PostgresCollector:
+    target.setdefault("interval", 1.0)
+    target.setdefault("timeout", 0.9)
+    return PostgresCollector(
+        PostgresTarget(name=name, **target), PostgresSettings(**(settings or {}))
+    )
+
+
+async def collect_until_ok(coll: PostgresCollector, timeout: float = 15.0) -> Collected:
+    """Collect until a cycle succeeds (the reconnect backoff may skip a few), bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await coll.collect()
+        except CollectError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def collect_error(coll: PostgresCollector) -> CollectError:
+    try:
+        await coll.collect()
+    except CollectError as exc:
+        return exc
+    raise AssertionError("the cycle succeeded but a failure was expected")
+
+
+async def wait_for(
+    predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def flush_stats(conn: asyncpg.Connection) -> None:
+    """Make the backend publish its pending statistics before it reports ready (PG 15+)."""
+    # the backend flushes as it goes idle, before it tells the client it is ready
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """A throw-away server certificate readable by the postgres user (key mode 0600)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "server.crt", directory / "server.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    os.chmod(directory, 0o755)
+    os.chmod(key, 0o600)
+    os.chmod(cert, 0o644)
+    if os.geteuid() == 0:
+        for path in (directory, cert, key):
+            shutil.chown(path, "postgres", "postgres")
+    return cert, key
