@@ -128,6 +128,8 @@ def classify(exc: BaseException, location: str, password: str | None = None) -> 
         return CollectError("query", f"a statistics query on {location} failed ({detail})")
     if isinstance(exc, ssl.SSLError):
         return CollectError("connection", f"TLS with PostgreSQL at {location} failed ({detail})")
+    if isinstance(exc, ConnectionRefusedError):
+        return CollectError("connection", f"PostgreSQL at {location} refused the connection")
     if isinstance(exc, OSError | asyncpg.InterfaceError):
         return CollectError("connection", f"cannot reach PostgreSQL at {location} ({detail})")
     return CollectError("other", f"sampling PostgreSQL at {location} failed ({detail})")
@@ -350,7 +352,7 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
     def _notice(self, message: str | None) -> None:
         """Log an availability problem once, and again only when it changes."""
         if message is not None and message != self._pgss_notice:
-            logger.warning("postgres target %s: %s", self.target.name, message)
+            logger.warning(message, extra={"collector": self.name, "target": self.target.name})
         self._pgss_notice = message
 
     def _not_loaded(self, current_db: str) -> str:

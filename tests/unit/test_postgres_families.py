@@ -327,7 +327,12 @@ def test_query_text_is_flattened_and_cut() -> None:
 @pytest.mark.parametrize(
     ("exc", "reason", "phrase"),
     [
-        (ConnectionRefusedError(111, "Connect call failed"), "connection", "cannot reach"),
+        (
+            ConnectionRefusedError(111, "Connect call failed"),
+            "connection",
+            "refused the connection",
+        ),
+        (OSError(113, "No route to host"), "connection", "cannot reach"),
         (
             asyncpg.InvalidPasswordError('password authentication failed for user "m"'),
             "auth",
