@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
+from servers import PG_BIN, PostgresServer, free_port
 
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.postgres import PostgresCollector
@@ -112,3 +114,40 @@ def self_signed_cert(directory: Path) -> tuple[Path, Path]:
         for path in (directory, cert, key):
             shutil.chown(path, "postgres", "postgres")
     return cert, key
+
+
+class StandbyServer(PostgresServer):
+    """A streaming standby of ``primary`` (pg_basebackup -R) on its own free port."""
+
+    def __init__(self, primary: PostgresServer, application_name: str = "standby1") -> None:
+        self.port = free_port()
+        self.base = Path(tempfile.mkdtemp(prefix="perf-pg-standby-"))
+        self.datadir = self.base / "data"
+        self.logfile = self.base / "postgres.log"
+        os.chmod(self.base, 0o755)
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "postgres", "postgres")
+        conninfo = (
+            f"host=127.0.0.1 port={primary.port} user=postgres application_name={application_name}"
+        )
+        cmd = [
+            str(PG_BIN / "pg_basebackup"),
+            "-d",
+            conninfo,
+            "-D",
+            str(self.datadir),
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+        ]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+        # postgresql.auto.conf is read last, so these win over the primary's copied settings
+        with open(self.datadir / "postgresql.auto.conf", "a") as fh:
+            fh.write(
+                f"port = {self.port}\nunix_socket_directories = '{self.base}'\n"
+                f"primary_conninfo = '{conninfo}'\n"
+            )
+        self.start()
