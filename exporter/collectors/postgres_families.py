@@ -311,7 +311,8 @@ def table_families(datname: str, tables: Iterable[Row], unused: Iterable[Row]) -
             else GaugeMetricFamily(name, help_text, labels=labels)
         )
         for row in rows:
-            family.add_metric([datname, row["schemaname"], row["relname"]], float(row[column]))
+            if row[column] is not None:  # no size while a migration holds the table's lock
+                family.add_metric([datname, row["schemaname"], row["relname"]], float(row[column]))
         families.append(family)
     unused_family = GaugeMetricFamily(
         "perf_postgres_unused_index_size_bytes",
@@ -464,7 +465,7 @@ def index_recommendations(
                 "seq_scan": seq_scan,
                 "idx_scan": int(row["idx_scan"]),
                 "rows_per_seq_scan": rows_per_scan,
-                "size_bytes": int(row["size_bytes"]),
+                "size_bytes": row["size_bytes"],
                 "advice": (
                     f"{name} was read by {seq_scan} sequential scans of about {rows_per_scan} "
                     "rows each; look at the hot queries on it in pg_stat_statements and index "

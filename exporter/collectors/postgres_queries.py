@@ -92,10 +92,17 @@ SELECT
 
 # One row, about the connected database only (these views are per database). Tables are the
 # union of the top N by blocks read and the top N by rows read in sequential scans; sizes are
-# computed for those only.
+# computed for those only. The size functions take an AccessShareLock on the table, its TOAST
+# table and their indexes: a relation someone holds or awaits an ACCESS EXCLUSIVE lock on (a
+# migration) gets no size this cycle instead of stalling the whole sample until lock_timeout.
 TABLES = """
-WITH t AS (
-    SELECT s.relid, s.schemaname, s.relname, s.seq_scan, s.seq_tup_read,
+WITH locked AS MATERIALIZED (
+    SELECT DISTINCT relation FROM pg_locks
+    WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock'
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), t AS (
+    SELECT s.relid, (SELECT c.reltoastrelid FROM pg_class c WHERE c.oid = s.relid) AS toastrelid,
+           s.schemaname, s.relname, s.seq_scan, s.seq_tup_read,
            coalesce(s.idx_scan, 0) AS idx_scan, s.n_live_tup,
            coalesce(io.heap_blks_hit, 0) AS heap_blks_hit,
            coalesce(io.heap_blks_read, 0) AS heap_blks_read,
@@ -117,7 +124,12 @@ SELECT
         'n_live_tup', t.n_live_tup,
         'heap_blks_hit', t.heap_blks_hit, 'heap_blks_read', t.heap_blks_read,
         'idx_blks_hit', t.idx_blks_hit, 'idx_blks_read', t.idx_blks_read,
-        'size_bytes', pg_total_relation_size(t.relid)) ORDER BY t.schemaname, t.relname)
+        'size_bytes', CASE WHEN EXISTS (
+            SELECT 1 FROM locked l WHERE l.relation IN (
+                SELECT c.oid FROM pg_class c WHERE c.oid IN (t.relid, t.toastrelid)
+                UNION ALL
+                SELECT i.indexrelid FROM pg_index i WHERE i.indrelid IN (t.relid, t.toastrelid)))
+            THEN NULL ELSE pg_total_relation_size(t.relid) END) ORDER BY t.schemaname, t.relname)
       FROM t JOIN pick USING (relid)) AS tables,
     (SELECT json_agg(json_build_object(
         'schemaname', u.schemaname, 'relname', u.relname, 'indexrelname', u.indexrelname,
@@ -127,6 +139,7 @@ SELECT
             FROM pg_stat_user_indexes i JOIN pg_index x ON x.indexrelid = i.indexrelid
             WHERE i.idx_scan = 0 AND NOT x.indisunique AND NOT x.indisprimary
               AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+              AND i.indexrelid NOT IN (SELECT relation FROM locked)
             ORDER BY 4 DESC, 3 LIMIT $1) u) AS unused_indexes
 """
 
