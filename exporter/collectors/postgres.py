@@ -232,6 +232,9 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
     # --- one cycle ------------------------------------------------------------------------
 
     async def collect(self) -> Collected:
+        # the daemon may set `interval`/`timeout` after construction (resolved from the global
+        # config): the backoff and the next session's timeouts follow them
+        self._backoff.cap = self.interval
         if self._conn is not None and self._conn.is_closed():
             self._conn = None
         if self._conn is None and not self._backoff.ready() and self._last_error is not None:
@@ -409,6 +412,8 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
                 conn, sql.statement_text_sql(schema), [int(q) for q in missing]
             )
             limit = self.settings.statement_text_max_length
+            # an id whose text is gone (evicted) is remembered as "" so it is not asked again
+            self._texts.update(dict.fromkeys(missing, ""))
             for row in rows:
                 self._texts[str(row["queryid"])] = fam.normalize_query(row["query"] or "", limit)
         self._texts = {q: t for q, t in self._texts.items() if q in wanted}

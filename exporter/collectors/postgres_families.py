@@ -394,7 +394,7 @@ def statement_families(
             labels=["queryid", "query"],
         )
         for queryid in sorted({r.queryid for r in top}):
-            if queryid in texts:
+            if texts.get(queryid):
                 info.add_metric([queryid, texts[queryid]], 1.0)
         families.append(info)
     return families

@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors import postgres_families as fam
-from exporter.collectors.postgres import _preloaded, classify, where
+from exporter.collectors.postgres import PostgresCollector, _preloaded, classify, where
 from exporter.collectors.postgres_queries import CONNECTION_STATES
-from exporter.config import PostgresTarget
+from exporter.config import PostgresSettings, PostgresTarget
 
 
 class _Families:
@@ -400,3 +400,23 @@ def test_preload_setting_is_parsed_as_a_list() -> None:
     assert _preloaded("auto_explain") is False
     assert _preloaded("") is False
     assert _preloaded(None) is None
+
+
+def test_session_timeouts_are_derived_from_the_target_timeout() -> None:
+    coll = PostgresCollector(
+        PostgresTarget(name="t", dsn="postgresql://m@db/app", interval=10, timeout=2),
+        PostgresSettings(),
+    )
+    settings = coll.session_settings()
+    assert settings["application_name"] == "perf-exporter"
+    assert settings["statement_timeout"] == "1800ms"
+    assert settings["lock_timeout"] == "1000ms"
+    assert settings["default_transaction_read_only"] == "on"
+    # never longer than 90 % of the interval, and the daemon may set resolved values later
+    clamped = PostgresCollector(
+        PostgresTarget(name="t", dsn="postgresql://m@db/app", interval=5, timeout=9),
+        PostgresSettings(),
+    )
+    assert clamped.timeout == 4.5
+    clamped.timeout = 0.2
+    assert clamped.session_settings()["statement_timeout"] == "180ms"
