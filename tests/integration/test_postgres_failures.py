@@ -117,13 +117,17 @@ async def test_wrong_password_is_an_auth_failure_and_a_fixed_file_recovers(
     assert registry(result).get_sample_value("perf_postgres_stat_statements_available") == 1
 
 
-async def test_md5_password_in_the_environment_works(
+async def test_md5_password_from_the_environment_is_checked_and_reread(
     server: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PERF_TEST_PG_PASSWORD", "md5-pass")
+    monkeypatch.setenv("PERF_TEST_PG_PASSWORD", "md5-wrong")
     coll = collector(dsn=server.dsn_for("md5_user"), password_env="PERF_TEST_PG_PASSWORD")
     try:
-        result = await coll.collect()
+        error = await collect_error(coll)
+        assert error.reason == "auth"
+        assert "md5-wrong" not in error.message
+        monkeypatch.setenv("PERF_TEST_PG_PASSWORD", "md5-pass")
+        result = await collect_until_ok(coll)
     finally:
         await coll.close()
     assert registry(result).get_sample_value("perf_postgres_max_connections") == 8

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from postgres_support import collector, registry
+from postgres_support import collect_error, collector, registry
 from servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -67,3 +67,15 @@ async def test_extension_created_without_the_library_is_reported_not_raised(
     said = notes(caplog)
     assert len(said) == 1
     assert "not loaded" in said[0]
+
+
+async def test_tls_demanded_from_a_server_without_tls_is_a_connection_failure(
+    server: PostgresServer,
+) -> None:
+    coll = collector(dsn=server.dsn, sslmode="require")
+    try:
+        error = await collect_error(coll)
+    finally:
+        await coll.close()
+    assert error.reason == "connection"
+    assert "SSL" in error.message
