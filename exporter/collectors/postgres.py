@@ -227,7 +227,14 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             self._conn = None
 
     async def close(self) -> None:
-        self._drop_connection()
+        """Say goodbye politely on shutdown or reload; cut the socket if that takes too long."""
+        conn, self._conn = self._conn, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await conn.close(timeout=1.0)
+        except Exception:
+            conn.terminate()
 
     # --- one cycle ------------------------------------------------------------------------
 
@@ -237,8 +244,10 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
         self._backoff.cap = self.interval
         if self._conn is not None and self._conn.is_closed():
             self._conn = None
-        if self._conn is None and not self._backoff.ready() and self._last_error is not None:
-            raise self._last_error
+        last = self._last_error
+        if self._conn is None and last is not None and not self._backoff.ready():
+            # still backing off: the target is as down as it was, for the same reason
+            raise CollectError(last.reason, last.message)
         self._statements = 0
         self._query_seconds = 0.0
         try:

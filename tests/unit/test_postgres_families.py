@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors import postgres_families as fam
+from exporter.collectors.base import CollectError
 from exporter.collectors.postgres import PostgresCollector, _preloaded, classify, where
 from exporter.collectors.postgres_queries import CONNECTION_STATES
 from exporter.config import PostgresSettings, PostgresTarget
@@ -420,3 +422,43 @@ def test_session_timeouts_are_derived_from_the_target_timeout() -> None:
     assert clamped.timeout == 4.5
     clamped.timeout = 0.2
     assert clamped.session_settings()["statement_timeout"] == "180ms"
+
+
+@pytest.mark.timeout(20)
+async def test_reconnects_are_spaced_by_the_backoff() -> None:
+    """A server that hangs up on every login: each attempt is one accepted socket."""
+    attempts = 0
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    coll = PostgresCollector(
+        PostgresTarget(
+            name="t", dsn=f"postgresql://m@127.0.0.1:{port}/d", sslmode="disable", interval=2
+        ),
+        PostgresSettings(),
+    )
+    try:
+        first = await collect_error(coll)
+        assert first.reason == "connection"
+        assert attempts == 1
+        again = await collect_error(coll)  # within the backoff: no new attempt, same reason
+        assert (again.reason, again.message) == (first.reason, first.message)
+        assert attempts == 1
+        await asyncio.sleep(0.6)  # the first delay is 0.5 s
+        await collect_error(coll)
+        assert attempts == 2
+    finally:
+        await coll.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def collect_error(coll: PostgresCollector) -> CollectError:
+    with pytest.raises(CollectError) as info:
+        await coll.collect()
+    return info.value
