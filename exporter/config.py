@@ -242,6 +242,13 @@ class PostgresTarget(SecretTarget):
     def _dsn(cls, value: str | None) -> str | None:
         return None if value is None else _check_url(value, ("postgresql", "postgres"))
 
+    @field_validator("databases")
+    @classmethod
+    def _databases(cls, value: Literal["all"] | list[str]) -> Literal["all"] | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError('must be "all" or a non-empty list of database names')
+        return value
+
     @model_validator(mode="after")
     def _one_way(self) -> PostgresTarget:
         if self.dsn is not None and any(

@@ -462,3 +462,9 @@ async def collect_error(coll: PostgresCollector) -> CollectError:
     with pytest.raises(CollectError) as info:
         await coll.collect()
     return info.value
+
+
+def test_an_empty_database_list_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="non-empty list"):
+        PostgresTarget(name="t", dsn="postgresql://m@db/app", databases=[])
+    assert PostgresTarget(name="t", dsn="postgresql://m@db/app", databases=["a"]).databases == ["a"]
