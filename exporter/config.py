@@ -141,6 +141,10 @@ class PostgresSettings(CollectorSettings):
     statement_text_max_length: int = Field(120, ge=8, le=4000)
     tables_top_n: int = Field(20, ge=1, le=500)
     applications_top_n: int = Field(10, ge=1, le=200)
+    #: Index advice in /summary: a table scanned sequentially at least this often ...
+    index_advice_min_seq_scans: int = Field(50, ge=1)
+    #: ... reading at least this many rows per scan on average looks like it misses an index.
+    index_advice_min_rows_per_scan: int = Field(10_000, ge=1)
 
 
 class RedisSettings(CollectorSettings):
@@ -251,6 +255,13 @@ class PostgresTarget(SecretTarget):
     @classmethod
     def _dsn(cls, value: str | None) -> str | None:
         return None if value is None else _check_url(value, ("postgresql", "postgres"))
+
+    @field_validator("databases")
+    @classmethod
+    def _databases(cls, value: Literal["all"] | list[str]) -> Literal["all"] | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError('must be "all" or a non-empty list of database names')
+        return value
 
     @model_validator(mode="after")
     def _one_way(self) -> PostgresTarget:
