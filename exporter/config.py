@@ -412,15 +412,19 @@ def split_listen_address(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port_text)
 
 
+_UNION_TAG = re.compile(
+    r"^(function-\w+\[|literal\[|list\[|dict\[|constrained-|lax-|json-or-python\[)"
+    r"|^(str|int|float|bool|none|NamespaceSplit|TlsFiles)$"
+)
+
+
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.startswith(("function-", "literal[", "list[", "str", "int", "float", "bool")):
+        elif _UNION_TAG.search(part):
             # pydantic names union branches in the location; they mean nothing to a user
-            continue
-        elif part in ("NamespaceSplit", "TlsFiles"):
             continue
         else:
             out += ("." if out else "") + part
