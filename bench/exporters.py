@@ -259,23 +259,25 @@ def start_perf_exporter(
     targets = config["targets"]
     wanted = [
         _up(f"perf_{kind}_up", target["name"])
-        for kind in ("postgres", "redis", "pgbouncer")
+        for kind in collectors_present()
         for target in targets.get(kind, [])
     ]
+    if config["collectors"]["host"]["enabled"]:
+        wanted.append(_up("perf_exporter_collector_success", "local"))
     exporter = Exporter(name, True, process, url, {"config": config})
     return _started(exporter, _matches(*wanted), ready_timeout)
 
 
 def perf_exporter_available() -> bool:
-    """True once the daemon (scheduler, server, PostgreSQL and Redis collectors) is on this tree."""
-    needed = (
-        "cli.py",
-        "scheduler.py",
-        "server.py",
-        "collectors/postgres.py",
-        "collectors/redis.py",
-    )
+    """True once the daemon (CLI, scheduler, server) is on this tree."""
+    needed = ("cli.py", "scheduler.py", "server.py")
     return all((REPO / "exporter" / name).exists() for name in needed)
+
+
+def collectors_present() -> list[str]:
+    """The remote-server collectors perf-exporter has on this tree (the bench configures them)."""
+    kinds = ("postgres", "redis", "pgbouncer")
+    return [kind for kind in kinds if (REPO / f"exporter/collectors/{kind}.py").exists()]
 
 
 def pgbouncer_available() -> bool:

@@ -148,7 +148,7 @@ def targets_check(records: list[Record]) -> list[Record]:
             }
         )
     hundred = scaling.get(100)
-    if hundred is not None:
+    if hundred is not None and hundred["cpu_core_pct_at_15s"] is not None:
         checks.append(
             {
                 "target": "100 targets at a 15 s interval under 20 % of one core",
@@ -232,7 +232,7 @@ def markdown(records: list[Record]) -> str:
             redis_ms = durations.get("redis", {}).get("max", float("nan"))
             lines.append(
                 f"| {r['targets']} | {r['series']} | {r['rss_bytes'] / 2**20:.1f} "
-                f"| {_fmt(r['cpu_per_round_ms'])} | {r['cpu_core_pct_at_15s']} "
+                f"| {_fmt(_value(r, 'cpu_per_round_ms'))} | {_fmt(_value(r, 'cpu_core_pct_at_15s'))} "
                 f"| {r['seq_p50_ms']} / {r['seq_p99_ms']} | {r['wrk_p99_ms']} | {r['wrk_rps']} "
                 f"| {r['pg_statements_per_collection']} | {r['redis_commands_per_collection']} "
                 f"| {_fmt(pg_ms)} / {_fmt(redis_ms)} |"
@@ -268,7 +268,7 @@ def plot(records: list[Record], path: Path) -> bool:
     lat.grid(alpha=0.3)
     cost.plot(
         targets,
-        [r["cpu_core_pct_at_15s"] for r in scaling],
+        [_value(r, "cpu_core_pct_at_15s") for r in scaling],
         "o-",
         color="C3",
         label="CPU, % of a core at 15 s",

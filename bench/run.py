@@ -30,6 +30,7 @@ from bench import report
 from bench.exporters import (
     REPO,
     Exporter,
+    collectors_present,
     perf_exporter_available,
     perf_exporter_config,
     pgbouncer_available,
@@ -151,6 +152,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         "machine": machine(),
         "versions": versions(),
         "perf_exporter": with_ours,
+        "perf_exporter_collectors": ["host", *collectors_present()] if with_ours else [],
     }
     records: list[dict[str, Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="perf-bench-"))

@@ -70,7 +70,7 @@ def measure_targets(
         pg_cycles = counts.get("postgres", 0)
         redis_cycles = counts.get("redis", 0)
         full_rounds = (pg_cycles + redis_cycles) / (2 * targets)
-        cpu_per_round = cpu / full_rounds if full_rounds else float("nan")
+        cpu_per_round = cpu / full_rounds if full_rounds else None
         rss, peak = proc.memory_bytes()
         body = body_stats(scraper)
         latencies = sequential(scraper, scrapes, max_seconds=15)
@@ -91,8 +91,12 @@ def measure_targets(
             "rounds": round(full_rounds, 2),
             "cpu_seconds": round(cpu, 3),
             "cpu_core_pct_at_interval": round(100 * cpu / elapsed, 2),
-            "cpu_per_round_ms": ms(cpu_per_round),
-            "cpu_core_pct_at_15s": round(100 * cpu_per_round / PRODUCTION_INTERVAL, 2),
+            "cpu_per_round_ms": None if cpu_per_round is None else ms(cpu_per_round),
+            "cpu_core_pct_at_15s": (
+                None
+                if cpu_per_round is None
+                else round(100 * cpu_per_round / PRODUCTION_INTERVAL, 2)
+            ),
             "rss_bytes": rss,
             "rss_peak_bytes": peak,
             "series": body.series,
