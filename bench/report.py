@@ -27,6 +27,10 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: What perf-exporter's Redis namespace scan sends (a per-key TTL, a sampled MEMORY USAGE).
+_NAMESPACE_SCAN_COMMANDS = ("scan", "ttl", "memory|usage", "memory")
+
+
 def write_jsonl(records: Iterable[Record], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
@@ -132,6 +136,8 @@ def targets_check(records: list[Record]) -> list[Record]:
     if single is not None and pg_ref is not None and redis_ref is not None:
         pg_cycle = single.get("pg_statements_per_collection")
         redis_cycle = single.get("redis_commands_per_collection")
+        by_name = single.get("redis_commands_by_name_per_collection", {})
+        scan = sum(by_name.get(name, 0) for name in _NAMESPACE_SCAN_COMMANDS)
         checks.append(
             {
                 "target": "per collection at most what postgres_exporter / redis_exporter "
@@ -139,6 +145,7 @@ def targets_check(records: list[Record]) -> list[Record]:
                 "value": (
                     f"{pg_cycle} vs {pg_ref['pg_statements_per_scrape']} statements, "
                     f"{redis_cycle} vs {redis_ref['redis_commands_per_scrape']} commands"
+                    + (f" ({scan:g} of them the namespace SCAN/TTL/MEMORY USAGE)" if scan else "")
                 ),
                 "ratio": None,
                 "met": pg_cycle is not None
@@ -197,7 +204,9 @@ def markdown(records: list[Record]) -> str:
     lines += [
         "",
         "Sequential: one keep-alive connection asking for gzip, as Prometheus does. "
-        "4 scrapers: `wrk -c4 -t2 --latency` with gzip. CPU per scrape: process CPU (utime + "
+        "4 scrapers: `wrk -c4 -t2 --latency` with gzip"
+        + (f", wrk pinned to CPU {run['wrk_cpu']}" if run.get("wrk_cpu") is not None else "")
+        + ". CPU per scrape: process CPU (utime + "
         "stime from /proc/<pid>/stat) over the sequential and wrk scrapes divided by their "
         "number; for perf-exporter it includes its scheduled collections meanwhile. Server load: "
         "pg_stat_statements calls of the exporter's own role and INFO commandstats deltas over "
@@ -232,7 +241,8 @@ def markdown(records: list[Record]) -> str:
             redis_ms = durations.get("redis", {}).get("max", float("nan"))
             lines.append(
                 f"| {r['targets']} | {r['series']} | {r['rss_bytes'] / 2**20:.1f} "
-                f"| {_fmt(_value(r, 'cpu_per_round_ms'))} | {_fmt(_value(r, 'cpu_core_pct_at_15s'))} "
+                f"| {_fmt(_value(r, 'cpu_per_round_ms'))} "
+                f"| {_fmt(_value(r, 'cpu_core_pct_at_15s'))} "
                 f"| {r['seq_p50_ms']} / {r['seq_p99_ms']} | {r['wrk_p99_ms']} | {r['wrk_rps']} "
                 f"| {r['pg_statements_per_collection']} | {r['redis_commands_per_collection']} "
                 f"| {_fmt(pg_ms)} / {_fmt(redis_ms)} |"

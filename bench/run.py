@@ -41,6 +41,7 @@ from bench.exporters import (
 )
 from bench.measure import FULL_PLAN, QUICK_PLAN, Servers, measure_exporter
 from bench.scaling import measure_targets
+from bench.scrape import wrk_cpu
 from bench.server_load import RedisCommandCounter
 from bench.workload import FULL, QUICK, load_postgres, load_redis
 
@@ -151,6 +152,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         "quick": quick,
         "machine": machine(),
         "versions": versions(),
+        "wrk_cpu": wrk_cpu(),
         "perf_exporter": with_ours,
         "perf_exporter_collectors": ["host", *collectors_present()] if with_ours else [],
     }

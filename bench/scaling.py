@@ -60,13 +60,19 @@ def measure_targets(
         time.sleep(min(interval, 2.0))  # let the first rounds' connection set-up settle
         cpu0 = proc.cpu_seconds()
         pg0 = pg_calls_by_role(servers.pg_sql, ["bench_perf"])["bench_perf"]
-        redis0 = servers.redis.total()
+        redis0 = servers.redis.by_command()
         start = time.monotonic()
         counts, polls = _count_collections(scraper, interval * rounds, poll=min(1.0, interval / 4))
         elapsed = time.monotonic() - start
         cpu = proc.cpu_seconds() - cpu0
         pg = pg_calls_by_role(servers.pg_sql, ["bench_perf"])["bench_perf"] - pg0
-        commands = servers.redis.total() - redis0
+        redis1 = servers.redis.by_command()
+        by_command = {
+            name: calls - redis0.get(name, 0)
+            for name, calls in redis1.items()
+            if calls - redis0.get(name, 0) > 0
+        }
+        commands = sum(by_command.values())
         pg_cycles = counts.get("postgres", 0)
         redis_cycles = counts.get("redis", 0)
         full_rounds = (pg_cycles + redis_cycles) / (2 * targets)
@@ -111,6 +117,12 @@ def measure_targets(
             "redis_commands_per_collection": (
                 round(commands / redis_cycles, 2) if redis_cycles else None
             ),
+            "redis_commands_by_name_per_collection": {
+                name: round(calls / redis_cycles, 2)
+                for name, calls in sorted(by_command.items(), key=lambda item: -item[1])
+            }
+            if redis_cycles
+            else {},
             "collector_duration_ms": {
                 collector: {
                     "mean": ms(sum(values) / len(values)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import os
 import re
 import shutil
 import subprocess
@@ -158,13 +159,27 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
+def wrk_cpu() -> int | None:
+    """The CPU ``wrk`` is pinned to: the last one, when there are at least two.
+
+    On a small machine an unpinned load generator competes with the exporter for every core
+    and its own scheduling shows up as the exporter's tail latency; pinned, it leaves the other
+    cores to the exporter under test (the same for every exporter).
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1] if len(cpus) >= 2 else None
+
+
 def run_wrk(url: str, seconds: int, connections: int = 4, threads: int = 2) -> WrkResult:
     """``wrk -c4 -t2 -d<seconds>s --latency`` with gzip, as a Prometheus server would ask."""
     binary = shutil.which("wrk")
     if binary is None:
         raise RuntimeError("wrk is missing: run `make setup` (Debian package wrk)")
+    cpu = wrk_cpu()
+    pin = [] if cpu is None or shutil.which("taskset") is None else ["taskset", "-c", str(cpu)]
     out = subprocess.run(
         [
+            *pin,
             binary,
             f"-c{connections}",
             f"-t{threads}",
