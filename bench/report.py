@@ -155,11 +155,28 @@ def targets_check(records: list[Record]) -> list[Record]:
             }
         )
     hundred = scaling.get(100)
-    if hundred is not None and hundred["cpu_core_pct_at_15s"] is not None:
+    direct = next(
+        (r for r in records if r.get("kind") == "scaling_direct" and r["targets"] == 100), None
+    )
+    if direct is not None:
+        extrapolated = ""
+        if hundred is not None and hundred["cpu_core_pct_at_15s"] is not None:
+            extrapolated = f" (extrapolated from {hundred['interval_s']:g} s: "
+            extrapolated += f"{hundred['cpu_core_pct_at_15s']} %)"
         checks.append(
             {
                 "target": "100 targets at a 15 s interval under 20 % of one core",
-                "value": f"{hundred['cpu_core_pct_at_15s']} % of a core",
+                "value": f"{direct['cpu_core_pct_at_interval']} % of a core measured at 15 s"
+                + extrapolated,
+                "ratio": None,
+                "met": direct["cpu_core_pct_at_interval"] < 20,
+            }
+        )
+    elif hundred is not None and hundred["cpu_core_pct_at_15s"] is not None:
+        checks.append(
+            {
+                "target": "100 targets at a 15 s interval under 20 % of one core",
+                "value": f"{hundred['cpu_core_pct_at_15s']} % of a core (extrapolated)",
                 "ratio": None,
                 "met": hundred["cpu_core_pct_at_15s"] < 20,
             }
@@ -235,12 +252,14 @@ def markdown(records: list[Record]) -> str:
             "| Redis commands per collection | collection ms (pg / redis, max) |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for r in scaling:
+        direct_rows = [r for r in records if r.get("kind") == "scaling_direct"]
+        for r in scaling + direct_rows:
             durations = r["collector_duration_ms"]
             pg_ms = durations.get("postgres", {}).get("max", float("nan"))
             redis_ms = durations.get("redis", {}).get("max", float("nan"))
+            label = f"{r['targets']} at {r['interval_s']:g} s" if r in direct_rows else r["targets"]
             lines.append(
-                f"| {r['targets']} | {r['series']} | {r['rss_bytes'] / 2**20:.1f} "
+                f"| {label} | {r['series']} | {r['rss_bytes'] / 2**20:.1f} "
                 f"| {_fmt(_value(r, 'cpu_per_round_ms'))} "
                 f"| {_fmt(_value(r, 'cpu_core_pct_at_15s'))} "
                 f"| {r['seq_p50_ms']} / {r['seq_p99_ms']} | {r['wrk_p99_ms']} | {r['wrk_rps']} "
@@ -251,7 +270,9 @@ def markdown(records: list[Record]) -> str:
             "",
             "CPU per round: process CPU over the window divided by the rounds completed (every "
             "target collected once); it includes the host collector, the bench's polling "
-            "scrapes and idle overhead, so the 15 s extrapolation is an upper bound.",
+            "scrapes and idle overhead, so the 15 s extrapolation is an upper bound. The row "
+            "'at 15 s' is measured at the production interval: its % of a core is the process's "
+            "CPU over the window, not an extrapolation.",
         ]
     return "\n".join(lines) + "\n"
 
