@@ -62,7 +62,7 @@ def measure_targets(
         pg0 = pg_calls_by_role(servers.pg_sql, ["bench_perf"])["bench_perf"]
         redis0 = servers.redis.by_command()
         start = time.monotonic()
-        counts, polls = _count_collections(scraper, interval * rounds, poll=min(1.0, interval / 4))
+        counts, polls = _count_collections(scraper, interval * rounds, poll=interval / 4)
         elapsed = time.monotonic() - start
         cpu = proc.cpu_seconds() - cpu0
         pg = pg_calls_by_role(servers.pg_sql, ["bench_perf"])["bench_perf"] - pg0
