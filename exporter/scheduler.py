@@ -223,6 +223,9 @@ class Scheduler:
             self._running.add(task)
         try:
             await self.run_once(job)
+        except asyncio.CancelledError:
+            # only shutdown cancels a run; APScheduler would log it as a crash with a traceback
+            return
         finally:
             if task is not None:
                 self._running.discard(task)
