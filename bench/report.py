@@ -223,7 +223,11 @@ def markdown(records: list[Record]) -> str:
         "Sequential: one keep-alive connection asking for gzip, as Prometheus does. "
         "4 scrapers: `wrk -c4 -t2 --latency` with gzip"
         + (f", wrk pinned to CPU {run['wrk_cpu']}" if run.get("wrk_cpu") is not None else "")
-        + ". CPU per scrape: process CPU (utime + "
+        + "; "
+        + ", ".join(f"{r['exporter']} {r['wrk_seconds']} s" for r in exporters)
+        + " (perf-exporter's run spans one whole 15 s collection interval, so that its "
+        "collections, which share the event loop with the scrapes, count in their real "
+        "proportion). CPU per scrape: process CPU (utime + "
         "stime from /proc/<pid>/stat) over the sequential and wrk scrapes divided by their "
         "number; for perf-exporter it includes its scheduled collections meanwhile. Server load: "
         "pg_stat_statements calls of the exporter's own role and INFO commandstats deltas over "

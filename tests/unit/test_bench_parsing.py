@@ -91,6 +91,7 @@ def _exporter(name: str, ours: bool, **values: float) -> dict[str, object]:
         "pg_statements_per_scrape": 0,
         "redis_commands_per_scrape": 0,
         "load_window_clean": True,
+        "wrk_seconds": 5,
     }
     record.update(values)
     return record
