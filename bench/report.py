@@ -292,22 +292,51 @@ def plot(records: list[Record], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     targets = [r["targets"] for r in scaling]
+    direct = [r for r in records if r.get("kind") == "scaling_direct"]
+    interval = scaling[0]["interval_s"]
     fig, (lat, cost) = plt.subplots(1, 2, figsize=(11, 4.2))
     lat.plot(targets, [r["seq_p50_ms"] for r in scaling], "o-", label="sequential p50")
     lat.plot(targets, [r["seq_p99_ms"] for r in scaling], "o-", label="sequential p99")
     lat.plot(targets, [r["wrk_p99_ms"] for r in scaling], "s--", label="4 scrapers p99")
+    for r in direct:
+        lat.plot(
+            [r["targets"]],
+            [r["wrk_p99_ms"]],
+            "*",
+            color="C2",
+            markersize=12,
+            label=f"4 scrapers p99 at {r['interval_s']:g} s",
+        )
+        lat.plot(
+            [r["targets"]],
+            [r["seq_p99_ms"]],
+            "*",
+            color="C1",
+            markersize=12,
+            label=f"sequential p99 at {r['interval_s']:g} s",
+        )
+    lat.set_yscale("log")
     lat.set_xlabel("PostgreSQL + Redis targets")
-    lat.set_ylabel("scrape latency (ms)")
-    lat.set_title("perf-exporter scrape latency")
-    lat.legend()
-    lat.grid(alpha=0.3)
+    lat.set_ylabel("scrape latency (ms, log scale)")
+    lat.set_title(f"perf-exporter scrape latency (interval {interval:g} s)")
+    lat.legend(fontsize=8)
+    lat.grid(alpha=0.3, which="both")
     cost.plot(
         targets,
         [_value(r, "cpu_core_pct_at_15s") for r in scaling],
         "o-",
         color="C3",
-        label="CPU, % of a core at 15 s",
+        label=f"CPU, % of a core at 15 s (from {interval:g} s)",
     )
+    for r in direct:
+        cost.plot(
+            [r["targets"]],
+            [r["cpu_core_pct_at_interval"]],
+            "*",
+            color="C3",
+            markersize=12,
+            label=f"CPU measured at {r['interval_s']:g} s",
+        )
     cost.axhline(20, color="C3", linestyle=":", label="target: 20 % at 100 targets")
     cost.set_xlabel("PostgreSQL + Redis targets")
     cost.set_ylabel("% of one core")
@@ -316,7 +345,7 @@ def plot(records: list[Record], path: Path) -> bool:
     rss.set_ylabel("RSS (MB)")
     handles = cost.get_legend_handles_labels()
     extra = rss.get_legend_handles_labels()
-    cost.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper left")
+    cost.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper left", fontsize=8)
     cost.set_title("perf-exporter cost")
     cost.grid(alpha=0.3)
     fig.tight_layout()

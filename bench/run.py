@@ -122,6 +122,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="skip the check of the largest target count at the real 15 s interval",
     )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSONL",
+        help="only rebuild latest.md and latest.png next to JSONL from its records",
+    )
     return parser.parse_args(argv)
 
 
@@ -258,11 +264,14 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
-    out: Path = args.out or (RESULTS / "tmp" if args.quick else RESULTS)
-    records = run(args)
-    run_id = records[0]["run_id"]
-    jsonl = out / f"{run_id}.jsonl"
-    report.write_jsonl(records, jsonl)
+    if args.report is not None:
+        records = report.read_jsonl(args.report)
+        out, jsonl = args.report.parent, args.report
+    else:
+        out = args.out or (RESULTS / "tmp" if args.quick else RESULTS)
+        records = run(args)
+        jsonl = out / f"{records[0]['run_id']}.jsonl"
+        report.write_jsonl(records, jsonl)
     (out / "latest.md").write_text(report.markdown(records))
     plotted = report.plot(records, out / "latest.png")
     print(f"results: {jsonl}")
