@@ -59,6 +59,16 @@ def _sigterm(signum: int, frame: object) -> NoReturn:
     raise SystemExit(128 + signum)
 
 
+class TimeLimitExceeded(Exception):
+    """The whole run took longer than ``--time-limit``: unwind, stopping everything started."""
+
+
+def _alarm(signum: int, frame: object) -> NoReturn:
+    raise TimeLimitExceeded(
+        "the benchmark exceeded its time limit; everything it started is stopped"
+    )
+
+
 def _first_line(argv: list[str]) -> str:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
@@ -121,6 +131,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-direct",
         action="store_true",
         help="skip the check of the largest target count at the real 15 s interval",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=int,
+        metavar="SECONDS",
+        help="abort (tearing everything down) after this long (default 600, quick 150)",
     )
     parser.add_argument(
         "--report",
@@ -269,7 +285,12 @@ def main(argv: list[str] | None = None) -> int:
         out, jsonl = args.report.parent, args.report
     else:
         out = args.out or (RESULTS / "tmp" if args.quick else RESULTS)
-        records = run(args)
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.alarm(args.time_limit or (150 if args.quick else 600))
+        try:
+            records = run(args)
+        finally:
+            signal.alarm(0)
         jsonl = out / f"{records[0]['run_id']}.jsonl"
         report.write_jsonl(records, jsonl)
     (out / "latest.md").write_text(report.markdown(records))
