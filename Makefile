@@ -44,5 +44,9 @@ test: setup lint
 mixin: python-packages
 	$(BIN)/python -m exporter mixin --out .
 
+# perf-exporter against the Debian reference exporters (bounded: at most ten minutes)
+bench: setup
+	$(BIN)/python -m bench $(ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts
