@@ -45,6 +45,15 @@ def _ratio(q: Query, good: str, bad: str, by: tuple[str, ...]) -> str:
     return f"{g} / ({g} + {b})"
 
 
+def _own_excluded_ratio(
+    q: Query, good: str, bad: str, own_good: str, own_bad: str, by: tuple[str, ...]
+) -> str:
+    """A hit ratio without the lookups the exporter itself caused (Redis counts its TTL checks)."""
+    g = f"(sum by ({_by(by)}) ({q.rate(good)}) - sum by ({_by(by)}) ({q.rate(own_good)}))"
+    b = f"(sum by ({_by(by)}) ({q.rate(bad)}) - sum by ({_by(by)}) ({q.rate(own_bad)}))"
+    return f"{g} / ({g} + {b})"
+
+
 def _p99(q: Query, bucket: str, by: tuple[str, ...]) -> str:
     return f"histogram_quantile(0.99, sum by ({_by((*by, 'le'))}) ({q.rate(bucket)}))"
 
@@ -116,10 +125,22 @@ SIGNALS: tuple[Signal, ...] = (
         unit="percentunit",
         labels=REMOTE,
         record="job_instance_target:perf_redis_keyspace_hit:ratio_rate{w}",
-        build=lambda q, by: _ratio(
-            q, "perf_redis_keyspace_hits_total", "perf_redis_keyspace_misses_total", by
+        # the namespace scan's TTL lookups count as keyspace hits inside Redis; the collector
+        # reports how many it caused so the ratio is the application's own
+        build=lambda q, by: _own_excluded_ratio(
+            q,
+            "perf_redis_keyspace_hits_total",
+            "perf_redis_keyspace_misses_total",
+            "perf_redis_exporter_keyspace_hits_total",
+            "perf_redis_exporter_keyspace_misses_total",
+            by,
         ),
-        metrics=("perf_redis_keyspace_hits_total", "perf_redis_keyspace_misses_total"),
+        metrics=(
+            "perf_redis_keyspace_hits_total",
+            "perf_redis_keyspace_misses_total",
+            "perf_redis_exporter_keyspace_hits_total",
+            "perf_redis_exporter_keyspace_misses_total",
+        ),
         meaning="Most cache lookups miss, so requests fall through to PostgreSQL and the API "
         "gets slower (the application aims at 70-90 % hits).",
         diagnosis="Check evictions and memory on the Redis dashboard, TTLs per namespace and "

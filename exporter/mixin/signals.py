@@ -142,6 +142,11 @@ def _ratio(good: Values, bad: Values) -> Values:
     return {k: g / (g + bad[k]) for k, g in good.items() if k in bad and g + bad[k] > 0}
 
 
+def _minus(total: Values, own: Values) -> Values:
+    """``total`` less the part the exporter caused itself (absent counts as none)."""
+    return {k: max(0.0, v - own.get(k, 0.0)) for k, v in total.items()}
+
+
 def _divide(num: Values, den: Values) -> Values:
     return {k: n / den[k] for k, n in num.items() if den.get(k, 0) > 0 and math.isfinite(den[k])}
 
@@ -153,7 +158,14 @@ EVALUATORS: dict[str, Evaluator] = {
         v.delta("perf_postgres_blocks_hit_total"), v.delta("perf_postgres_blocks_read_total")
     ),
     "redis_hit_ratio": lambda v: _ratio(
-        v.delta("perf_redis_keyspace_hits_total"), v.delta("perf_redis_keyspace_misses_total")
+        _minus(
+            v.delta("perf_redis_keyspace_hits_total"),
+            v.delta("perf_redis_exporter_keyspace_hits_total"),
+        ),
+        _minus(
+            v.delta("perf_redis_keyspace_misses_total"),
+            v.delta("perf_redis_exporter_keyspace_misses_total"),
+        ),
     ),
     "app_cache_hit_ratio": lambda v: _ratio(
         v.delta("perf_app_cache_hits_total", ("namespace",)),

@@ -17,14 +17,28 @@ from exporter.mixin.signals import SummaryBoard, histogram_quantile, sparkline
 from exporter.mixin.thresholds import Thresholds
 
 
-def redis(hits: float, misses: float, used: float = 10, maxmem: float = 100) -> list[Metric]:
+def redis(
+    hits: float, misses: float, used: float = 10, maxmem: float = 100, own_hits: float = 0
+) -> list[Metric]:
     h = CounterMetricFamily("perf_redis_keyspace_hits", "hits")
-    h.add_metric([], hits)
+    h.add_metric([], hits + own_hits)
     m = CounterMetricFamily("perf_redis_keyspace_misses", "misses")
     m.add_metric([], misses)
+    oh = CounterMetricFamily("perf_redis_exporter_keyspace_hits", "own hits")
+    oh.add_metric([], own_hits)
+    om = CounterMetricFamily("perf_redis_exporter_keyspace_misses", "own misses")
+    om.add_metric([], 0)
     u = GaugeMetricFamily("perf_redis_memory_used_bytes", "used", value=used)
     x = GaugeMetricFamily("perf_redis_memory_max_bytes", "max", value=maxmem)
-    return [h, m, u, x]
+    return [h, m, oh, om, u, x]
+
+
+def test_redis_hit_ratio_leaves_out_the_exporters_own_lookups() -> None:
+    board = SummaryBoard()
+    board.update("redis", "cache", redis(1000, 1000, own_hits=0), {}, now=10.0)
+    # 60 application hits, 40 misses, and 20,000 TTL checks of the namespace scan
+    board.update("redis", "cache", redis(1060, 1040, own_hits=20_000), {}, now=25.0)
+    assert row(board, "redis_hit_ratio")["value"] == 0.6
 
 
 def postgres(connections: int, max_connections: int = 103, reserved: int = 3) -> list[Metric]:
