@@ -484,9 +484,9 @@ class NamespaceScan:
             message = f"{reply[3].decode(errors='replace')} ({reply[4].decode()} in a script)"
             # Redis 7.0 words an ACL refusal inside a script as an ERR, 7.2 as NOPERM
             refused = message.startswith("NOPERM") or "user executing the script can't" in message
-            raise (rx.NoPermissionError if refused else rx.ResponseError)(
-                message
-            )  # the cursor stays put: the batch is counted when scanned again
+            error = rx.NoPermissionError if refused else rx.ResponseError
+            # the cursor stays put: the batch is counted when it is scanned again
+            raise error(message)
         cursor, scanned, hits, misses, sums, admitted = reply
         self.own_hits += int(hits)
         self.own_misses += int(misses)
