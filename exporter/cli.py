@@ -118,6 +118,11 @@ def _error(lines: Sequence[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["mixin"]:
+        # python -m exporter mixin [--config FILE] --out DIR: generate rules and dashboards
+        from exporter.mixin.generate import main as mixin_main
+
+        return mixin_main(argv[1:])
     args = build_parser().parse_args(argv)
     path = args.config_file
     if path is None and os.environ.get("PERF_EXPORTER_CONFIG_FILE"):
@@ -125,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = overrides_from(args)
     try:
         config = config_module.load(path, overrides)
+        # the summary's thresholds are part of the config: bad ones stop the start like any key
+        from exporter.mixin.thresholds import Thresholds
+
+        Thresholds.from_overrides(config.thresholds)
     except ConfigError as exc:
         _error(["invalid configuration:", *(f"  {p}" for p in exc.problems)])
         return 2

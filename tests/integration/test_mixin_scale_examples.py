@@ -1,0 +1,48 @@
+"""The scale examples are valid: promtool accepts every Prometheus file, the daemon every
+exporter shard config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples" / "prometheus"
+PROMETHEUS_FILES = ["ha-pair.yml", "federation.yml", "remote-write.yml", "sharded.yml"]
+
+
+@pytest.mark.parametrize("name", PROMETHEUS_FILES)
+def test_prometheus_example_passes_promtool(name: str) -> None:
+    result = subprocess.run(
+        ["/usr/bin/promtool", "check", "config", str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_every_example_is_checked() -> None:
+    prometheus = {p.name for p in EXAMPLES.glob("*.yml") if not p.name.startswith("perf-")}
+    assert prometheus == set(PROMETHEUS_FILES)
+
+
+@pytest.mark.parametrize("name", ["perf-exporter-shard-a.yml", "perf-exporter-shard-b.yml"])
+def test_exporter_shard_config_is_valid(name: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--check-config", "--config.file", str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("configuration OK")

@@ -1,0 +1,265 @@
+"""The summary board: signals evaluated from collector families against the Thresholds."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors.base import Collected
+from exporter.mixin.signals import SummaryBoard, histogram_quantile, sparkline
+from exporter.mixin.thresholds import Thresholds
+
+
+def redis(hits: float, misses: float, used: float = 10, maxmem: float = 100) -> list[Metric]:
+    h = CounterMetricFamily("perf_redis_keyspace_hits", "hits")
+    h.add_metric([], hits)
+    m = CounterMetricFamily("perf_redis_keyspace_misses", "misses")
+    m.add_metric([], misses)
+    u = GaugeMetricFamily("perf_redis_memory_used_bytes", "used", value=used)
+    x = GaugeMetricFamily("perf_redis_memory_max_bytes", "max", value=maxmem)
+    return [h, m, u, x]
+
+
+def postgres(connections: int, max_connections: int = 103, reserved: int = 3) -> list[Metric]:
+    c = GaugeMetricFamily("perf_postgres_connections", "c", labels=["datname", "state"])
+    c.add_metric(["app", "active"], connections - 1)
+    c.add_metric(["app", "idle"], 1)
+    return [
+        c,
+        GaugeMetricFamily("perf_postgres_max_connections", "m", value=max_connections),
+        GaugeMetricFamily("perf_postgres_superuser_reserved_connections", "r", value=reserved),
+    ]
+
+
+def row(board: SummaryBoard, signal: str, target: str | None = None) -> dict[str, object]:
+    rows = [
+        r
+        for r in board.as_json(now=1000.0)["signals"]
+        if r["signal"] == signal and (target is None or r["target"] == target)
+    ]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_redis_hit_ratio_is_the_share_of_hits_since_the_last_sample() -> None:
+    board = SummaryBoard()
+    board.update("redis", "cache", redis(1000, 1000), {}, now=10.0)
+    assert all(r["signal"] != "redis_hit_ratio" for r in board.as_json(now=10.0)["signals"])
+    board.update("redis", "cache", redis(1060, 1040), {}, now=25.0)
+    r = row(board, "redis_hit_ratio")
+    assert r["value"] == 0.6
+    assert r["status"] == "crit"  # under the 70 % critical level
+    assert r["display"] == "60.0 %"
+    assert (r["warn"], r["crit"], r["bad_when"]) == (0.8, 0.7, "below")
+
+
+def test_a_counter_reset_gives_no_value_instead_of_a_negative_ratio() -> None:
+    board = SummaryBoard()
+    board.update("redis", "cache", redis(1000, 1000), {}, now=10.0)
+    board.update("redis", "cache", redis(5, 1), {}, now=20.0)
+    assert all(r["signal"] != "redis_hit_ratio" for r in board.as_json(now=20.0)["signals"])
+
+
+def test_connection_utilisation_uses_max_connections_minus_the_superuser_reserve() -> None:
+    board = SummaryBoard()
+    board.update("postgres", "main", postgres(81), {}, now=1.0)
+    r = row(board, "postgres_connection_utilisation")
+    assert r["value"] == 0.81
+    assert r["status"] == "warn"
+    board.update("postgres", "main", postgres(80), {}, now=2.0)
+    assert row(board, "postgres_connection_utilisation")["status"] == "ok"
+
+
+def test_redis_without_maxmemory_has_no_memory_utilisation() -> None:
+    board = SummaryBoard()
+    board.update("redis", "cache", redis(1, 1, used=5e9, maxmem=0), {}, now=1.0)
+    assert all(r["signal"] != "redis_memory_utilisation" for r in board.as_json(now=1.0)["signals"])
+
+
+def test_probe_p99_interpolates_like_histogram_quantile() -> None:
+    assert histogram_quantile(0.5, [(0.1, 50), (0.2, 100), (math.inf, 100)]) == 0.1
+    assert histogram_quantile(0.99, [(0.1, 0), (0.2, 100), (math.inf, 100)]) == 0.199
+    assert histogram_quantile(0.99, [(0.1, 50), (math.inf, 100)]) == 0.1
+    assert histogram_quantile(0.99, [(0.1, 0), (math.inf, 0)]) is None
+
+    def probe(counts: list[float], total: float) -> list[Metric]:
+        h = HistogramMetricFamily("perf_postgres_probe_duration_seconds", "probe")
+        h.add_metric([], [("0.01", counts[0]), ("0.1", counts[1]), ("+Inf", total)], 0.0)
+        return [h]
+
+    board = SummaryBoard()
+    board.update("postgres", "main", probe([0, 0], 0), {}, now=1.0)
+    board.update("postgres", "main", probe([0, 100], 100), {}, now=2.0)
+    r = row(board, "postgres_probe_p99")
+    assert math.isclose(float(r["value"]), 0.0991)  # type: ignore[arg-type]
+    assert r["status"] == "warn"  # above 50 ms, under 200 ms
+
+
+def test_statement_mean_latency_divides_execution_time_by_calls() -> None:
+    def stmts(calls: float, seconds: float) -> list[Metric]:
+        c = CounterMetricFamily("perf_postgres_statement_calls", "c", labels=["datname", "queryid"])
+        c.add_metric(["app", "42"], calls)
+        s = CounterMetricFamily(
+            "perf_postgres_statement_exec_seconds", "s", labels=["datname", "queryid"]
+        )
+        s.add_metric(["app", "42"], seconds)
+        return [c, s]
+
+    board = SummaryBoard()
+    board.update("postgres", "main", stmts(100, 10), {}, now=1.0)
+    board.update("postgres", "main", stmts(200, 70), {}, now=2.0)
+    r = row(board, "postgres_statement_mean_latency")
+    assert r["value"] == 0.6
+    assert r["labels"] == {"datname": "app", "queryid": "42"}
+    assert r["status"] == "crit"
+
+
+def test_a_failed_target_loses_its_values_and_marks_the_collector_failing() -> None:
+    board = SummaryBoard()
+    board.update("postgres", "main", postgres(10), {}, now=1.0)
+    board.failed("postgres", "main", now=2.0)
+    data = board.as_json(now=2.0)
+    assert row(board, "postgres_connection_utilisation")["value"] is None
+    success = [r for r in data["signals"] if r["signal"] == "exporter_collector_success"]
+    assert [(r["target"], r["value"], r["status"]) for r in success] == [("main", 0.0, "crit")]
+    assert data["sources"]["postgres"]["main"]["up"] is False
+    board.update("postgres", "main", postgres(10), {}, now=3.0)
+    assert row(board, "exporter_collector_success")["status"] == "ok"
+    assert row(board, "postgres_connection_utilisation")["value"] == 0.1
+
+
+def test_staleness_is_the_age_of_the_last_success() -> None:
+    board = SummaryBoard()
+    board.update("redis", "cache", redis(1, 1), {}, now=100.0)
+    board.failed("redis", "cache", now=400.0)
+    r = next(
+        x
+        for x in board.as_json(now=1000.0)["signals"]
+        if x["signal"] == "exporter_collector_staleness"
+    )
+    assert r["value"] == 900.0
+    assert r["status"] == "crit"
+
+
+def test_drop_forgets_a_target() -> None:
+    board = SummaryBoard()
+    board.update("redis", "a", redis(1, 1), {}, now=1.0)
+    board.update("redis", "b", redis(1, 1), {}, now=1.0)
+    board.drop("redis", "a")
+    data = board.as_json(now=1.0)
+    assert {r["target"] for r in data["signals"]} == {"b"}
+    assert list(data["sources"]["redis"]) == ["b"]
+
+
+def test_score_weights_ok_warn_crit_as_one_half_zero() -> None:
+    board = SummaryBoard()
+    board.update("postgres", "main", postgres(85), {}, now=1.0)  # warn
+    board.update("redis", "cache", redis(0, 0, used=10, maxmem=100), {}, now=1.0)  # mem ok
+    board.update("redis", "cache", redis(50, 50, used=10, maxmem=100), {}, now=2.0)  # hits crit
+    data = board.as_json(now=2.0)
+    # signals with data: connections warn, memory ok, hit ratio crit, collector success ok
+    # (postgres and redis rows share one signal at its worst), staleness ok
+    assert data["status"] == {
+        "postgres_connection_utilisation": "warn",
+        "redis_hit_ratio": "crit",
+        "redis_memory_utilisation": "ok",
+        "exporter_collector_success": "ok",
+        "exporter_collector_staleness": "ok",
+    }
+    assert data["score"] == round(100 * (0.5 + 0 + 1 + 1 + 1) / 5)
+    assert SummaryBoard().as_json(now=1.0)["score"] is None
+
+
+def test_overridden_thresholds_change_the_status() -> None:
+    board = SummaryBoard(Thresholds.from_overrides({"redis_hit_ratio": {"crit": 0.5}}))
+    board.update("redis", "cache", redis(0, 0), {}, now=1.0)
+    board.update("redis", "cache", redis(60, 40), {}, now=2.0)
+    assert row(board, "redis_hit_ratio")["status"] == "warn"
+
+
+def test_host_cpu_memory_and_filesystem_fill_prediction() -> None:
+    def host(idle: float, user: float, avail: float) -> list[Metric]:
+        cpu = CounterMetricFamily("perf_host_cpu_seconds", "cpu", labels=["mode"])
+        cpu.add_metric(["idle"], idle)
+        cpu.add_metric(["user"], user)
+        fs_avail = GaugeMetricFamily(
+            "perf_host_filesystem_avail_bytes", "a", labels=["mountpoint", "device", "fstype"]
+        )
+        fs_avail.add_metric(["/", "/dev/vda", "ext4"], avail)
+        fs_size = GaugeMetricFamily(
+            "perf_host_filesystem_size_bytes", "s", labels=["mountpoint", "device", "fstype"]
+        )
+        fs_size.add_metric(["/", "/dev/vda", "ext4"], 1000.0)
+        return [
+            cpu,
+            fs_avail,
+            fs_size,
+            GaugeMetricFamily("perf_host_memory_available_bytes", "a", value=50.0),
+            GaugeMetricFamily("perf_host_memory_total_bytes", "t", value=1000.0),
+        ]
+
+    board = SummaryBoard()
+    board.update("host", "local", host(100, 100, 900), {}, now=0.0)
+    board.update("host", "local", host(110, 190, 540), {}, now=3600.0)
+    assert row(board, "host_cpu_utilisation")["value"] == 0.9
+    assert row(board, "host_memory_utilisation")["value"] == 0.95
+    assert row(board, "host_filesystem_avail_ratio")["value"] == 0.54
+    # 360 bytes an hour gone, 540 left: full in 1.5 h, under the 4 h critical level
+    fill = row(board, "host_filesystem_fill_hours")
+    assert fill["value"] == 1.5 and fill["status"] == "crit"
+
+
+def test_record_accepts_the_core_scheduler_results() -> None:
+    board = SummaryBoard()
+    board.record(
+        "postgres",
+        "main",
+        Collected(
+            postgres(50), {"index_recommendations": [{"table": "public.orders", "seq_scan": 1200}]}
+        ),
+        now=1.0,
+    )
+    board.record("redis", "cache", None, now=1.0)
+    data = board.as_json(now=1.0)
+    assert data["index_recommendations"] == [
+        {"target": "main", "table": "public.orders", "seq_scan": 1200}
+    ]
+    assert data["sources"]["redis"]["cache"]["up"] is False
+    assert data["sources"]["redis"]["cache"]["last_run"] == 1.0
+    # the collector's facts stay as they were reported, for the collectors' own readers
+    assert data["sources"]["postgres"]["main"]["facts"]["index_recommendations"][0]["seq_scan"]
+    board.forget_except({("postgres", "main")})
+    assert "redis" not in board.as_json(now=1.0)["sources"]
+
+
+def test_history_is_bounded_and_drawn_as_an_svg_sparkline() -> None:
+    board = SummaryBoard(history=5)
+    for i in range(10):
+        board.update("postgres", "main", postgres(10 + i), {}, now=float(i))
+    r = row(board, "postgres_connection_utilisation")
+    assert r["history"] == [0.15, 0.16, 0.17, 0.18, 0.19]
+    svg = sparkline(r["history"], "ok")  # type: ignore[arg-type]
+    assert svg.startswith("<svg") and svg.count(",") == 5
+    assert sparkline([0.1], "ok") == ""
+
+
+def test_html_page_shows_signals_without_scripts_or_external_assets() -> None:
+    board = SummaryBoard()
+    board.update("redis", "<b>cache</b>", redis(0, 0), {}, now=1.0)
+    board.update("redis", "<b>cache</b>", redis(60, 40), {}, now=2.0)
+    board.update("redis", "<b>cache</b>", redis(130, 70), {}, now=3.0)
+    page = board.as_html(now=3.0)
+    assert "<script" not in page.lower()
+    assert not re.search(r"\bsrc=", page)
+    assert "<link" not in page
+    assert "&lt;b&gt;cache&lt;/b&gt;" in page and "<b>cache</b>" not in page
+    assert "Redis keyspace hit ratio" in page
+    assert "<svg" in page
+    assert "Score" in page
