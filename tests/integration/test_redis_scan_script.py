@@ -268,3 +268,24 @@ async def test_script_flush_is_survived_by_eval_and_replicas_run_the_script(
     assert on_replica.scan is not None and on_replica.scan.scripted is True
     assert replica_calls.get("evalsha", 0) >= 1
     assert counts["api_response"].keys == 1200
+
+
+async def test_evalsha_refused_after_script_load_falls_back_within_the_cycle(
+    server: RedisServer,
+) -> None:
+    client = admin(server)
+    words = _documented_acl_without_scripts()
+    words[2] = "loadonly"
+    client.execute_command(*words, "+script|load")
+    collector = make_collector(
+        settings={"scan_count": 100, "namespace_limit": 12},
+        url=f"redis://loadonly:{PASSWORD}@127.0.0.1:{server.port}/0",
+    )
+    counts = await _full_pass(collector)
+    assert collector.scan is not None and collector.scan.scripted is False
+    assert (
+        collector.scan.fallback_reason is not None and "evalsha" in collector.scan.fallback_reason
+    )
+    assert counts["api_response"].keys == 1200
+    assert counts["api_response"].keys_without_ttl == 400
+    assert collector.scan.own_hits == 2470
