@@ -15,9 +15,14 @@ from typing import Any
 from bench.exporters import perf_exporter_config, start_perf_exporter
 from bench.measure import Servers, collector_durations, last_success, ms
 from bench.scrape import Scraper, body_stats, percentile, run_wrk, sequential
-from bench.server_load import pg_calls_by_role
+from bench.server_load import SCRIPT_INNER_COMMANDS, pg_calls_by_role, split_script_calls
 
 PRODUCTION_INTERVAL = 15.0
+
+
+def _inner(by_command: dict[str, int]) -> tuple[str, ...]:
+    """The commands whose time is already in their script's EVALSHA/EVAL time."""
+    return SCRIPT_INNER_COMMANDS if split_script_calls(by_command)[1] else ()
 
 
 def _count_collections(scraper: Scraper, seconds: float, poll: float) -> tuple[dict[str, int], int]:
@@ -61,6 +66,7 @@ def measure_targets(
         cpu0 = proc.cpu_seconds()
         pg0 = pg_calls_by_role(servers.pg_sql, ["bench_perf"])["bench_perf"]
         redis0 = servers.redis.by_command()
+        usec0 = servers.redis.usec
         start = time.monotonic()
         counts, polls = _count_collections(scraper, interval * rounds, poll=interval / 4)
         elapsed = time.monotonic() - start
@@ -72,7 +78,12 @@ def measure_targets(
             for name, calls in redis1.items()
             if calls - redis0.get(name, 0) > 0
         }
-        commands = sum(by_command.values())
+        usec = {
+            name: value - usec0.get(name, 0)
+            for name, value in servers.redis.usec.items()
+            if name in by_command and name != "info"  # the bench's own INFO calls
+        }
+        commands, inside_scripts = split_script_calls(by_command)
         pg_cycles = counts.get("postgres", 0)
         redis_cycles = counts.get("redis", 0)
         full_rounds = (pg_cycles + redis_cycles) / (2 * targets)
@@ -116,6 +127,19 @@ def measure_targets(
             "pg_statements_per_collection": round(pg / pg_cycles, 2) if pg_cycles else None,
             "redis_commands_per_collection": (
                 round(commands / redis_cycles, 2) if redis_cycles else None
+            ),
+            "redis_commands_inside_scripts_per_collection": (
+                round(inside_scripts / redis_cycles, 2) if redis_cycles else None
+            ),
+            # Redis time of the exporter's commands, inner script commands counted once (in
+            # their EVALSHA); INFO left out because the bench's own INFO calls are mixed in
+            "redis_usec_per_collection": (
+                round(
+                    sum(v for k, v in usec.items() if k not in _inner(by_command)) / redis_cycles,
+                    1,
+                )
+                if redis_cycles
+                else None
             ),
             "redis_commands_by_name_per_collection": {
                 name: round(calls / redis_cycles, 2)

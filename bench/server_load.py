@@ -4,6 +4,10 @@ PostgreSQL: statements executed per role, from ``pg_stat_statements`` (each expo
 its own role, so the bench's own queries and the other exporters' never count). Redis: command
 calls from ``INFO commandstats``, which cannot tell clients apart; the bench keeps everything
 else quiet during a window (the other daemon is SIGSTOPped) and subtracts its own INFO calls.
+Commandstats also counts the commands a Lua script runs inside Redis (perf-exporter's
+namespace scan is one ``EVALSHA`` per batch running SCAN, TTLs and MEMORY USAGE):
+:func:`split_script_calls` tells what the exporter sent from what ran inside its scripts, and
+the ``usec`` totals give the Redis time either way.
 """
 
 from __future__ import annotations
@@ -13,6 +17,22 @@ from collections.abc import Callable, Iterable
 import redis
 
 SqlRunner = Callable[[str], str]
+
+#: What perf-exporter's namespace script runs inside Redis (one SCAN per call, a TTL per key,
+#: a sampled MEMORY USAGE).
+SCRIPT_INNER_COMMANDS = ("scan", "ttl", "memory|usage")
+
+
+def split_script_calls(by_command: dict[str, int]) -> tuple[int, int]:
+    """(commands clients sent, commands run inside their scripts) from commandstats deltas.
+
+    When scripts ran in the window, the namespace scan's commands are attributed to them: the
+    perf-exporter under test scans either by script or, when Redis refuses scripts, by
+    pipelines, never both on one connection, and nothing else in the window scans.
+    """
+    scripts = by_command.get("evalsha", 0) + by_command.get("eval", 0)
+    inside = sum(by_command.get(name, 0) for name in SCRIPT_INNER_COMMANDS) if scripts else 0
+    return sum(by_command.values()) - inside, inside
 
 
 def pg_calls_by_role(sql: SqlRunner, roles: Iterable[str]) -> dict[str, int]:
@@ -36,6 +56,8 @@ class RedisCommandCounter:
     def __init__(self, url: str) -> None:
         self._client = redis.Redis.from_url(url)
         self._own_calls = 0
+        #: microseconds of Redis time per command at the last snapshot (``usec``)
+        self.usec: dict[str, int] = {}
         # the first call opens the connection (and its handshake commands) before any window
         self._commandstats()
 
@@ -44,6 +66,11 @@ class RedisCommandCounter:
         stats = self._client.info("commandstats")
         calls = {
             name.removeprefix("cmdstat_"): int(value.get("calls", 0))
+            for name, value in stats.items()
+            if isinstance(value, dict)
+        }
+        self.usec = {
+            name.removeprefix("cmdstat_"): int(value.get("usec", 0))
             for name, value in stats.items()
             if isinstance(value, dict)
         }

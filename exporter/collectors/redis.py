@@ -165,6 +165,7 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
                     memory_sample=settings.memory_sample_per_namespace,
                     pass_pause=settings.scan_pass_pause,
                 ),
+                target=target.name,
             )
 
     # --- connection ---------------------------------------------------------------------------

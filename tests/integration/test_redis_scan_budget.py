@@ -1,7 +1,9 @@
 """The namespace scan on 200,000 keys: each cycle stays within its budget, the counts converge.
 
 The budget is measured on the server side, from INFO commandstats deltas, not from what the
-collector believes it sent.
+collector believes it sent, on both paths: the script (one EVALSHA per batch; the SCAN, TTLs
+and MEMORY USAGE it runs inside Redis are counted in commandstats too) and the pipelines an ACL
+user without scripting falls back to.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from redis_support import admin, command_calls, make_collector, registry_of
@@ -46,21 +49,29 @@ def big_server() -> Iterator[RedisServer]:
         pipe.expire(f"cache:user_session:{i}", 3600)
     pipe.execute()
     assert client.dbsize() == TOTAL == 200_000
+    client.execute_command(
+        "ACL", "SETUSER", "noscript", "on", ">pw", "resetkeys", "%R~*", "-@all", "+ping", "+info",
+        "+scan", "+ttl", "+memory|usage", "+client|setname",
+    )  # fmt: skip
     yield server
     server.close()
 
 
+@pytest.mark.parametrize("scripted", [True, False], ids=["script", "pipelines"])
 async def test_each_cycle_stays_within_budget_and_counts_converge(
-    big_server: RedisServer,
+    big_server: RedisServer, scripted: bool
 ) -> None:
     client = admin(big_server)
+    target: dict[str, Any] = {"url": big_server.url}
+    if not scripted:
+        target["url"] = f"redis://noscript:pw@127.0.0.1:{big_server.port}/0"
     collector = make_collector(
-        big_server,
         settings={
             "scan_count": COUNT,
             "scan_max_keys_per_cycle": MAX_KEYS,
             "scan_max_seconds_per_cycle": 5,
         },
+        **target,
     )
     expected_cycles = math.ceil(TOTAL / MAX_KEYS)
     result = None
@@ -75,6 +86,9 @@ async def test_each_cycle_stays_within_budget_and_counts_converge(
 
         # SCAN may return a few more keys than COUNT; the TTL count is the keys visited
         assert 1 <= delta.get("scan", 0) <= MAX_KEYS // COUNT
+        # the script path sends one EVALSHA per SCAN (which runs inside it), and nothing else
+        # per key; the pipelines send the SCANs, TTLs and MEMORY USAGE themselves
+        assert delta.get("evalsha", 0) == (delta["scan"] if scripted else 0)
         assert delta.get("ttl", 0) <= MAX_KEYS * 1.05
         assert delta.get("memory|usage", 0) <= len(NAMESPACES) * 20
         assert delta.get("keys", 0) == 0
@@ -100,6 +114,7 @@ async def test_each_cycle_stays_within_budget_and_counts_converge(
         )
     assert registry.get_sample_value("perf_redis_namespace_scan_keys_total") == TOTAL
     assert registry.get_sample_value("perf_redis_exporter_keyspace_hits_total") == TOTAL
+    assert collector.scan is not None and collector.scan.scripted is scripted
 
 
 async def test_time_budget_cuts_a_cycle_short(big_server: RedisServer) -> None:

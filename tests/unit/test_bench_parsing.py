@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.report import markdown, targets_check
 from bench.scrape import count_series, parse_wrk, percentile
+from bench.server_load import split_script_calls
 from bench.workload import shape_statements
 
 WRK_OUTPUT = """\
@@ -163,3 +164,11 @@ def test_markdown_has_ratio_column_and_targets() -> None:
     # ours 0.05 ms against the references' 1 + 1 ms
     assert row.split("|")[-2].strip() == "0.025"
     assert "## Targets" in text
+
+
+def test_commands_inside_the_scan_script_are_told_apart_from_commands_sent() -> None:
+    scripted = {"evalsha": 4, "scan": 4, "ttl": 2000, "memory|usage": 12, "info": 1, "ping": 1}
+    assert split_script_calls(scripted) == (6, 2016)
+    # without scripts the same commands were sent by the client (the pipelined fallback)
+    pipelined = {"scan": 4, "ttl": 2000, "memory|usage": 12, "info": 1, "ping": 1}
+    assert split_script_calls(pipelined) == (2018, 0)
