@@ -60,7 +60,10 @@ def parse_duration(value: object) -> object:
     raise ValueError("must be a duration such as 15s, 1m or 500ms")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+#: Up to a day: longer is a typo, and infinity would crash the scheduler's timedelta arithmetic.
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), Field(gt=0, le=86400, allow_inf_nan=False)
+]
 
 
 def redact_url(url: str) -> str:
@@ -412,18 +415,21 @@ def split_listen_address(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port_text)
 
 
+#: How pydantic names union branches in an error location (``list[str]``, ``literal['all']``).
+_BRANCH = re.compile(r"^(?:[a-z-]+\[.*\]|str|int|float|bool|none|NamespaceSplit|TlsFiles)$")
+
+
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.startswith(("function-", "literal[", "list[", "str", "int", "float", "bool")):
-            # pydantic names union branches in the location; they mean nothing to a user
-            continue
-        elif part in ("NamespaceSplit", "TlsFiles"):
+        elif _BRANCH.match(part):
+            # union branches mean nothing to a user (and ``interval`` is not one of them)
             continue
         else:
-            out += ("." if out else "") + part
+            # a key from the file may hold anything: newlines must not forge extra log lines
+            out += ("." if out else "") + (part if part.isprintable() else repr(part))
     return out or "(top level)"
 
 

@@ -194,6 +194,11 @@ class TLSServerConfig(Strict):
         return context
 
 
+def _printable(text: str) -> str:
+    """A name from the file, quoted when it holds line breaks or control characters."""
+    return text if text.isprintable() else repr(text)
+
+
 def _ssl_reason(exc: ssl.SSLError) -> str:
     """OpenSSL's short reason (``KEY_VALUES_MISMATCH``), never file content."""
     reason = getattr(exc, "reason", None)
@@ -239,20 +244,26 @@ class WebConfig(Strict):
     def _users(cls, value: dict[str, str]) -> dict[str, str]:
         bad = [user for user, hashed in value.items() if not _BCRYPT.match(str(hashed))]
         if bad:
+            names = ", ".join(_printable(user) for user in sorted(bad))
             raise ValueError(
-                f"the password of {', '.join(sorted(bad))} is not a bcrypt hash "
+                f"the password of {names} is not a bcrypt hash "
                 "(create one with `htpasswd -nBC 12 USER` and paste the part after the colon)"
             )
-        odd = [user for user in value if not user or ":" in user]
+        odd = [user for user in value if not user or ":" in user or not user.isprintable()]
         if odd:
-            raise ValueError("user names must be non-empty and contain no ':'")
+            raise ValueError("user names must be non-empty, printable and contain no ':'")
         return value
 
     @field_validator("unauthenticated_paths")
     @classmethod
     def _paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for path in value:
-            if not path.startswith("/") or "/../" in path + "/" or "?" in path:
+            if (
+                not path.startswith("/")
+                or "/../" in path + "/"
+                or "?" in path
+                or not path.isprintable()
+            ):
                 raise ValueError("each path must be an absolute URL path such as /healthz")
         return value
 
