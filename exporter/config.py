@@ -415,8 +415,10 @@ def split_listen_address(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port_text)
 
 
-#: How pydantic names union branches in an error location (``list[str]``, ``literal['all']``).
-_BRANCH = re.compile(r"^(?:[a-z-]+\[.*\]|str|int|float|bool|none|NamespaceSplit|TlsFiles)$")
+_UNION_TAG = re.compile(
+    r"^(function-\w+\[|literal\[|list\[|dict\[|constrained-|lax-|json-or-python\[)"
+    r"|^(str|int|float|bool|none|NamespaceSplit|TlsFiles)$"
+)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -424,8 +426,8 @@ def _path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _BRANCH.match(part):
-            # union branches mean nothing to a user (and ``interval`` is not one of them)
+        elif _UNION_TAG.search(part):
+            # pydantic names union branches in the location; they mean nothing to a user
             continue
         else:
             # a key from the file may hold anything: newlines must not forge extra log lines

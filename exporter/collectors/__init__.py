@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from exporter.collectors.base import Collector
+from exporter.collectors.host import HostCollector
 
 #: Every collector the daemon knows, by the name used in config and ``--collector.<name>``.
-COLLECTORS: dict[str, type[Collector[Any, Any]]] = {}
+COLLECTORS: dict[str, type[Collector[Any, Any]]] = {
+    HostCollector.name: HostCollector,
+}

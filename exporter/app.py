@@ -1,0 +1,203 @@
+"""The daemon: wires config -> scheduler -> collectors -> snapshot -> server on one event loop.
+
+Signals: SIGTERM/SIGINT stop cleanly (scheduler down, connections closed, exit 0) within a few
+seconds; SIGHUP reloads the config file, and an invalid new config keeps the old one running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from exporter import __version__, logs
+from exporter import config as config_module
+from exporter.config import Config, ConfigError, split_listen_address
+from exporter.scheduler import Scheduler, build_jobs
+from exporter.server import Handlers, build_app
+from exporter.snapshot import Snapshot
+from exporter.summary import SummaryBoard
+
+log = logging.getLogger(__name__)
+
+#: Renders are coalesced: at most one per this many seconds however many jobs finish.
+RENDER_MIN_GAP = 0.1
+#: How often parts are checked for expiry.
+EXPIRY_CHECK = 1.0
+
+
+class ListenError(Exception):
+    """The listen address cannot be bound (in use, not ours, or not resolvable)."""
+
+
+class Daemon:
+    """One running exporter."""
+
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None,
+        overrides: Mapping[str, object],
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.overrides = dict(overrides)
+        self.board = SummaryBoard()
+        self.reload_failures = 0
+        self.last_reload_success = time.time()
+        self._process = ProcessCollector(registry=None)
+        self.snapshot = Snapshot(extra_families=self._self_families)
+        self.scheduler = Scheduler(self.snapshot, on_change=self.request_render)
+        self.scheduler.add_listener(self.board.record)
+        self._render_handle: asyncio.TimerHandle | None = None
+        self._last_render = 0.0
+        self._stop = asyncio.Event()
+        self._reloading = False
+
+    def _self_families(self) -> list[Metric]:
+        info = GaugeMetricFamily(
+            "perf_exporter_build_info", "The running perf-exporter's version.", labels=["version"]
+        )
+        info.add_metric([__version__], 1.0)
+        failures = CounterMetricFamily(
+            "perf_exporter_config_reload_failures",
+            "Config reloads (SIGHUP) refused because the new config was invalid.",
+            value=self.reload_failures,
+        )
+        last_ok = GaugeMetricFamily(
+            "perf_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time the config was last loaded successfully.",
+            value=self.last_reload_success,
+        )
+        return [info, failures, last_ok, *self._process.collect()]
+
+    # --- rendering ---------------------------------------------------------------------------
+
+    def request_render(self) -> None:
+        """Render soon, coalescing the bursts of results that arrive together."""
+        if self._render_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last_render + RENDER_MIN_GAP - loop.time())
+        self._render_handle = loop.call_later(delay, self._render)
+
+    def _render(self) -> None:
+        self._render_handle = None
+        self._last_render = asyncio.get_running_loop().time()
+        self.snapshot.render()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK)
+            if self.snapshot.expire():
+                self.request_render()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        return self.scheduler.running and not self._stop.is_set()
+
+    async def reload(self) -> bool:
+        """Re-read the config file; on any problem keep the running config and say why."""
+        if self._reloading:
+            return False
+        self._reloading = True
+        try:
+            try:
+                new = config_module.load(self.config_path, self.overrides)
+            except ConfigError as exc:
+                self.reload_failures += 1
+                log.error(
+                    "config reload failed, keeping the running config",
+                    extra={"problems": "; ".join(exc.problems)},
+                )
+                self.request_render()
+                return False
+            if new.web.listen_address != self.config.web.listen_address:
+                log.warning("web.listen_address changes take effect only after a restart")
+            logs.configure(new.log.level, new.log.format)
+            self.config = new
+            jobs = build_jobs(new)
+            await self.scheduler.replace(jobs)
+            self.board.forget_except({job.key for job in jobs})
+            self.last_reload_success = time.time()
+            log.info("config reloaded", extra={"jobs": len(jobs)})
+            self.request_render()
+            return True
+        finally:
+            self._reloading = False
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _start_web(self) -> web.AppRunner:
+        handlers = Handlers(
+            rendered=lambda: self.snapshot.rendered,
+            healthy=self.healthy,
+            summary_json=self.board.as_json,
+            summary_html=self.board.as_html,
+        )
+        runner = web.AppRunner(
+            build_app(handlers),
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=30.0,
+            shutdown_timeout=1.0,
+        )
+        await runner.setup()
+        host, port = split_listen_address(self.config.web.listen_address)
+        site = web.TCPSite(runner, host or None, port, backlog=256, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            reason = exc.strerror or str(exc)
+            raise ListenError(
+                f"cannot listen on {self.config.web.listen_address}: {reason}"
+            ) from None
+        return runner
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        if self.config.web.config_file is not None:
+            log.warning(
+                "TLS and basic auth from --web.config.file are not implemented yet; serving "
+                "plain HTTP",
+                extra={"file": str(self.config.web.config_file)},
+            )
+        jobs = build_jobs(self.config)
+        self.scheduler.start(jobs)
+        self.request_render()
+        try:
+            runner = await self._start_web()
+        except ListenError:
+            await self.scheduler.shutdown()
+            raise
+        expiry = loop.create_task(self._expire_loop())
+        log.info(
+            "perf-exporter started",
+            extra={
+                "version": __version__,
+                "listen": self.config.web.listen_address,
+                "jobs": len(jobs),
+            },
+        )
+        await self._stop.wait()
+        log.info("shutting down")
+        expiry.cancel()
+        if self._render_handle is not None:
+            self._render_handle.cancel()
+        await self.scheduler.shutdown(grace=2.0)
+        await asyncio.wait_for(runner.cleanup(), 2.0)
+        return 0

@@ -1,0 +1,150 @@
+"""Command line: ``perf-exporter`` / ``python -m exporter``.
+
+Exit codes: 0 clean stop or valid config, 1 runtime failure (e.g. the port is taken),
+2 bad configuration or bad flags. Errors are one sentence each on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from exporter import __version__, logs
+from exporter import config as config_module
+from exporter.collectors import COLLECTORS
+from exporter.config import DEFAULT_LISTEN_ADDRESS, ConfigError
+
+DESCRIPTION = """\
+Samples cache hit rate (PostgreSQL, Redis, your app's cache namespaces), pool usage (PostgreSQL
+connections, PgBouncer, your app's asyncpg pools), query latency and system resources on a
+schedule, and serves them to Prometheus from memory: scrapes never touch your databases.
+
+Settings come from flags, then PERF_EXPORTER_* environment variables, then the YAML config file,
+then defaults. Without a config file the host is sampled and PostgreSQL (DATABASE_URL or
+127.0.0.1:5432) and Redis (REDIS_URL or 127.0.0.1:6379) are tried.
+
+Endpoints: /metrics (Prometheus text, OpenMetrics, gzip), /summary (JSON), / (HTML),
+/healthz. Signals: SIGHUP reloads the config file, SIGTERM/SIGINT stop.
+"""
+
+EPILOG = """\
+exit codes: 0 ok, 1 runtime failure, 2 invalid configuration or flags
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="perf-exporter",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        metavar="PATH",
+        type=Path,
+        help="YAML configuration file (env PERF_EXPORTER_CONFIG_FILE)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        metavar="ADDR",
+        help=f"address to serve on, host:port or :port (default {DEFAULT_LISTEN_ADDRESS})",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        type=Path,
+        help="exporter-toolkit web config (TLS, basic auth)",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        choices=["debug", "info", "warn", "error"],
+        help="log level (default info)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        choices=["logfmt", "json"],
+        help="log format (default logfmt)",
+    )
+    for name, cls in sorted(COLLECTORS.items()):
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else name
+        parser.add_argument(
+            f"--collector.{name}",
+            dest=f"collector_{name}",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"enable the {name} collector: {doc}",
+        )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, print a summary and exit (0 valid, 2 invalid)",
+    )
+    parser.add_argument("--version", action="version", version=f"perf-exporter {__version__}")
+    return parser
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, object]:
+    """The flags that were given, as dotted config keys (flags beat env and file)."""
+    out: dict[str, object] = {}
+    if args.listen_address is not None:
+        out["web.listen_address"] = args.listen_address
+    if args.web_config_file is not None:
+        out["web.config_file"] = str(args.web_config_file)
+    if args.log_level is not None:
+        out["log.level"] = args.log_level
+    if args.log_format is not None:
+        out["log.format"] = args.log_format
+    for name in COLLECTORS:
+        value = getattr(args, f"collector_{name}")
+        if value is not None:
+            out[f"collectors.{name}.enabled"] = value
+    return out
+
+
+def _error(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(f"perf-exporter: {line}", file=sys.stderr)  # noqa: T201 - CLI output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    path = args.config_file
+    if path is None and os.environ.get("PERF_EXPORTER_CONFIG_FILE"):
+        path = Path(os.environ["PERF_EXPORTER_CONFIG_FILE"])
+    overrides = overrides_from(args)
+    try:
+        config = config_module.load(path, overrides)
+    except ConfigError as exc:
+        _error(["invalid configuration:", *(f"  {p}" for p in exc.problems)])
+        return 2
+    if args.check_config:
+        from exporter.scheduler import build_jobs
+
+        jobs = build_jobs(config)
+        print(  # noqa: T201 - CLI output
+            f"configuration OK: {len(jobs)} jobs ("
+            + ", ".join(f"{j.collector_name}/{j.target} every {j.interval:g}s" for j in jobs)
+            + ")"
+        )
+        return 0
+    logs.configure(config.log.level, config.log.format)
+    from exporter.app import Daemon, ListenError
+
+    try:
+        return asyncio.run(Daemon(config, path, overrides).run())
+    except ListenError as exc:
+        _error([str(exc)])
+        return 1
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,324 @@
+"""Runs every collector for every target on its own interval and feeds the snapshot.
+
+One APScheduler job per collector x target (``max_instances=1``, ``coalesce=True``, a little
+jitter), each run under ``asyncio.wait_for``: a slow or hung target times out on its own and
+never delays another. The outcome of every run becomes two snapshot parts: the data (with an
+expiry of twice the interval) and the job's self metrics (success, duration, last success,
+errors by reason), which outlive failures so an operator can see what broke and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors import COLLECTORS
+from exporter.collectors.base import REASONS, Collected, CollectError, Collector, Reason
+from exporter.config import Config, SecretTarget, TargetConfig
+from exporter.logs import register_secret
+from exporter.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+#: The host collector's ``target`` in self metrics: it has no remote target.
+LOCAL_TARGET = "local"
+
+ResultListener = Callable[[str, str, Collected | None, float], None]
+
+
+@dataclass
+class JobStats:
+    """What the self metrics say about one job; survives config reloads (counters stay up)."""
+
+    success: bool = False
+    duration: float = 0.0
+    last_success: float = 0.0
+    errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    state: str = "new"
+
+
+@dataclass
+class Job:
+    collector_name: str
+    target: str
+    collector: Collector[Any, Any]
+    interval: float
+    timeout: float
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.collector_name, self.target)
+
+
+def classify(exc: BaseException) -> tuple[Reason, str]:
+    """Map an exception from a collector to an error reason and a one-sentence message."""
+    if isinstance(exc, CollectError):
+        return exc.reason, exc.message
+    if isinstance(exc, TimeoutError):
+        return "timeout", "the collection did not finish within its timeout"
+    if isinstance(
+        exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
+    ):
+        return "auth", "authentication failed"
+    if isinstance(exc, OSError):
+        return "connection", f"connection failed ({type(exc).__name__})"
+    if isinstance(exc, asyncpg.PostgresError):
+        return "query", f"query failed ({type(exc).__name__})"
+    return "other", f"unexpected {type(exc).__name__}: {exc}"
+
+
+def _register_secrets(target: TargetConfig) -> None:
+    """Teach the log masker every password this target may use, wherever it is written."""
+    if isinstance(target, SecretTarget):
+        with contextlib.suppress(OSError):
+            register_secret(target.password())
+    for attr in ("dsn", "url"):
+        value = getattr(target, attr, None)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                register_secret(urlsplit(value).password)
+
+
+def build_jobs(config: Config) -> list[Job]:
+    """One job per enabled collector and configured target (the host has exactly one)."""
+    jobs = []
+    for name, cls in COLLECTORS.items():
+        if not config.enabled(name):
+            continue
+        settings = getattr(config.collectors, name)
+        if not cls.target_label:
+            target = TargetConfig(name=LOCAL_TARGET)
+            jobs.append(
+                Job(
+                    name,
+                    LOCAL_TARGET,
+                    cls(target, settings),
+                    config.interval_for(name),
+                    config.timeout_for(name),
+                )
+            )
+            continue
+        for target in getattr(config.targets, name, []):
+            _register_secrets(target)
+            jobs.append(
+                Job(
+                    name,
+                    target.name,
+                    cls(target, settings),
+                    config.interval_for(name, target),
+                    config.timeout_for(name, target),
+                )
+            )
+    return jobs
+
+
+class Scheduler:
+    """Owns the jobs, runs them, and writes their outcome into the snapshot."""
+
+    def __init__(self, snapshot: Snapshot, on_change: Callable[[], None]) -> None:
+        self.snapshot = snapshot
+        self._on_change = on_change
+        self._listeners: list[ResultListener] = []
+        self._jobs: dict[tuple[str, str], Job] = {}
+        self._stats: dict[tuple[str, str], JobStats] = {}
+        self._aps = AsyncIOScheduler(timezone=UTC)
+        self._running: set[asyncio.Task[None]] = set()
+
+    def add_listener(self, listener: ResultListener) -> None:
+        """Called after every run with (collector, target, result or None, now)."""
+        self._listeners.append(listener)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._aps.running)
+
+    def jobs(self) -> list[Job]:
+        return list(self._jobs.values())
+
+    def stats(self) -> Mapping[tuple[str, str], JobStats]:
+        return self._stats
+
+    def start(self, jobs: list[Job]) -> None:
+        self._aps.start()
+        self._install(jobs)
+
+    async def replace(self, jobs: list[Job]) -> None:
+        """Swap in the jobs of a new config; old collectors are closed, counters kept."""
+        old = list(self._jobs.values())
+        for job in old:
+            self._aps.remove_job(self._job_id(job))
+        self._jobs.clear()
+        await self._close(old)
+        new_keys = {job.key for job in jobs}
+        for job in old:
+            if job.key not in new_keys:
+                self.snapshot.drop(("data", *job.key))
+                self.snapshot.drop(("meta", *job.key))
+                self._stats.pop(job.key, None)
+        self._install(jobs)
+        self._on_change()
+
+    async def shutdown(self, grace: float = 3.0) -> None:
+        """Stop scheduling, cancel runs in flight, close every collector."""
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.wait(self._running, timeout=grace)
+        await self._close(list(self._jobs.values()), grace)
+
+    @staticmethod
+    def _job_id(job: Job) -> str:
+        return f"{job.collector_name}/{job.target}"
+
+    def _install(self, jobs: list[Job]) -> None:
+        now = datetime.now(UTC)
+        for index, job in enumerate(jobs):
+            self._jobs[job.key] = job
+            stats = self._stats.setdefault(job.key, JobStats())
+            self._publish_meta(job, stats)
+            self._aps.add_job(
+                self._run,
+                "interval",
+                args=[job],
+                id=self._job_id(job),
+                seconds=job.interval,
+                jitter=min(1.0, job.interval * 0.05),
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(job.interval)),
+                # the first run right away (staggered a little) so a fresh start has data
+                next_run_time=now + timedelta(milliseconds=20 * index + random.uniform(0, 50)),
+            )
+
+    async def _close(self, jobs: list[Job], grace: float = 3.0) -> None:
+        async def close_one(job: Job) -> None:
+            try:
+                await asyncio.wait_for(job.collector.close(), grace)
+            except Exception as exc:  # closing must never stop the others from closing
+                log.debug(
+                    "closing collector failed", extra={"job": self._job_id(job), "error": exc}
+                )
+
+        if jobs:
+            await asyncio.gather(*(close_one(job) for job in jobs))
+
+    async def _run(self, job: Job) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            await self.run_once(job)
+        finally:
+            if task is not None:
+                self._running.discard(task)
+
+    async def run_once(self, job: Job) -> Collected | None:
+        """Collect once under the job's timeout and publish the outcome."""
+        if self._jobs.get(job.key) is not job:
+            return None  # replaced by a reload while this run was queued
+        stats = self._stats.setdefault(job.key, JobStats())
+        cls = type(job.collector)
+        start = time.perf_counter()
+        result: Collected | None = None
+        try:
+            result = await asyncio.wait_for(job.collector.collect(), job.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reason, message = classify(exc)
+            stats.errors[reason] += 1
+            state = f"{reason}: {message}"
+            if state != stats.state:
+                level = logging.ERROR if reason == "other" else logging.WARNING
+                log.log(
+                    level,
+                    "collector failed",
+                    extra={
+                        "collector": job.collector_name,
+                        "target": job.target,
+                        "reason": reason,
+                        "error": message,
+                    },
+                    exc_info=exc if reason == "other" else None,
+                )
+            stats.state = state
+        duration = time.perf_counter() - start
+        now = time.time()
+        stats.duration = duration
+        stats.success = result is not None
+        target_label = job.target if cls.target_label else None
+        if result is not None:
+            if stats.state not in ("ok", "new"):
+                log.info(
+                    "collector recovered",
+                    extra={"collector": job.collector_name, "target": job.target},
+                )
+            stats.state = "ok"
+            stats.last_success = now
+        if self._jobs.get(job.key) is not job:
+            return result  # reloaded meanwhile: its replacement owns the snapshot parts
+        data: list[Metric] = list(result.families) if result is not None else []
+        if cls.up_metric:
+            data.append(GaugeMetricFamily(cls.up_metric, cls.up_help, value=float(stats.success)))
+        stale = [GaugeMetricFamily(cls.up_metric, cls.up_help, value=0.0)] if cls.up_metric else []
+        self.snapshot.put(
+            ("data", *job.key), data, target=target_label, ttl=2 * job.interval, stale=stale
+        )
+        self._publish_meta(job, stats)
+        for listener in self._listeners:
+            listener(job.collector_name, job.target, result, now)
+        self._on_change()
+        return result
+
+    def _publish_meta(self, job: Job, stats: JobStats) -> None:
+        labels = ["collector", "target"]
+        values = [job.collector_name, job.target]
+        success = GaugeMetricFamily(
+            "perf_exporter_collector_success",
+            "1 if the last collection of this collector and target succeeded, else 0.",
+            labels=labels,
+        )
+        success.add_metric(values, float(stats.success))
+        duration = GaugeMetricFamily(
+            "perf_exporter_collector_duration_seconds",
+            "How long the last collection of this collector and target took.",
+            labels=labels,
+        )
+        duration.add_metric(values, stats.duration)
+        last = GaugeMetricFamily(
+            "perf_exporter_collector_last_success_timestamp_seconds",
+            "Unix time of the last successful collection (0 if none yet).",
+            labels=labels,
+        )
+        last.add_metric(values, stats.last_success)
+        errors = CounterMetricFamily(
+            "perf_exporter_collector_errors",
+            "Failed collections by reason (timeout, connection, auth, query, other).",
+            labels=[*labels, "reason"],
+        )
+        for reason in REASONS:
+            errors.add_metric([*values, reason], float(stats.errors[reason]))
+        interval = GaugeMetricFamily(
+            "perf_exporter_collector_interval_seconds",
+            "The configured collection interval of this collector and target.",
+            labels=labels,
+        )
+        interval.add_metric(values, job.interval)
+        self.snapshot.put(
+            ("meta", *job.key), [success, duration, last, errors, interval], target=None
+        )

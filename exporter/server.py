@@ -1,0 +1,118 @@
+"""The HTTP side: /metrics serves pre-rendered bytes, plus /healthz, /summary and a landing page.
+
+Nothing here collects, renders or mutates: every handler reads what the snapshot and the summary
+board already hold. Request lines and headers are capped, bodies are refused, unknown paths get
+404 and other methods 405 (aiohttp's router does both).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+
+from exporter.snapshot import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Rendered
+
+MAX_LINE = 8 * 1024
+MAX_FIELD = 8 * 1024
+MAX_BODY = 1024
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """True when the Accept header prefers OpenMetrics, as Prometheus sends it by default."""
+    best_om = best_text = -1.0
+    for item in accept.split(","):
+        media, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        media = media.strip().lower()
+        if media == "application/openmetrics-text":
+            best_om = max(best_om, q)
+        elif media in ("text/plain", "*/*", "text/*"):
+            best_text = max(best_text, q)
+    return best_om > 0 and best_om >= best_text
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    for item in accept_encoding.split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+class Handlers:
+    """Request handlers over read-only views of the daemon's state."""
+
+    def __init__(
+        self,
+        rendered: Callable[[], Rendered],
+        healthy: Callable[[], bool],
+        summary_json: Callable[[], dict[str, Any]],
+        summary_html: Callable[[], str],
+    ) -> None:
+        self._rendered = rendered
+        self._healthy = healthy
+        self._summary_json = summary_json
+        self._summary_html = summary_html
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = self._rendered()
+        om = wants_openmetrics(request.headers.get("Accept", ""))
+        gz = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+        if om:
+            payload = body.openmetrics_gzip if gz else body.openmetrics
+            content_type = OPENMETRICS_CONTENT_TYPE
+        else:
+            payload = body.text_gzip if gz else body.text
+            content_type = TEXT_CONTENT_TYPE
+        headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+        if gz:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=payload, headers=headers)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        if self._healthy():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="scheduler not running\n")
+
+    async def summary(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=json.dumps(self._summary_json(), indent=1, sort_keys=True),
+            content_type="application/json",
+        )
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(text=self._summary_html(), content_type="text/html")
+
+
+@web.middleware
+async def _refuse_bodies(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    # every endpoint is read-only; a request body is a client error, not something to read
+    if request.content_length:
+        raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length)
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+def build_app(handlers: Handlers, middlewares: Iterable[Any] = ()) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[*middlewares, _refuse_bodies],
+        handler_args={"max_line_size": MAX_LINE, "max_field_size": MAX_FIELD},
+    )
+    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/summary", handlers.summary)
+    app.router.add_get("/", handlers.index)
+    return app

@@ -1,0 +1,194 @@
+"""The latest result of every collector x target, pre-rendered so /metrics only serves bytes.
+
+Each *part* (one job's data, or one job's self metrics) is turned into exposition text when it
+arrives, once per format; a render then only joins those fragments per metric name, adds the
+HELP/TYPE headers and gzips the result. Parts carry an expiry: a result older than twice its
+interval is replaced by its stale form (for a remote source just ``<kind>_up 0``), so nothing
+frozen is ever served as fresh.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client.metrics_core import Metric
+
+_INF = float("inf")
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+#: Types the text format 0.0.4 knows; others are written as gauges there.
+_TEXT_TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _escape_help_om(value: str) -> str:
+    return _escape_label(value)
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One metric family of one part, as header fields plus rendered sample lines."""
+
+    text_name: str
+    text_type: str
+    om_name: str
+    om_type: str
+    help: str
+    lines: str
+
+
+def format_value(value: float) -> str:
+    """A sample value as Prometheus writes it: +Inf, -Inf, NaN, integers without ``.0``."""
+    if value != value:
+        return "NaN"
+    if value in (_INF, -_INF):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _sample_lines(family: Metric, extra: tuple[tuple[str, str], ...]) -> str:
+    # Sample lines read the same in both formats as long as no _created samples, exemplars or
+    # timestamps are emitted (we emit none), so they are rendered once and shared.
+    lines = []
+    for sample in family.samples:
+        labels = [*extra, *sample.labels.items()]
+        if labels:
+            body = ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in labels)
+            lines.append(f"{sample.name}{{{body}}} {format_value(sample.value)}\n")
+        else:
+            lines.append(f"{sample.name} {format_value(sample.value)}\n")
+    return "".join(lines)
+
+
+def render_fragments(families: Iterable[Metric], target: str | None) -> list[Fragment]:
+    """Pre-render ``families``; ``target`` (when given) becomes the first label of every sample."""
+    extra: tuple[tuple[str, str], ...] = (("target", target),) if target is not None else ()
+    out = []
+    for family in families:
+        text_name = family.name + "_total" if family.type == "counter" else family.name
+        lines = _sample_lines(family, extra)
+        out.append(
+            Fragment(
+                text_name=text_name,
+                text_type=family.type if family.type in _TEXT_TYPES else "gauge",
+                om_name=family.name,
+                om_type="unknown" if family.type == "untyped" else family.type,
+                help=family.documentation,
+                lines=lines,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The four bodies /metrics can answer with, made once per change."""
+
+    text: bytes
+    text_gzip: bytes
+    openmetrics: bytes
+    openmetrics_gzip: bytes
+    rendered_at: float
+
+
+@dataclass
+class _Part:
+    fragments: list[Fragment]
+    expires_at: float | None
+    stale: list[Fragment]
+
+
+class Snapshot:
+    """Latest parts by key; ``render()`` joins them into the exposition bodies."""
+
+    def __init__(self, extra_families: Callable[[], list[Metric]] | None = None) -> None:
+        self._parts: dict[tuple[str, ...], _Part] = {}
+        self._extra = extra_families
+        self.version = 0
+        self.rendered = self.render()
+
+    def put(
+        self,
+        key: tuple[str, ...],
+        families: Iterable[Metric],
+        *,
+        target: str | None,
+        ttl: float | None = None,
+        stale: Iterable[Metric] = (),
+        now: float | None = None,
+    ) -> None:
+        """Store a part; after ``ttl`` seconds it is replaced by ``stale`` (default: nothing)."""
+        now = time.monotonic() if now is None else now
+        self._parts[key] = _Part(
+            fragments=render_fragments(families, target),
+            expires_at=None if ttl is None else now + ttl,
+            stale=render_fragments(stale, target),
+        )
+        self.version += 1
+
+    def drop(self, key: tuple[str, ...]) -> None:
+        if self._parts.pop(key, None) is not None:
+            self.version += 1
+
+    def keys(self) -> list[tuple[str, ...]]:
+        return list(self._parts)
+
+    def expire(self, now: float | None = None) -> list[tuple[str, ...]]:
+        """Replace parts past their expiry by their stale form; returns the keys affected."""
+        now = time.monotonic() if now is None else now
+        expired = []
+        for key, part in self._parts.items():
+            if part.expires_at is not None and part.expires_at <= now:
+                part.fragments = part.stale
+                part.expires_at = None
+                expired.append(key)
+        if expired:
+            self.version += 1
+        return expired
+
+    def render(self) -> Rendered:
+        """Join every part's fragments by metric name (sorted, so output is stable)."""
+        by_name: dict[str, list[Fragment]] = {}
+        for key in sorted(self._parts):
+            for fragment in self._parts[key].fragments:
+                by_name.setdefault(fragment.om_name, []).append(fragment)
+        if self._extra is not None:
+            for fragment in render_fragments(self._extra(), None):
+                by_name.setdefault(fragment.om_name, []).append(fragment)
+        text: list[str] = []
+        om: list[str] = []
+        for name in sorted(by_name):
+            fragments = by_name[name]
+            head = fragments[0]
+            # a name emitted with two types by two parts is a bug; keep the first type's samples
+            same = [f for f in fragments if f.om_type == head.om_type]
+            text.append(f"# HELP {head.text_name} {_escape_help_text(head.help)}\n")
+            text.append(f"# TYPE {head.text_name} {head.text_type}\n")
+            text.extend(f.lines for f in same)
+            om.append(f"# HELP {head.om_name} {_escape_help_om(head.help)}\n")
+            om.append(f"# TYPE {head.om_name} {head.om_type}\n")
+            om.extend(f.lines for f in same)
+        om.append("# EOF\n")
+        text_bytes = "".join(text).encode()
+        om_bytes = "".join(om).encode()
+        self.rendered = Rendered(
+            text=text_bytes,
+            text_gzip=gzip.compress(text_bytes, compresslevel=6, mtime=0),
+            openmetrics=om_bytes,
+            openmetrics_gzip=gzip.compress(om_bytes, compresslevel=6, mtime=0),
+            rendered_at=time.time(),
+        )
+        return self.rendered

@@ -1,0 +1,106 @@
+"""Snapshot: parts rendered once, merged by name, stale parts replaced, both formats valid."""
+
+from __future__ import annotations
+
+import gzip
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as om_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.snapshot import Snapshot, format_value
+
+
+def up(value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily("perf_demo_up", "Whether the demo answered.", value=value)
+
+
+def hits(value: float) -> CounterMetricFamily:
+    fam = CounterMetricFamily(
+        "perf_demo_hits", 'Hits, with "quotes" and \\ backslash.', labels=["ns"]
+    )
+    fam.add_metric(['a"b\\c\nd'], value)
+    return fam
+
+
+def test_parts_of_two_targets_merge_into_one_family() -> None:
+    snap = Snapshot()
+    snap.put(("data", "demo", "one"), [up(1), hits(3)], target="one")
+    snap.put(("data", "demo", "two"), [up(0)], target="two")
+    text = snap.render().text.decode()
+    assert text.count("# TYPE perf_demo_up gauge") == 1
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {(s.labels["target"], s.value) for s in fams["perf_demo_up"].samples}
+    assert samples == {("one", 1.0), ("two", 0.0)}
+    hit = fams["perf_demo_hits"].samples[0]
+    assert hit.labels == {"target": "one", "ns": 'a"b\\c\nd'}
+    assert fams["perf_demo_hits"].type == "counter"
+
+
+def test_openmetrics_body_parses_and_ends_with_eof() -> None:
+    snap = Snapshot()
+    hist = HistogramMetricFamily(
+        "perf_demo_latency_seconds",
+        "Latency.",
+        buckets=[("0.1", 2), ("1", 3), ("+Inf", 3)],
+        sum_value=0.9,
+    )
+    snap.put(("data", "demo", "one"), [up(1), hits(3), hist], target="one")
+    body = snap.render().openmetrics.decode()
+    assert body.endswith("# EOF\n")
+    fams = {f.name: f for f in om_families(body)}
+    assert fams["perf_demo_hits"].type == "counter"
+    assert fams["perf_demo_latency_seconds"].type == "histogram"
+    assert {s.name for s in fams["perf_demo_hits"].samples} == {"perf_demo_hits_total"}
+
+
+def test_gzip_bodies_match_plain_ones() -> None:
+    snap = Snapshot()
+    snap.put(("data", "demo", "one"), [up(1)], target="one")
+    rendered = snap.render()
+    assert gzip.decompress(rendered.text_gzip) == rendered.text
+    assert gzip.decompress(rendered.openmetrics_gzip) == rendered.openmetrics
+
+
+def test_render_is_byte_identical_without_changes() -> None:
+    snap = Snapshot()
+    snap.put(("data", "demo", "one"), [up(1), hits(3)], target="one")
+    first = snap.render()
+    second = snap.render()
+    assert first.text == second.text and first.text_gzip == second.text_gzip
+
+
+def test_expired_part_is_replaced_by_its_stale_form() -> None:
+    snap = Snapshot()
+    snap.put(
+        ("data", "demo", "one"), [up(1), hits(3)], target="one", ttl=10, stale=[up(0)], now=100
+    )
+    snap.put(("data", "demo", "two"), [up(1)], target="two", ttl=50, stale=[up(0)], now=100)
+    assert snap.expire(now=105) == []
+    assert snap.expire(now=111) == [("data", "demo", "one")]
+    fams = {f.name: f for f in text_string_to_metric_families(snap.render().text.decode())}
+    assert "perf_demo_hits" not in fams
+    assert {(s.labels["target"], s.value) for s in fams["perf_demo_up"].samples} == {
+        ("one", 0.0),
+        ("two", 1.0),
+    }
+    assert snap.expire(now=1000) == [("data", "demo", "two")]
+    assert snap.expire(now=2000) == []  # stale forms never expire again
+
+
+def test_dropped_part_disappears() -> None:
+    snap = Snapshot()
+    snap.put(("data", "demo", "one"), [up(1)], target="one")
+    snap.drop(("data", "demo", "one"))
+    assert b"perf_demo_up" not in snap.render().text
+
+
+def test_values_are_formatted_like_prometheus() -> None:
+    assert format_value(3.0) == "3"
+    assert format_value(0.25) == "0.25"
+    assert format_value(float("inf")) == "+Inf"
+    assert format_value(float("-inf")) == "-Inf"
+    assert format_value(float("nan")) == "NaN"
+    assert format_value(1e20) == "1e+20"
