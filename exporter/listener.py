@@ -15,6 +15,7 @@ import logging
 import ssl
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,34 @@ class _Busy(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         return None
+
+
+class MalformedRequestFilter(logging.Filter):
+    """Turns aiohttp's error-with-traceback for an unparsable request into one debug line.
+
+    A malformed request is the client's error and already answered 400; logging it at error
+    level with a traceback would let anyone flood the log and bury real problems.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        if not logging.getLogger("exporter").isEnabledFor(logging.DEBUG):
+            return False
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.msg, record.args = "malformed HTTP request refused", ()
+        record.exc_info, record.exc_text = None, None
+        record.status = exc.code
+        record.reason = str(exc.message).splitlines()[0][:200] if exc.message else ""
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install :class:`MalformedRequestFilter` on aiohttp's server logger (once)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in logger.filters):
+        logger.addFilter(MalformedRequestFilter())
 
 
 class GuardedSite(web.TCPSite):
@@ -78,6 +107,7 @@ class GuardedSite(web.TCPSite):
     async def start(self) -> None:
         # TCPSite.start would create the server with its own factory; keep only the bookkeeping
         await web.BaseSite.start(self)
+        quiet_malformed_requests()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             self._protocol,
