@@ -36,8 +36,11 @@ from exporter.webconfig import (
 
 log = logging.getLogger(__name__)
 
-#: Renders are coalesced: at most one per this many seconds however many jobs finish.
+#: Renders are coalesced: at least this many seconds apart however many jobs finish, and
+#: further apart when a render is expensive (many targets), so that rendering never takes more
+#: than about 1 / (1 + RENDER_COST_FACTOR) of a core.
 RENDER_MIN_GAP = 0.1
+RENDER_COST_FACTOR = 4.0
 #: How often parts are checked for expiry.
 EXPIRY_CHECK = 1.0
 
@@ -75,6 +78,7 @@ class Daemon:
         self.scheduler.add_listener(self.board.record)
         self._render_handle: asyncio.TimerHandle | None = None
         self._last_render = 0.0
+        self._render_gap = RENDER_MIN_GAP
         self._stop = asyncio.Event()
         self._reloading = False
 
@@ -102,13 +106,16 @@ class Daemon:
         if self._render_handle is not None:
             return
         loop = asyncio.get_running_loop()
-        delay = max(0.0, self._last_render + RENDER_MIN_GAP - loop.time())
+        delay = max(0.0, self._last_render + self._render_gap - loop.time())
         self._render_handle = loop.call_later(delay, self._render)
 
     def _render(self) -> None:
         self._render_handle = None
-        self._last_render = asyncio.get_running_loop().time()
+        started = time.perf_counter()
         self.snapshot.render()
+        cost = time.perf_counter() - started
+        self._render_gap = max(RENDER_MIN_GAP, RENDER_COST_FACTOR * cost)
+        self._last_render = asyncio.get_running_loop().time()
 
     async def _expire_loop(self) -> None:
         while True:
