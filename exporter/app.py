@@ -97,7 +97,16 @@ class Daemon:
             "Unix time the config was last loaded successfully.",
             value=self.last_reload_success,
         )
-        return [info, failures, last_ok, *self._process.collect()]
+        try:
+            alive = len(asyncio.all_tasks())
+        except RuntimeError:  # a render before the event loop runs
+            alive = 0
+        tasks = GaugeMetricFamily(
+            "perf_exporter_asyncio_tasks",
+            "Tasks alive on the daemon's event loop; steady growth means a leak.",
+            value=alive,
+        )
+        return [info, failures, last_ok, tasks, *self._process.collect()]
 
     # --- rendering ---------------------------------------------------------------------------
 
