@@ -161,6 +161,11 @@ class PgBouncerSettings(CollectorSettings):
 class AppSettings(CollectorSettings):
     """The application's own pool and cache statistics, published by ``exporter.instrument``."""
 
+    #: SCAN COUNT hint while listing the published hashes.
+    scan_count: int = Field(500, ge=10, le=100_000)
+    #: More matching keys than this fails the cycle (a partial read would double-count).
+    max_keys: int = Field(10_000, ge=10, le=1_000_000)
+
 
 class Collectors(Strict):
     host: HostSettings = HostSettings()

@@ -1,0 +1,28 @@
+"""Publish an application's own pool and cache statistics for the ``app`` collector.
+
+Optional and framework-free: an app using asyncpg and ``redis.asyncio`` creates, at startup::
+
+    reporter = PoolReporter(pool, "main", redis)            # wraps pool.acquire
+    api_cache = CacheStats(redis, "api_response")           # count hits/misses/... per namespace
+
+and closes them at shutdown (``await reporter.publisher.close()``). Every process publishes to
+its own Redis hashes (``<prefix>cache:<process>``, ``<prefix>pool:<process>:<name>``) with a
+TTL; the exporter sums the processes and keeps counters monotonic when workers come and go.
+See docs/instrument.md.
+"""
+
+from __future__ import annotations
+
+from exporter.instrument.cache import CacheStats
+from exporter.instrument.layout import ACQUIRE_BUCKETS, CACHE_KINDS, DEFAULT_PREFIX
+from exporter.instrument.pool import PoolReporter
+from exporter.instrument.publisher import Publisher
+
+__all__ = [
+    "ACQUIRE_BUCKETS",
+    "CACHE_KINDS",
+    "DEFAULT_PREFIX",
+    "CacheStats",
+    "PoolReporter",
+    "Publisher",
+]
