@@ -72,6 +72,7 @@ def config(pg: PostgresServer, cache: RedisServer, interval: float) -> dict[str,
         "targets": {
             "postgres": [{"name": "pg", "dsn": pg.dsn}],
             "redis": [{"name": "cache", "url": cache.url}],
+            "app": [{"name": "web", "url": cache.url}],
         },
     }
 
@@ -106,6 +107,8 @@ def test_fifty_scrapers_get_no_errors_while_targets_flap(
             text=True,
             timeout=30,
         ).stdout
+        web = {"collector": "app", "target": "web", "reason": "connection"}
+        assert (d.value("perf_exporter_collector_errors_total", web) or 0) >= 1
     assert flapper.flaps >= 2
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p99 = wrk_p99_ms(out)
@@ -127,6 +130,11 @@ def test_soak_keeps_memory_fds_and_tasks_bounded(
         while time.monotonic() < end:
             time.sleep(3)
             readings.append(samples(d))
+        # the flapping reached the daemon: the app target failed and came back many times
+        web = {"collector": "app", "target": "web"}
+        assert (d.value("perf_exporter_collector_errors_total", {**web, "reason": "connection"})
+                or 0) >= 5  # fmt: skip
+        d.wait_for(lambda: d.value("perf_app_up", {"target": "web"}) == 1.0, timeout=10)
         assert d.stop() == 0
     assert flapper.flaps >= SOAK_SECONDS / 4
     rss = [r["process_resident_memory_bytes"] for r in readings]
