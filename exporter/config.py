@@ -144,14 +144,27 @@ class PostgresSettings(CollectorSettings):
     statement_text_max_length: int = Field(120, ge=8, le=4000)
     tables_top_n: int = Field(20, ge=1, le=500)
     applications_top_n: int = Field(10, ge=1, le=200)
+    #: Index advice in /summary: a table scanned sequentially at least this often ...
+    index_advice_min_seq_scans: int = Field(50, ge=1)
+    #: ... reading at least this many rows per scan on average looks like it misses an index.
+    index_advice_min_rows_per_scan: int = Field(10_000, ge=1)
 
 
 class RedisSettings(CollectorSettings):
-    """Redis: the budget of the incremental namespace SCAN."""
+    """Redis: the budget of the incremental namespace SCAN (see docs/redis.md)."""
 
+    #: COUNT of each SCAN call (keys per batch, each batch is one pipeline of TTL checks).
     scan_count: int = Field(1000, ge=10, le=100_000)
+    #: Keys visited per cycle at most (exceeded only by what one SCAN returns beyond COUNT).
     scan_max_keys_per_cycle: int = Field(20_000, ge=100, le=10_000_000)
+    #: Seconds of scanning per cycle at most; the rest of the pass waits for the next cycle.
+    scan_max_seconds_per_cycle: Duration = 1.0
+    #: Seconds from the end of one pass to the start of the next (0: at the next cycle).
+    scan_pass_pause: float = Field(0.0, ge=0, le=86_400)
+    #: Keys per namespace and pass whose MEMORY USAGE is sampled (0: no memory estimate).
     memory_sample_per_namespace: int = Field(20, ge=0, le=1000)
+    #: Distinct namespace labels at most (wildcard patterns, split rules); more go to "other".
+    namespace_limit: int = Field(50, ge=1, le=1000)
 
 
 class PgBouncerSettings(CollectorSettings):
@@ -245,6 +258,13 @@ class PostgresTarget(SecretTarget):
     @classmethod
     def _dsn(cls, value: str | None) -> str | None:
         return None if value is None else _check_url(value, ("postgresql", "postgres"))
+
+    @field_validator("databases")
+    @classmethod
+    def _databases(cls, value: Literal["all"] | list[str]) -> Literal["all"] | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError('must be "all" or a non-empty list of database names')
+        return value
 
     @model_validator(mode="after")
     def _one_way(self) -> PostgresTarget:

@@ -1,0 +1,429 @@
+"""PostgreSQL: buffer-cache hit rate, connections against max_connections, query latency.
+
+One dedicated asyncpg connection per target (``application_name=perf-exporter``, read-only,
+``statement_timeout`` and ``lock_timeout`` derived from the target's timeout), reopened with
+:class:`ReconnectBackoff` after any failure. A cycle runs at most five statements (see
+:mod:`exporter.collectors.postgres_queries`), all on statistics views and catalogs. Works with a
+role that only has ``pg_monitor`` (see ``docs/postgres.md``). Sample output (the snapshot adds
+``target``)::
+
+    perf_postgres_probe_duration_seconds_bucket{le="0.0005"} 41.0
+    perf_postgres_probe_duration_seconds_count 42.0
+    perf_postgres_blocks_hit_total{datname="app"} 1.843e+06
+    perf_postgres_blocks_read_total{datname="app"} 5210.0
+    perf_postgres_transactions_committed_total{datname="app"} 90211.0
+    perf_postgres_tuples_fetched_total{datname="app"} 4.1e+06
+    perf_postgres_database_size_bytes{datname="app"} 8.2e+07
+    perf_postgres_connections{datname="app",state="active"} 3.0
+    perf_postgres_connections{datname="app",state="idle in transaction"} 1.0
+    perf_postgres_connections{datname="app",state="fastpath function call"} 0.0
+    perf_postgres_lock_waiters{datname="app"} 0.0
+    perf_postgres_max_connections 100.0
+    perf_postgres_superuser_reserved_connections 3.0
+    perf_postgres_transaction_max_age_seconds{application_name="api"} 0.8
+    perf_postgres_idle_in_transaction_max_age_seconds{application_name="api"} 0.0
+    perf_postgres_version_info{version="15.20",version_num="150020"} 1.0
+    perf_postgres_postmaster_start_time_seconds 1.7646e+09
+    perf_postgres_in_recovery 0.0
+    perf_postgres_standby_lag_bytes{application_name="replica1",client_addr="10.0.0.7"} 0.0
+    perf_postgres_stat_statements_available 1.0
+    perf_postgres_statement_calls_total{datname="app",queryid="-46168174",user="api"} 12040.0
+    perf_postgres_statement_exec_seconds_total{datname="app",queryid="other",user=""} 3.2
+    perf_postgres_table_seq_scan_total{datname="app",relname="orders",schemaname="public"} 902.0
+    perf_postgres_table_size_bytes{datname="app",relname="orders",schemaname="public"} 4.1e+07
+    perf_postgres_unused_index_size_bytes{datname="app",indexrelname="orders_note_idx",...} 1.6e+07
+    perf_postgres_collector_statements 4.0
+    perf_postgres_collector_query_duration_seconds 0.0031
+
+Per-table series describe the database the target connects to. Facts for /summary:
+``cache_hit_ratio`` (over the last interval), ``connections``, ``max_connections``,
+``superuser_reserved_connections``, ``probe_seconds``, ``longest_transaction_seconds``,
+``longest_idle_in_transaction_seconds``, ``stat_statements_available``, ``replication_lag_seconds``
+and ``index_recommendations`` (advice only; nothing is ever run on the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import time
+from typing import Any, ClassVar
+
+import asyncpg
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors import postgres_families as fam
+from exporter.collectors import postgres_queries as sql
+from exporter.collectors.base import Collected, CollectError, Collector, ReconnectBackoff
+from exporter.config import PostgresSettings, PostgresTarget, redact_url
+
+logger = logging.getLogger(__name__)
+
+APPLICATION_NAME = "perf-exporter"
+DEFAULT_INTERVAL = 15.0
+DEFAULT_TIMEOUT = 5.0
+
+
+def where(target: PostgresTarget) -> str:
+    """Where the target is, for messages: the DSN without password, or host:port/dbname."""
+    if target.dsn is not None:
+        return redact_url(target.dsn)
+    host = target.host or "localhost"
+    port = target.port or 5432
+    user = f"{target.user}@" if target.user else ""
+    return f"postgresql://{user}{host}:{port}/{target.dbname or ''}"
+
+
+def _clean(text: str, password: str | None) -> str:
+    """The server's message on one line, with the password masked should it ever appear."""
+    line = " ".join(str(text).split())
+    if password:
+        line = line.replace(password, "***")
+    return line.rstrip(".")
+
+
+def classify(exc: BaseException, location: str, password: str | None = None) -> CollectError:
+    """Map a driver, network or server failure to a :class:`CollectError` with one sentence."""
+    detail = _clean(str(exc) or type(exc).__name__, password)
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return CollectError("timeout", f"PostgreSQL at {location} did not answer in time")
+    if isinstance(exc, asyncpg.TooManyConnectionsError):
+        return CollectError(
+            "connection",
+            f"PostgreSQL at {location} refused the connection because it has too many "
+            f"connections ({detail})",
+        )
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return CollectError("auth", f"PostgreSQL at {location} rejected the password ({detail})")
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        hint = ""
+        if "no encryption" in detail:
+            hint = "; the server accepts this role only over TLS, set sslmode: require"
+        return CollectError("auth", f"PostgreSQL at {location} rejected the login ({detail}){hint}")
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return CollectError(
+            "auth",
+            f"PostgreSQL at {location} denied a statistics query ({detail}); "
+            "grant the monitoring role pg_monitor",
+        )
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return CollectError("connection", f"PostgreSQL at {location}: {detail}")
+    if isinstance(exc, asyncpg.QueryCanceledError | asyncpg.LockNotAvailableError):
+        return CollectError(
+            "timeout", f"a statistics query on {location} hit the session timeout ({detail})"
+        )
+    if isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.AdminShutdownError
+        | asyncpg.CrashShutdownError,
+    ):
+        return CollectError(
+            "connection", f"lost the connection to PostgreSQL at {location} ({detail})"
+        )
+    if isinstance(exc, asyncpg.PostgresError):
+        return CollectError("query", f"a statistics query on {location} failed ({detail})")
+    if isinstance(exc, ssl.SSLError):
+        return CollectError("connection", f"TLS with PostgreSQL at {location} failed ({detail})")
+    if isinstance(exc, ConnectionRefusedError):
+        return CollectError("connection", f"PostgreSQL at {location} refused the connection")
+    if isinstance(exc, OSError | asyncpg.InterfaceError):
+        return CollectError("connection", f"cannot reach PostgreSQL at {location} ({detail})")
+    return CollectError("other", f"sampling PostgreSQL at {location} failed ({detail})")
+
+
+def _rows(value: str | None) -> list[dict[str, Any]]:
+    """A JSON array column (``json_agg`` gives NULL for no rows)."""
+    if value is None:
+        return []
+    rows: list[dict[str, Any]] = json.loads(value)
+    return rows
+
+
+def _preloaded(setting: str | None) -> bool | None:
+    """Whether pg_stat_statements is in shared_preload_libraries; None when we may not see it."""
+    if setting is None:
+        return None
+    return "pg_stat_statements" in {part.strip().strip('"') for part in setting.split(",")}
+
+
+class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
+    """Samples one PostgreSQL server over one long-lived connection."""
+
+    name: ClassVar[str] = "postgres"
+    up_metric: ClassVar[str | None] = "perf_postgres_up"
+    up_help: ClassVar[str] = "1 when the last sample of the PostgreSQL target succeeded."
+
+    def __init__(self, target: PostgresTarget, settings: PostgresSettings) -> None:
+        super().__init__(target, settings)
+        self.interval = next(
+            v for v in (target.interval, settings.interval, DEFAULT_INTERVAL) if v is not None
+        )
+        timeout = next(
+            v for v in (target.timeout, settings.timeout, DEFAULT_TIMEOUT) if v is not None
+        )
+        self.timeout = min(timeout, 0.9 * self.interval)
+        self.location = where(target)
+        self._conn: asyncpg.Connection | None = None
+        self._backoff = ReconnectBackoff(initial=min(0.5, self.interval), cap=self.interval)
+        self._last_error: CollectError | None = None
+        self._probe = fam.ProbeHistogram()
+        self._previous_blocks: dict[str, tuple[int, int]] | None = None
+        self._texts: dict[str, str] = {}
+        self._pgss_notice: str | None = None
+        self._statements = 0
+        self._query_seconds = 0.0
+
+    # --- connection -----------------------------------------------------------------------
+
+    def session_settings(self) -> dict[str, str]:
+        """Per-session settings: a query never outlives the cycle, never waits long on a lock."""
+        return {
+            "application_name": APPLICATION_NAME,
+            "statement_timeout": f"{max(1, int(self.timeout * 900))}ms",
+            "lock_timeout": f"{max(1, int(self.timeout * 500))}ms",
+            "default_transaction_read_only": "on",
+            "jit": "off",
+        }
+
+    async def _connect(self) -> asyncpg.Connection:
+        target = self.target
+        kwargs: dict[str, Any] = {
+            "timeout": self.timeout,
+            "server_settings": self.session_settings(),
+        }
+        if target.dsn is not None:
+            kwargs["dsn"] = target.dsn
+        else:
+            kwargs.update(
+                host=target.host, port=target.port, user=target.user, database=target.dbname
+            )
+        try:
+            password = target.password()
+        except OSError as exc:
+            raise CollectError(
+                "auth", f"cannot read the password file {target.password_file} ({exc.strerror})"
+            ) from None
+        if password is not None:
+            kwargs["password"] = password
+        if target.sslmode is not None:
+            kwargs["ssl"] = target.sslmode
+        try:
+            conn: asyncpg.Connection = await asyncpg.connect(**kwargs)
+        except CollectError:
+            raise
+        except Exception as exc:
+            raise classify(exc, self.location, password) from None
+        logger.debug("connected to PostgreSQL at %s", self.location)
+        return conn
+
+    def _drop_connection(self) -> None:
+        # terminate, not close: close() waits on the server, which may be the problem
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+
+    async def close(self) -> None:
+        """Say goodbye politely on shutdown or reload; cut the socket if that takes too long."""
+        conn, self._conn = self._conn, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await conn.close(timeout=1.0)
+        except Exception:
+            conn.terminate()
+
+    # --- one cycle ------------------------------------------------------------------------
+
+    async def collect(self) -> Collected:
+        # the daemon may set `interval`/`timeout` after construction (resolved from the global
+        # config): the backoff and the next session's timeouts follow them
+        self._backoff.cap = self.interval
+        if self._conn is not None and self._conn.is_closed():
+            self._conn = None
+        last = self._last_error
+        if self._conn is None and last is not None and not self._backoff.ready():
+            # still backing off: the target is as down as it was, for the same reason
+            raise CollectError(last.reason, last.message)
+        self._statements = 0
+        self._query_seconds = 0.0
+        try:
+            async with asyncio.timeout(self.timeout):
+                if self._conn is None:
+                    self._conn = await self._connect()
+                result = await self._sample(self._conn)
+        except asyncio.CancelledError:
+            self._drop_connection()  # cancelled mid-statement: the session state is unknown
+            raise
+        except Exception as exc:
+            self._drop_connection()
+            error = exc if isinstance(exc, CollectError) else classify(exc, self.location)
+            self._last_error = error
+            self._backoff.failed()
+            raise error from None
+        self._backoff.succeeded()
+        self._last_error = None
+        return result
+
+    async def _fetch(self, conn: asyncpg.Connection, query: str, *args: Any) -> list[Any]:
+        started = time.perf_counter()
+        try:
+            rows: list[Any] = await conn.fetch(query, *args)
+        finally:
+            self._statements += 1
+            self._query_seconds += time.perf_counter() - started
+        return rows
+
+    async def _sample(self, conn: asyncpg.Connection) -> Collected:
+        settings = self.settings
+        filter_dbs = None if self.target.databases == "all" else list(self.target.databases)
+
+        started = time.perf_counter()
+        await self._fetch(conn, sql.PROBE)
+        probe = time.perf_counter() - started
+        self._probe.observe(probe)
+
+        server = dict(
+            (await self._fetch(conn, sql.SERVER, filter_dbs, settings.applications_top_n))[0]
+        )
+        databases = _rows(server["databases"])
+        applications = _rows(server["applications"])
+        server["standbys"] = _rows(server["standbys"])
+        current_db: str = server["current_database"]
+
+        families: list[Metric] = [self._probe.family()]
+        families += fam.server_families(server)
+        families += fam.database_families(databases)
+        families += fam.connection_families(
+            [d["datname"] for d in databases], _rows(server["connections"])
+        )
+        families += fam.application_families(applications)
+
+        recommendations: list[dict[str, Any]] = []
+        if filter_dbs is None or current_db in filter_dbs:
+            row = (await self._fetch(conn, sql.TABLES, settings.tables_top_n))[0]
+            tables, unused = _rows(row["tables"]), _rows(row["unused_indexes"])
+            families += fam.table_families(current_db, tables, unused)
+            recommendations = fam.index_recommendations(
+                current_db,
+                tables,
+                unused,
+                min_seq_scans=settings.index_advice_min_seq_scans,
+                min_rows_per_scan=settings.index_advice_min_rows_per_scan,
+            )
+
+        available = await self._statement_families(conn, server, filter_dbs, families)
+        families.append(
+            fam.gauge(
+                "perf_postgres_stat_statements_available",
+                "1 when pg_stat_statements is loaded and created in the connected database.",
+                1.0 if available else 0.0,
+            )
+        )
+
+        blocks = {d["datname"]: (int(d["blks_hit"]), int(d["blks_read"])) for d in databases}
+        ratio = fam.hit_ratio(self._previous_blocks, blocks)
+        self._previous_blocks = blocks
+
+        families += [
+            fam.gauge(
+                "perf_postgres_collector_statements",
+                "Statements the collector ran on this target in its last cycle.",
+                self._statements,
+            ),
+            fam.gauge(
+                "perf_postgres_collector_query_duration_seconds",
+                "Time the collector's statements took in its last cycle, round trips included.",
+                self._query_seconds,
+            ),
+        ]
+        facts = {
+            "cache_hit_ratio": ratio,
+            "connections": server["client_backends"],
+            "max_connections": server["max_connections"],
+            "superuser_reserved_connections": server["superuser_reserved_connections"],
+            "probe_seconds": probe,
+            "longest_transaction_seconds": max(
+                (a["transaction_age"] or 0.0 for a in applications), default=0.0
+            ),
+            "longest_idle_in_transaction_seconds": max(
+                (a["idle_in_transaction_age"] or 0.0 for a in applications), default=0.0
+            ),
+            "stat_statements_available": available,
+            "replication_lag_seconds": server["replica_lag_seconds"],
+            "index_recommendations": recommendations,
+        }
+        # a family without samples (no standbys, no tables yet) is only noise on the page
+        return Collected(families=[f for f in families if f.samples], facts=facts)
+
+    # --- pg_stat_statements ---------------------------------------------------------------
+
+    def _notice(self, message: str | None) -> None:
+        """Log an availability problem once, and again only when it changes."""
+        if message is not None and message != self._pgss_notice:
+            logger.warning(message, extra={"collector": self.name, "target": self.target.name})
+        self._pgss_notice = message
+
+    def _not_loaded(self, current_db: str) -> str:
+        return (
+            "pg_stat_statements is not loaded, so statement metrics are off: add "
+            "pg_stat_statements to shared_preload_libraries in postgresql.conf, restart "
+            f"PostgreSQL, then run CREATE EXTENSION pg_stat_statements in database {current_db}"
+        )
+
+    async def _statement_families(
+        self,
+        conn: asyncpg.Connection,
+        server: dict[str, Any],
+        filter_dbs: list[str] | None,
+        families: list[Metric],
+    ) -> bool:
+        current_db = server["current_database"]
+        schema: str | None = server["pgss_schema"]
+        if _preloaded(server["preload"]) is False:
+            self._notice(self._not_loaded(current_db))
+            return False
+        if schema is None:
+            self._notice(
+                "pg_stat_statements is loaded but the extension is not created in database "
+                f"{current_db}, so statement metrics are off: run CREATE EXTENSION "
+                f"pg_stat_statements there as a superuser"
+            )
+            return False
+        query = sql.statements_sql(schema, server["version_num"])
+        try:
+            rows = await self._fetch(conn, query, filter_dbs, self.settings.statements_top_n)
+        except asyncpg.ObjectNotInPrerequisiteStateError as exc:
+            if isinstance(exc, asyncpg.LockNotAvailableError):
+                raise
+            # the extension exists but the library is not preloaded (we could not see the GUC)
+            self._notice(self._not_loaded(current_db))
+            return False
+        self._notice(None)
+        top, other = fam.split_statements(dict(r) for r in rows)
+        texts = (
+            await self._statement_texts(conn, schema, top) if self.settings.statement_text else None
+        )
+        families += fam.statement_families(top, other, texts)
+        return True
+
+    async def _statement_texts(
+        self, conn: asyncpg.Connection, schema: str, top: list[fam.StatementRow]
+    ) -> dict[str, str]:
+        """Texts of the top statements, fetched only for queryids not seen before."""
+        wanted = {r.queryid for r in top}
+        missing = sorted(wanted - self._texts.keys())
+        if missing:
+            rows = await self._fetch(
+                conn, sql.statement_text_sql(schema), [int(q) for q in missing]
+            )
+            limit = self.settings.statement_text_max_length
+            # an id whose text is gone (evicted) is remembered as "" so it is not asked again
+            self._texts.update(dict.fromkeys(missing, ""))
+            for row in rows:
+                self._texts[str(row["queryid"])] = fam.normalize_query(row["query"] or "", limit)
+        self._texts = {q: t for q, t in self._texts.items() if q in wanted}
+        return self._texts

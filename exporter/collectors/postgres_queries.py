@@ -1,0 +1,195 @@
+"""The SQL the PostgreSQL collector runs: a handful of statements per cycle, none on user tables.
+
+Each statement folds several catalog and statistics views into one round trip (JSON columns), so
+a cycle costs at most five statements: the probe, :data:`SERVER`, :data:`TABLES`,
+:func:`statements_sql` and, only when new statements enter the top N and query text is enabled,
+:func:`statement_text_sql`. Everything read comes from ``pg_stat_*``/``pg_statio_*`` views, the
+catalogs, settings and size functions: nothing touches the rows of a user table.
+
+Parameters: ``$1`` is the database filter (``NULL`` for all databases), ``$2`` a top-N bound.
+"""
+
+from __future__ import annotations
+
+PROBE = "SELECT 1"
+
+#: Connection states as pg_stat_activity spells them; every one is reported, zero or not.
+CONNECTION_STATES: tuple[str, ...] = (
+    "active",
+    "idle",
+    "idle in transaction",
+    "idle in transaction (aborted)",
+    "fastpath function call",
+    "disabled",
+)
+
+# One row. Client backends only (no walsenders, autovacuum or background workers). Our own
+# backend is counted as a connection (it is one) but left out of the transaction ages.
+SERVER = """
+WITH dbs AS (
+    SELECT d.oid, d.datname
+    FROM pg_database d
+    WHERE NOT d.datistemplate AND d.datallowconn
+      AND ($1::text[] IS NULL OR d.datname = ANY($1::text[]))
+), act AS MATERIALIZED (
+    SELECT pid, datname, state, wait_event_type, xact_start, state_change,
+           coalesce(application_name, '') AS application_name
+    FROM pg_stat_activity
+    WHERE backend_type = 'client backend'
+)
+SELECT
+    current_setting('server_version_num')::int AS version_num,
+    current_setting('server_version') AS version,
+    current_setting('max_connections')::int AS max_connections,
+    current_setting('superuser_reserved_connections')::int AS superuser_reserved_connections,
+    extract(epoch FROM pg_postmaster_start_time())::float8 AS postmaster_start_time,
+    pg_is_in_recovery() AS in_recovery,
+    current_database() AS current_database,
+    (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries') AS preload,
+    (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+      WHERE e.extname = 'pg_stat_statements') AS pgss_schema,
+    (SELECT count(*) FROM act)::int AS client_backends,
+    (SELECT json_agg(json_build_object(
+        'datname', dbs.datname,
+        'xact_commit', s.xact_commit, 'xact_rollback', s.xact_rollback,
+        'blks_read', s.blks_read, 'blks_hit', s.blks_hit,
+        'tup_returned', s.tup_returned, 'tup_fetched', s.tup_fetched,
+        'tup_inserted', s.tup_inserted, 'tup_updated', s.tup_updated,
+        'tup_deleted', s.tup_deleted, 'conflicts', s.conflicts,
+        'temp_files', s.temp_files, 'temp_bytes', s.temp_bytes, 'deadlocks', s.deadlocks,
+        'size_bytes', pg_database_size(dbs.oid)) ORDER BY dbs.datname)
+      FROM dbs JOIN pg_stat_database s ON s.datid = dbs.oid) AS databases,
+    (SELECT json_agg(json_build_object(
+        'datname', c.datname, 'state', c.state, 'count', c.n, 'lock_waiters', c.lock_waiters))
+      FROM (SELECT datname, coalesce(state, '') AS state, count(*) AS n,
+                   count(*) FILTER (WHERE wait_event_type = 'Lock') AS lock_waiters
+            FROM act WHERE datname IS NOT NULL GROUP BY 1, 2) c) AS connections,
+    (SELECT json_agg(json_build_object(
+        'application_name', a.application_name, 'transaction_age', a.xact_age,
+        'idle_in_transaction_age', a.idle_age) ORDER BY a.xact_age DESC)
+      FROM (SELECT application_name,
+                   max(extract(epoch FROM now() - xact_start))::float8 AS xact_age,
+                   max(extract(epoch FROM now() - state_change))
+                     FILTER (WHERE state LIKE 'idle in transaction%')::float8 AS idle_age
+            FROM act WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
+            GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $2) a) AS applications,
+    CASE WHEN pg_is_in_recovery() THEN
+        pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8
+    END AS replica_lag_bytes,
+    CASE WHEN pg_is_in_recovery() THEN
+        CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8
+             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 END
+    END AS replica_lag_seconds,
+    (SELECT json_agg(json_build_object(
+        'application_name', r.application_name,
+        'client_addr', coalesce(host(r.client_addr), ''),
+        'lag_bytes', pg_wal_lsn_diff(
+            CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                 ELSE pg_current_wal_lsn() END, r.replay_lsn)::float8,
+        'lag_seconds', coalesce(extract(epoch FROM r.replay_lag), 0)::float8))
+      FROM pg_stat_replication r) AS standbys
+"""
+
+# One row, about the connected database only (these views are per database). Tables are the
+# union of the top N by blocks read and the top N by rows read in sequential scans; sizes are
+# computed for those only. The size functions take an AccessShareLock on the table, its TOAST
+# table and their indexes: a relation someone holds or awaits an ACCESS EXCLUSIVE lock on (a
+# migration) gets no size this cycle instead of stalling the whole sample until lock_timeout.
+TABLES = """
+WITH locked AS MATERIALIZED (
+    SELECT DISTINCT relation FROM pg_locks
+    WHERE locktype = 'relation' AND mode = 'AccessExclusiveLock'
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), t AS (
+    SELECT s.relid, (SELECT c.reltoastrelid FROM pg_class c WHERE c.oid = s.relid) AS toastrelid,
+           s.schemaname, s.relname, s.seq_scan, s.seq_tup_read,
+           coalesce(s.idx_scan, 0) AS idx_scan, s.n_live_tup,
+           coalesce(io.heap_blks_hit, 0) AS heap_blks_hit,
+           coalesce(io.heap_blks_read, 0) AS heap_blks_read,
+           coalesce(io.idx_blks_hit, 0) AS idx_blks_hit,
+           coalesce(io.idx_blks_read, 0) AS idx_blks_read
+    FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid)
+), pick AS (
+    (SELECT relid FROM t
+      ORDER BY heap_blks_read + idx_blks_read DESC, heap_blks_hit + idx_blks_hit DESC, relid
+      LIMIT $1)
+    UNION
+    (SELECT relid FROM t ORDER BY seq_tup_read DESC, seq_scan DESC, relid LIMIT $1)
+)
+SELECT
+    current_database() AS current_database,
+    (SELECT json_agg(json_build_object(
+        'schemaname', t.schemaname, 'relname', t.relname,
+        'seq_scan', t.seq_scan, 'seq_tup_read', t.seq_tup_read, 'idx_scan', t.idx_scan,
+        'n_live_tup', t.n_live_tup,
+        'heap_blks_hit', t.heap_blks_hit, 'heap_blks_read', t.heap_blks_read,
+        'idx_blks_hit', t.idx_blks_hit, 'idx_blks_read', t.idx_blks_read,
+        'size_bytes', CASE WHEN EXISTS (
+            SELECT 1 FROM locked l WHERE l.relation IN (
+                SELECT c.oid FROM pg_class c WHERE c.oid IN (t.relid, t.toastrelid)
+                UNION ALL
+                SELECT i.indexrelid FROM pg_index i WHERE i.indrelid IN (t.relid, t.toastrelid)))
+            THEN NULL ELSE pg_total_relation_size(t.relid) END) ORDER BY t.schemaname, t.relname)
+      FROM t JOIN pick USING (relid)) AS tables,
+    (SELECT json_agg(json_build_object(
+        'schemaname', u.schemaname, 'relname', u.relname, 'indexrelname', u.indexrelname,
+        'size_bytes', u.size_bytes) ORDER BY u.size_bytes DESC, u.indexrelname)
+      FROM (SELECT i.schemaname, i.relname, i.indexrelname,
+                   pg_relation_size(i.indexrelid) AS size_bytes
+            FROM pg_stat_user_indexes i JOIN pg_index x ON x.indexrelid = i.indexrelid
+            WHERE i.idx_scan = 0 AND NOT x.indisunique AND NOT x.indisprimary
+              AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+              AND i.indexrelid NOT IN (SELECT relation FROM locked)
+            ORDER BY 4 DESC, 3 LIMIT $1) u) AS unused_indexes
+"""
+
+
+def quote_ident(name: str) -> str:
+    """An SQL identifier, quoted (the extension's schema comes from the catalog)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def statements_sql(schema: str, version_num: int) -> str:
+    """Top ``$2`` statements by execution time plus one totals row, from a single view scan.
+
+    ``pg_stat_statements(false)`` skips reading the query-text file. Rows of one queryid that
+    differ only in ``toplevel`` are merged. Rows whose queryid, database or role is not visible
+    only ever count in the totals, so they land in the ``other`` remainder.
+    """
+    exec_time = "total_exec_time" if version_num >= 130000 else "total_time"
+    return f"""
+WITH s AS MATERIALIZED (
+    SELECT p.queryid, d.datname, r.rolname,
+           sum(p.calls)::bigint AS calls,
+           sum(p.{exec_time})::float8 AS exec_ms,
+           sum(p.rows)::bigint AS rows,
+           sum(p.shared_blks_hit)::bigint AS shared_blks_hit,
+           sum(p.shared_blks_read)::bigint AS shared_blks_read
+    FROM {quote_ident(schema)}.pg_stat_statements(false) p
+    LEFT JOIN pg_database d ON d.oid = p.dbid
+    LEFT JOIN pg_roles r ON r.oid = p.userid
+    WHERE $1::text[] IS NULL OR d.datname = ANY($1::text[])
+    GROUP BY 1, 2, 3
+)
+(SELECT false AS is_total, queryid, datname, rolname, calls, exec_ms, rows,
+        shared_blks_hit, shared_blks_read
+   FROM s
+  WHERE queryid IS NOT NULL AND datname IS NOT NULL AND rolname IS NOT NULL
+  ORDER BY exec_ms DESC, calls DESC, queryid, datname, rolname
+  LIMIT $2)
+UNION ALL
+SELECT true, NULL, NULL, NULL, coalesce(sum(calls), 0)::bigint,
+       coalesce(sum(exec_ms), 0)::float8, coalesce(sum(rows), 0)::bigint,
+       coalesce(sum(shared_blks_hit), 0)::bigint, coalesce(sum(shared_blks_read), 0)::bigint
+  FROM s
+"""
+
+
+def statement_text_sql(schema: str) -> str:
+    """Normalized text of the given queryids (``$1``); run only when new ids enter the top N."""
+    return f"""
+SELECT DISTINCT ON (queryid) queryid, query
+FROM {quote_ident(schema)}.pg_stat_statements(true)
+WHERE queryid = ANY($1::bigint[])
+ORDER BY queryid, calls DESC
+"""

@@ -1,0 +1,467 @@
+"""Redis: cache hit rate, memory and evictions, clients, command latency, cache namespaces.
+
+One instance per configured target keeps exactly one connection (a blocking pool of size 1,
+so pipelines share it), the PING histogram, the namespace SCAN cursor and the counter
+baselines for /summary between cycles. A cycle is: advance the namespace scan (bounded), read
+``INFO all``, PING. Only read commands are sent, so a Redis that is out of memory (OOM) is
+still sampled. Sample output (the ``target`` label is added by the snapshot)::
+
+    perf_redis_keyspace_hits_total 1.234e+06
+    perf_redis_keyspace_misses_total 310211.0
+    perf_redis_exporter_keyspace_hits_total 40000.0
+    perf_redis_evicted_keys_total 17.0
+    perf_redis_memory_used_bytes 1.048576e+08
+    perf_redis_memory_max_bytes 2.68435456e+08
+    perf_redis_maxmemory_policy_info{policy="allkeys-lru"} 1.0
+    perf_redis_clients_connected 12.0
+    perf_redis_commands_processed_total 9.1e+06
+    perf_redis_command_calls_total{cmd="get"} 1.5e+06
+    perf_redis_command_duration_seconds_total{cmd="get"} 1.21
+    perf_redis_command_latency_seconds{cmd="get",percentile="99.9"} 2.1e-05
+    perf_redis_errors_total{error="WRONGTYPE"} 3.0
+    perf_redis_db_keys{db="0"} 20000.0
+    perf_redis_probe_duration_seconds_bucket{le="0.0005"} 41.0
+    perf_redis_namespace_keys{namespace="api_response"} 5120.0
+    perf_redis_namespace_keys_without_ttl{namespace="api_response"} 0.0
+    perf_redis_namespace_memory_bytes{namespace="api_response"} 2.9e+06
+
+Failures map to reasons: refused/reset/unreachable, TLS mismatch and LOADING (the server
+answers but serves nothing until its dataset is loaded) are ``connection``; WRONGPASS/NOAUTH
+and NOPERM (an ACL user lacking a command the collector needs: fixed by the operator's ACL,
+like a password) are ``auth``; socket timeouts are ``timeout``; any other error reply is
+``query``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+from redis import exceptions as rx
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from exporter.collectors.base import Collected, CollectError, Collector, ReconnectBackoff
+from exporter.collectors.redis_info import Info, families_from_info, parse_info
+from exporter.collectors.redis_namespaces import (
+    NamespaceRules,
+    NamespaceScan,
+    ScanBudget,
+)
+from exporter.config import DEFAULT_REDIS_URL, RedisSettings, RedisTarget
+
+#: Upper bounds of the PING round-trip histogram, in seconds (Redis answers in microseconds).
+PROBE_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+CLIENT_NAME = "perf-exporter"
+DEFAULT_TIMEOUT = 5.0
+#: Skip CLIENT SETINFO on connect: Redis < 7.2 answers it with an error that would show up in
+#: the very errorstats we report (redis-py 8 spells this driver_info=None, older lib_name=None).
+_NO_SETINFO: dict[str, Any] = (
+    {"driver_info": None}
+    if "driver_info" in inspect.signature(AbstractConnection.__init__).parameters
+    else {"lib_name": None, "lib_version": None}
+)
+DEFAULT_INTERVAL = 15.0
+
+
+class ProbeHistogram:
+    """Cumulative bucket counts kept across cycles, rendered as a fresh family each time."""
+
+    def __init__(self, buckets: tuple[float, ...] = PROBE_BUCKETS) -> None:
+        self.bounds = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.total += seconds
+        for i, bound in enumerate(self.bounds):
+            if seconds <= bound:
+                self.counts[i] += 1
+                return
+        self.counts[-1] += 1
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
+        return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=self.total)
+
+
+def _connection_settings(
+    target: RedisTarget, timeout: float
+) -> tuple[type[AbstractConnection], dict[str, Any], str]:
+    """Connection class, its keyword arguments and a password-free ``where`` for messages."""
+    kwargs: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),  # we decide when to retry: ReconnectBackoff
+        "client_name": CLIENT_NAME,
+        # RESP2: no HELLO, no maintenance-notification handshake, so the ACL stays minimal
+        "protocol": 2,
+        **_NO_SETINFO,
+    }
+    cls: type[AbstractConnection] = Connection
+    username: str | None = None
+    password: str | None = None
+    if target.url is not None or target.host is None:
+        parts = urlsplit(target.url or DEFAULT_REDIS_URL)
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        db_text = parse_qs(parts.query).get("db", [parts.path.strip("/") or "0"])[0]
+        kwargs["db"] = int(db_text) if db_text.isdigit() else 0
+        if parts.scheme == "unix":
+            cls = UnixDomainSocketConnection
+            kwargs["path"] = parts.path
+            kwargs["db"] = int(parse_qs(parts.query).get("db", ["0"])[0] or 0)
+            where = f"unix:{parts.path}"
+        else:
+            if parts.scheme == "rediss":
+                cls = SSLConnection
+            kwargs["host"] = parts.hostname or "127.0.0.1"
+            kwargs["port"] = parts.port or 6379
+            where = f"{kwargs['host']}:{kwargs['port']}"
+    else:
+        kwargs["host"] = target.host
+        kwargs["port"] = target.port or 6379
+        kwargs["db"] = target.db or 0
+        where = f"{target.host}:{kwargs['port']}"
+    if target.tls is not None:
+        cls = SSLConnection
+        kwargs["ssl_ca_certs"] = str(target.tls.ca) if target.tls.ca else None
+        kwargs["ssl_certfile"] = str(target.tls.cert) if target.tls.cert else None
+        kwargs["ssl_keyfile"] = str(target.tls.key) if target.tls.key else None
+    kwargs["username"] = target.username or username
+    kwargs["password"] = target.password() or password
+    return cls, kwargs, where
+
+
+def _raw(response: Any, **_: Any) -> Any:
+    return response
+
+
+class RedisCollector(Collector[RedisTarget, RedisSettings]):
+    """Samples one Redis server over a single connection; see the module docstring."""
+
+    name: ClassVar[str] = "redis"
+    up_metric: ClassVar[str | None] = "perf_redis_up"
+    up_help: ClassVar[str] = "1 if the last sample of this Redis succeeded, 0 if it failed."
+
+    def __init__(self, target: RedisTarget, settings: RedisSettings) -> None:
+        super().__init__(target, settings)
+        self.timeout = target.timeout or settings.timeout or DEFAULT_TIMEOUT
+        interval = target.interval or settings.interval or DEFAULT_INTERVAL
+        self._backoff = ReconnectBackoff(initial=0.5, cap=min(interval, DEFAULT_INTERVAL))
+        self._last_call: float | None = None
+        self._cycle_started = 0.0
+        self._client: Redis | None = None
+        self._where = "redis"
+        self._password: str | None = None
+        self._tls = False
+        self._last_error: CollectError | None = None
+        self._probe = ProbeHistogram()
+        self._run_id: str | None = None
+        self._baseline: dict[str, float] | None = None
+        self.scan: NamespaceScan | None = None
+        if target.namespaces != []:
+            self.scan = NamespaceScan(
+                rules=NamespaceRules(target.namespaces, settings.namespace_limit),
+                budget=ScanBudget(
+                    count=settings.scan_count,
+                    max_keys=settings.scan_max_keys_per_cycle,
+                    max_seconds=settings.scan_max_seconds_per_cycle,
+                    memory_sample=settings.memory_sample_per_namespace,
+                    pass_pause=settings.scan_pass_pause,
+                ),
+            )
+
+    # --- connection ---------------------------------------------------------------------------
+
+    def _connect(self) -> Redis:
+        cls, kwargs, self._where = _connection_settings(self.target, self.timeout)
+        self._password = kwargs.get("password")
+        self._tls = issubclass(cls, SSLConnection)
+        pool = BlockingConnectionPool(
+            max_connections=1, timeout=self.timeout, connection_class=cls, **kwargs
+        )
+        client = Redis(connection_pool=pool)
+        client.set_response_callback("INFO", _raw)
+        if self.scan is not None:
+            self.scan.restart()
+        return client
+
+    async def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(rx.RedisError, OSError):
+                await client.aclose(close_connection_pool=True)
+
+    async def close(self) -> None:
+        await self._drop()
+
+    # --- one cycle ----------------------------------------------------------------------------
+
+    async def collect(self) -> Collected:
+        now = time.monotonic()
+        if self._last_call is not None:
+            # the scheduler calls once per interval; this learns the global interval too, which
+            # the collector is not told, so the backoff never waits longer than one interval
+            self._backoff.cap = min(
+                self._backoff.cap, max(now - self._last_call, self._backoff.initial)
+            )
+        self._last_call = now
+        self._cycle_started = now
+        if not self._backoff.ready() and self._last_error is not None:
+            # a fresh exception: re-raising one instance would grow its traceback every cycle
+            raise CollectError(self._last_error.reason, self._last_error.message)
+        if self._client is None:
+            try:
+                self._client = self._connect()
+            except OSError as exc:  # e.g. an unreadable password file
+                raise self._failed(
+                    CollectError("auth", f"cannot read the password ({exc}).")
+                ) from None
+        try:
+            info, probe_seconds = await self._sample(self._client)
+        except asyncio.CancelledError:
+            # the scheduler's hard timeout: the connection may hold half a reply
+            await asyncio.shield(self._drop())
+            raise
+        except (rx.RedisError, OSError, TimeoutError) as exc:
+            error = self._translate(exc)
+            if error.reason != "query":
+                await self._drop()
+            raise self._failed(error) from None
+        self._backoff.succeeded()
+        self._last_error = None
+        return self._result(info, probe_seconds)
+
+    async def _sample(self, client: Redis) -> tuple[Info, float]:
+        if self.scan is not None:
+            await self.scan.step(client)
+        # INFO after the scan, so its keyspace_hits already include our own TTL lookups
+        text = await client.execute_command("INFO", "all")  # type: ignore[no-untyped-call]
+        info = parse_info(text.decode(errors="replace") if isinstance(text, bytes) else text)
+        if info.get("loading") == "1":
+            # INFO is allowed while loading, but every number would describe half a dataset
+            raise rx.BusyLoadingError("Redis is loading the dataset in memory")
+        started = time.perf_counter()
+        await client.ping()
+        return info, time.perf_counter() - started
+
+    def _failed(self, error: CollectError) -> CollectError:
+        if error.reason != "query":
+            self._backoff.failed()
+        self._last_error = error
+        return error
+
+    def _translate(self, exc: BaseException) -> CollectError:
+        where = f"Redis at {self._where}"
+        detail = self._scrub(str(exc)).rstrip(".")
+        if isinstance(exc, rx.NoPermissionError):
+            user = self.target.username or "default"
+            return CollectError(
+                "auth",
+                f"{where}: ACL user {user!r} may not run a command the collector needs "
+                f"({detail}); grant the commands listed in docs/redis.md.",
+            )
+        if isinstance(exc, rx.AuthenticationError | rx.AuthorizationError):
+            # WRONGPASS, and NOAUTH when no password is configured but one is required
+            return CollectError("auth", f"{where} rejected the credentials ({detail}).")
+        if isinstance(exc, rx.BusyLoadingError):
+            return CollectError(
+                "connection",
+                f"{where} is loading its dataset into memory and serves no queries yet.",
+            )
+        if self._tls and isinstance(exc, rx.TimeoutError) and "connecting" in str(exc):
+            # a TLS client talking to a plain port waits for a ServerHello that never comes
+            return CollectError(
+                "connection",
+                f"the TLS handshake with {where} did not complete within {self.timeout:g}s "
+                "(does that port speak TLS?).",
+            )
+        if isinstance(exc, rx.TimeoutError | TimeoutError):
+            return CollectError("timeout", f"{where} did not answer within {self.timeout:g}s.")
+        if isinstance(exc, rx.ConnectionError | OSError):
+            return CollectError("connection", f"cannot reach {where} ({detail}).")
+        if isinstance(exc, rx.ResponseError):
+            return CollectError("query", f"{where} returned an error ({detail}).")
+        return CollectError("other", f"{where}: {type(exc).__name__} ({detail}).")
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._password, "***") if self._password else text
+
+    # --- results ------------------------------------------------------------------------------
+
+    def _result(self, info: Info, probe_seconds: float) -> Collected:
+        run_id = info.get("run_id")
+        if self._run_id is not None and run_id != self._run_id:
+            # a restarted server: counters restarted, namespace counts describe the past
+            self._baseline = None
+            if self.scan is not None:
+                self.scan.forget(completed_before=self._cycle_started)
+        self._run_id = run_id
+        self._probe.observe(probe_seconds)
+        families = families_from_info(info)
+        families.append(
+            self._probe.family(
+                "perf_redis_probe_duration_seconds",
+                "Round trip of one PING per cycle on the exporter's warm connection.",
+            )
+        )
+        families.extend(self._scan_families())
+        return Collected(families=families, facts=self._facts(info, probe_seconds))
+
+    def _scan_families(self) -> list[Metric]:
+        scan = self.scan
+        own_hits = CounterMetricFamily(
+            "perf_redis_exporter_keyspace_hits",
+            "Keyspace hits caused by this exporter's TTL checks (namespace scan) since it "
+            "started; subtract from perf_redis_keyspace_hits_total for the application's.",
+            value=float(scan.own_hits if scan else 0),
+        )
+        own_misses = CounterMetricFamily(
+            "perf_redis_exporter_keyspace_misses",
+            "Keyspace misses caused by this exporter's TTL checks of keys that vanished "
+            "mid-scan; subtract from perf_redis_keyspace_misses_total.",
+            value=float(scan.own_misses if scan else 0),
+        )
+        if scan is None:
+            return [own_hits, own_misses]
+        out: list[Metric] = [
+            own_hits,
+            own_misses,
+            CounterMetricFamily(
+                "perf_redis_namespace_scan_passes",
+                "Complete SCAN passes over the keyspace; namespace series appear after the first.",
+                value=float(scan.passes),
+            ),
+            CounterMetricFamily(
+                "perf_redis_namespace_scan_keys",
+                "Keys visited by the namespace scan.",
+                value=float(scan.keys_visited),
+            ),
+        ]
+        if scan.last_pass_seconds is not None:
+            out.append(
+                GaugeMetricFamily(
+                    "perf_redis_namespace_scan_pass_duration_seconds",
+                    "Wall time of the last complete pass, spread over several cycles.",
+                    value=scan.last_pass_seconds,
+                )
+            )
+        if scan.published is None:
+            return out
+        keys = GaugeMetricFamily(
+            "perf_redis_namespace_keys",
+            "Keys per namespace at the last complete SCAN pass; keys matching no pattern are "
+            'namespace="other".',
+            labels=["namespace"],
+        )
+        no_ttl = GaugeMetricFamily(
+            "perf_redis_namespace_keys_without_ttl",
+            "Keys per namespace that never expire (a growing value is a cache leak).",
+            labels=["namespace"],
+        )
+        memory = GaugeMetricFamily(
+            "perf_redis_namespace_memory_bytes",
+            "Approximate bytes per namespace: mean MEMORY USAGE of a sample times the key count.",
+            labels=["namespace"],
+        )
+        for label, counts in sorted(scan.published.items()):
+            keys.add_metric([label], float(counts.keys))
+            no_ttl.add_metric([label], float(counts.keys_without_ttl))
+            if scan.budget.memory_sample:
+                memory.add_metric([label], counts.memory_bytes)
+        out.extend([keys, no_ttl])
+        if scan.budget.memory_sample:
+            out.append(memory)
+        return out
+
+    def _facts(self, info: Info, probe_seconds: float) -> Mapping[str, Any]:
+        now = time.monotonic()
+        own_hits = self.scan.own_hits if self.scan else 0
+        own_misses = self.scan.own_misses if self.scan else 0
+        current = {
+            "at": now,
+            "hits": _int(info.get("keyspace_hits")) - own_hits,
+            "misses": _int(info.get("keyspace_misses")) - own_misses,
+            "evicted": _int(info.get("evicted_keys")),
+            "expired": _int(info.get("expired_keys")),
+        }
+        facts: dict[str, Any] = {
+            "hit_ratio": None,
+            "keyspace_hits": None,
+            "keyspace_misses": None,
+            "evicted_keys": None,
+            "expired_keys": None,
+            "interval_seconds": None,
+            "memory_used_bytes": _int(info.get("used_memory")),
+            "memory_max_bytes": _int(info.get("maxmemory")),
+            "maxmemory_policy": info.get("maxmemory_policy"),
+            "clients_connected": _int(info.get("connected_clients")),
+            "clients_max": _int(info.get("maxclients")),
+            "role": info.get("role"),
+            "probe_seconds": probe_seconds,
+            "namespaces": None,
+        }
+        previous, self._baseline = self._baseline, current
+        if previous is not None:
+            deltas = {k: current[k] - previous[k] for k in ("hits", "misses", "evicted", "expired")}
+            if min(deltas.values()) >= 0:  # negative: counters were reset (CONFIG RESETSTAT)
+                lookups = deltas["hits"] + deltas["misses"]
+                facts.update(
+                    hit_ratio=deltas["hits"] / lookups if lookups else None,
+                    keyspace_hits=int(deltas["hits"]),
+                    keyspace_misses=int(deltas["misses"]),
+                    evicted_keys=int(deltas["evicted"]),
+                    expired_keys=int(deltas["expired"]),
+                    interval_seconds=now - previous["at"],
+                )
+        if self.scan is not None and self.scan.published is not None:
+            facts["namespaces"] = {
+                label: {
+                    "keys": c.keys,
+                    "keys_without_ttl": c.keys_without_ttl,
+                    "memory_bytes": round(c.memory_bytes),
+                }
+                for label, c in sorted(self.scan.published.items())
+            }
+        return facts
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(float(text)) if text is not None else 0
+    except ValueError:
+        return 0

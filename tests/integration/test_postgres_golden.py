@@ -1,0 +1,53 @@
+"""The PostgreSQL part of /metrics as a golden layout: names, types, help and label sets.
+
+Values, queryids and versions are masked (see ``test_golden.layout``). Regenerate after an
+intended change with ``UPDATE_GOLDEN=1`` and review the diff of
+``tests/golden/metrics_postgres.txt``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from daemon import Daemon
+from servers import PostgresServer
+from test_golden import GOLDEN, layout
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    srv = PostgresServer(settings={"autovacuum": "off"})
+    srv.sql("CREATE TABLE golden_t (id int PRIMARY KEY, note text)")
+    srv.sql("CREATE INDEX golden_t_note ON golden_t (note)")
+    srv.sql("SELECT count(*) FROM golden_t")
+    yield srv
+    srv.close()
+
+
+def test_postgres_layout_matches_golden(server: PostgresServer, tmp_path: Path) -> None:
+    config = {
+        "interval": "1s",
+        "timeout": "800ms",
+        "collectors": {"host": {"enabled": False}},
+        "targets": {"postgres": [{"name": "main", "dsn": server.dsn, "databases": ["postgres"]}]},
+    }
+    with Daemon(config, tmp_path) as d:
+        d.wait_for(
+            lambda: (
+                d.value("perf_postgres_statement_calls_total", {"queryid": "other"}) is not None
+            ),
+            what="postgres metrics",
+        )
+        text = d.scrape()
+    got = layout(re.sub(r'version_num="\d+"', 'version_num="*"', text))
+    path = GOLDEN / "metrics_postgres.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(got)
+    assert path.exists(), f"{path} is missing: run with UPDATE_GOLDEN=1 once and review it"
+    assert got == path.read_text()

@@ -1,0 +1,326 @@
+"""The Redis collector against real, suite-started servers: exact deltas of a known workload."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families
+from redis_support import admin, command_calls, make_collector, registry_of
+from servers import RedisServer
+
+from exporter.config import NamespaceSplit
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "redis.md"
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    """A fresh Redis per test: the deltas below must not see another test's traffic."""
+    instance = RedisServer()
+    yield instance
+    instance.close()
+
+
+def _value(result: object, name: str, labels: dict[str, str] | None = None) -> float | None:
+    return registry_of(result.families).get_sample_value(name, labels or {})  # type: ignore[attr-defined]
+
+
+def _fill_namespaces(server: RedisServer) -> dict[str, tuple[int, int]]:
+    """Keys in several namespaces, with and without TTL; returns label -> (keys, without TTL)."""
+    client = admin(server)
+    pipe = client.pipeline(transaction=False)
+    for i in range(30):
+        pipe.set(f"cache:api_response:{i:04x}", "x" * 100, ex=300)
+    for i in range(5):
+        pipe.set(f"cache:api_response:leak{i}", "x" * 100)
+    for i in range(12):
+        pipe.set(f"cache:search_results:{i}", "y" * 50, ex=600)
+    for i in range(4):
+        pipe.set(f"cache:user_session:{i}", "s")
+    for i in range(7):
+        pipe.set(f"queue:jobs:{i}", "j")
+    pipe.execute()
+    return {
+        "api_response": (35, 5),
+        "search_results": (12, 0),
+        "user_session": (4, 4),
+        "budget_status": (0, 0),
+        "other": (7, 7),
+    }
+
+
+async def test_hit_and_miss_deltas_are_exact_despite_the_namespace_scan(
+    server: RedisServer,
+) -> None:
+    _fill_namespaces(server)
+    collector = make_collector(server)
+    first = await collector.collect()
+    client = admin(server)
+    for i in range(70):
+        assert client.get(f"cache:api_response:{i % 30:04x}") is not None
+    for i in range(30):
+        assert client.get(f"cache:api_response:absent{i}") is None
+    second = await collector.collect()
+    await collector.close()
+
+    assert second.facts["keyspace_hits"] == 70
+    assert second.facts["keyspace_misses"] == 30
+    assert second.facts["hit_ratio"] == pytest.approx(0.7)
+    # the raw counters include the scan's TTL checks; the exporter's own counter explains them
+    raw_hits = _value(second, "perf_redis_keyspace_hits_total") - _value(  # type: ignore[operator]
+        first, "perf_redis_keyspace_hits_total"
+    )
+    own_hits = _value(second, "perf_redis_exporter_keyspace_hits_total") - _value(  # type: ignore[operator]
+        first, "perf_redis_exporter_keyspace_hits_total"
+    )
+    assert own_hits == 58  # one TTL per key per pass, one pass per cycle here
+    assert raw_hits - own_hits == 70
+    assert (
+        _value(second, "perf_redis_keyspace_misses_total")
+        - _value(  # type: ignore[operator]
+            first, "perf_redis_keyspace_misses_total"
+        )
+        == 30
+    )
+    assert _value(second, "perf_redis_command_calls_total", {"cmd": "get"}) == 100
+
+
+async def test_namespace_counts_with_and_without_ttl(server: RedisServer) -> None:
+    truth = _fill_namespaces(server)
+    result = await make_collector(server).collect()
+
+    for label, (keys, without_ttl) in truth.items():
+        assert _value(result, "perf_redis_namespace_keys", {"namespace": label}) == keys
+        assert (
+            _value(result, "perf_redis_namespace_keys_without_ttl", {"namespace": label})
+            == without_ttl
+        )
+    assert result.facts["namespaces"]["api_response"]["keys"] == 35
+    # memory: the mean of up to 20 sampled keys times the count; values are near-uniform here
+    client = admin(server)
+    real = sum(client.memory_usage(key) or 0 for key in client.scan_iter("cache:api_response:*"))
+    estimate = _value(result, "perf_redis_namespace_memory_bytes", {"namespace": "api_response"})
+    assert estimate == pytest.approx(real, rel=0.1)
+
+
+async def test_wildcard_patterns_and_split_rules_name_namespaces(server: RedisServer) -> None:
+    _fill_namespaces(server)
+    wildcard = await make_collector(server, namespaces=["cache:*:"]).collect()
+    split = await make_collector(
+        server, namespaces=NamespaceSplit(separator=":", depth=1)
+    ).collect()
+
+    assert _value(wildcard, "perf_redis_namespace_keys", {"namespace": "search_results"}) == 12
+    assert _value(wildcard, "perf_redis_namespace_keys", {"namespace": "other"}) == 7
+    assert _value(split, "perf_redis_namespace_keys", {"namespace": "cache"}) == 51
+    assert _value(split, "perf_redis_namespace_keys", {"namespace": "queue"}) == 7
+
+
+async def test_disabled_namespaces_send_no_scan(server: RedisServer) -> None:
+    _fill_namespaces(server)
+    client = admin(server)
+    result = await make_collector(server, namespaces=[]).collect()
+    calls = command_calls(client)
+    assert "scan" not in calls and "ttl" not in calls
+    assert _value(result, "perf_redis_namespace_keys", {"namespace": "other"}) is None
+    assert _value(result, "perf_redis_exporter_keyspace_hits_total") == 0
+
+
+async def test_eviction_delta_is_exact_when_maxmemory_is_small() -> None:
+    server = RedisServer("--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru")
+    try:
+        collector = make_collector(server, namespaces=[])
+        first = await collector.collect()
+        client = admin(server)
+        written = 6000
+        pipe = client.pipeline(transaction=False)
+        for i in range(written):
+            pipe.set(f"fill:{i}", "v" * 1000)
+        pipe.execute()
+        # any command evicts while memory is above the limit, the collector's INFO too:
+        # lift the limit so the truth below stays the truth
+        client.config_set("maxmemory", "100mb")
+        evicted = written - int(client.dbsize())
+        assert evicted > 0
+        second = await collector.collect()
+        await collector.close()
+    finally:
+        server.close()
+
+    assert second.facts["evicted_keys"] == evicted
+    assert (
+        _value(second, "perf_redis_evicted_keys_total")
+        - _value(  # type: ignore[operator]
+            first, "perf_redis_evicted_keys_total"
+        )
+        == evicted
+    )
+    assert _value(first, "perf_redis_memory_max_bytes") == 2 * 1024 * 1024
+    assert _value(first, "perf_redis_maxmemory_policy_info", {"policy": "allkeys-lru"}) == 1
+    assert first.facts["memory_max_bytes"] == 2 * 1024 * 1024
+
+
+async def test_probe_histogram_accumulates_across_cycles(redis_server: RedisServer) -> None:
+    collector = make_collector(redis_server, namespaces=[])
+    results = [await collector.collect() for _ in range(3)]
+    await collector.close()
+    counts = [_value(r, "perf_redis_probe_duration_seconds_count") for r in results]
+    assert counts == [1, 2, 3]
+    last = results[-1]
+    assert _value(last, "perf_redis_probe_duration_seconds_bucket", {"le": "+Inf"}) == 3
+    assert 0 < _value(last, "perf_redis_probe_duration_seconds_sum") < 3  # type: ignore[operator]
+
+
+async def test_one_connection_per_target_across_cycles_and_pipelines(server: RedisServer) -> None:
+    _fill_namespaces(server)
+    collector = make_collector(server, settings={"scan_count": 10, "scan_max_keys_per_cycle": 100})
+    client = admin(server)
+    ids = set()
+    for _ in range(3):
+        await collector.collect()
+        mine = [c for c in client.client_list() if c.get("name") == "perf-exporter"]
+        assert len(mine) == 1
+        ids.add(mine[0]["id"])
+    await collector.close()
+    assert len(ids) == 1
+    assert not [c for c in client.client_list() if c.get("name") == "perf-exporter"]
+
+
+async def test_commandstats_latencystats_and_errorstats(server: RedisServer) -> None:
+    client = admin(server)
+    client.set("text", "a")
+    for _ in range(9):
+        client.get("text")
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        client.lpush("text", "b")
+    result = await make_collector(server, namespaces=[]).collect()
+
+    assert _value(result, "perf_redis_command_calls_total", {"cmd": "get"}) == 9
+    assert _value(result, "perf_redis_command_failed_calls_total", {"cmd": "lpush"}) == 1
+    assert _value(result, "perf_redis_errors_total", {"error": "WRONGTYPE"}) == 1
+    assert _value(result, "perf_redis_command_duration_seconds_total", {"cmd": "get"}) >= 0  # type: ignore[operator]
+    for percentile in ("50", "99", "99.9"):
+        latency = _value(
+            result, "perf_redis_command_latency_seconds", {"cmd": "get", "percentile": percentile}
+        )
+        assert latency is not None and 0 <= latency < 0.1
+    assert _value(result, "perf_redis_db_keys", {"db": "0"}) == 1
+    assert _value(result, "perf_redis_replication_is_replica") == 0
+    assert (
+        _value(result, "perf_redis_version_info", {"version": "7.0.15", "mode": "standalone"}) == 1
+    )
+
+
+def _documented_acl() -> str:
+    match = re.search(r"^(ACL SETUSER .+)$", DOCS.read_text(), re.MULTILINE)
+    assert match, "docs/redis.md must show the ACL SETUSER line"
+    return match.group(1)
+
+
+async def test_minimal_acl_user_from_the_docs_works(server: RedisServer, tmp_path: Path) -> None:
+    _fill_namespaces(server)
+    client = admin(server)
+    line = _documented_acl().replace("<password>", "monitor-pw")
+    client.execute_command(*line.split())
+    secret = tmp_path / "pw"
+    secret.write_text("monitor-pw\n")
+    collector = make_collector(server, username="perf-exporter", password_file=secret)
+    await collector.collect()
+    result = await collector.collect()
+    await collector.close()
+
+    assert _value(result, "perf_redis_namespace_keys", {"namespace": "api_response"}) == 35
+    assert _value(result, "perf_redis_namespace_memory_bytes", {"namespace": "other"}) > 0  # type: ignore[operator]
+    assert result.facts["keyspace_hits"] == 0
+    # nothing the collector sent was refused (an ACL denial shows up in errorstats)
+    assert not [k for k in client.info("errorstats") if "NOPERM" in k]
+    # and the user can do nothing else: no writes, no reads of values
+    limited = admin(server, username="perf-exporter", password="monitor-pw")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        limited.get("cache:api_response:0000")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        limited.set("x", "1")
+
+
+async def test_output_passes_promtool_and_both_parsers(server: RedisServer) -> None:
+    _fill_namespaces(server)
+    admin(server).get("cache:api_response:0000")
+    collector = make_collector(server)
+    await collector.collect()
+    result = await collector.collect()
+    await collector.close()
+    registry = registry_of(result.families)
+
+    text = generate_latest(registry).decode()
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"perf_redis_keyspace_hits", "perf_redis_probe_duration_seconds"} <= names
+    openmetrics = generate_openmetrics(registry).decode()
+    assert {f.name for f in parse_openmetrics(openmetrics)} == names
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_replication_state_on_primary_and_replica(server: RedisServer) -> None:
+    admin(server).config_set("repl-diskless-sync-delay", 0)  # full sync now, not in 5 s
+    replica = RedisServer("--replicaof", "127.0.0.1", str(server.port))
+    try:
+        replica_client = admin(replica)
+        deadline = time.monotonic() + 20
+        while replica_client.info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica never linked up"
+            time.sleep(0.05)
+        admin(server).set("k", "v")
+        primary_result = await make_collector(server, namespaces=[]).collect()
+        replica_result = await make_collector(replica, namespaces=[]).collect()
+    finally:
+        replica.close()
+
+    assert _value(primary_result, "perf_redis_replication_is_replica") == 0
+    assert _value(primary_result, "perf_redis_replication_connected_replicas") == 1
+    lag = _value(
+        primary_result,
+        "perf_redis_replication_replica_lag_bytes",
+        {"replica": f"127.0.0.1:{replica.port}"},
+    )
+    assert lag is not None and lag >= 0
+    assert _value(primary_result, "perf_redis_replication_offset_bytes") > 0  # type: ignore[operator]
+    assert _value(replica_result, "perf_redis_replication_is_replica") == 1
+    assert _value(replica_result, "perf_redis_replication_master_link_up") == 1
+    assert replica_result.facts["role"] == "slave"
+
+
+async def test_unix_socket_and_a_non_default_database(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    server = RedisServer("--unixsocket", str(socket_path), "--unixsocketperm", "700")
+    try:
+        client = admin(server, db=1)
+        client.set("cache:vector_search:a", "1", ex=900)
+        client.set("cache:vector_search:b", "1")
+        admin(server).set("cache:vector_search:in-db0", "1")
+        by_socket = make_collector(url=f"unix://{socket_path}?db=1")
+        by_host = make_collector(host="127.0.0.1", port=server.port, db=1)
+        results = [await by_socket.collect(), await by_host.collect()]
+        await by_socket.close()
+        await by_host.close()
+    finally:
+        server.close()
+    for result in results:
+        labels = {"namespace": "vector_search"}
+        assert _value(result, "perf_redis_namespace_keys", labels) == 2
+        assert _value(result, "perf_redis_namespace_keys_without_ttl", labels) == 1
+        assert _value(result, "perf_redis_db_keys", {"db": "0"}) == 1

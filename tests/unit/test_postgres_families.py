@@ -1,0 +1,470 @@
+"""The PostgreSQL collector's pure parts: rows to families, the remainder, advice, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors import postgres_families as fam
+from exporter.collectors.base import CollectError
+from exporter.collectors.postgres import PostgresCollector, _preloaded, classify, where
+from exporter.collectors.postgres_queries import CONNECTION_STATES
+from exporter.config import PostgresSettings, PostgresTarget
+
+
+class _Families:
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def registry(families: Iterable[Metric]) -> CollectorRegistry:
+    reg = CollectorRegistry()
+    reg.register(_Families(families))
+    return reg
+
+
+def statement(queryid: int, datname: str, user: str, **counters: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"is_total": False, "queryid": queryid, "datname": datname}
+    row["rolname"] = user
+    row.update(counters)
+    return row
+
+
+def totals(**counters: Any) -> dict[str, Any]:
+    return {"is_total": True, "queryid": None, "datname": None, "rolname": None, **counters}
+
+
+def test_other_row_holds_the_remainder_so_sums_equal_the_totals() -> None:
+    rows = [
+        statement(
+            11, "app", "api", calls=10, exec_ms=50.5, rows=10, shared_blks_hit=7, shared_blks_read=1
+        ),
+        statement(
+            -12,
+            "app",
+            "worker",
+            calls=3,
+            exec_ms=20.25,
+            rows=300,
+            shared_blks_hit=0,
+            shared_blks_read=9,
+        ),
+        totals(calls=20, exec_ms=80.0, rows=311, shared_blks_hit=17, shared_blks_read=10),
+    ]
+    top, other = fam.split_statements(rows)
+    assert [r.queryid for r in top] == ["11", "-12"]
+    assert other.queryid == "other"
+    assert (other.calls, other.rows, other.shared_blks_hit, other.shared_blks_read) == (
+        7,
+        1,
+        10,
+        0,
+    )
+    assert other.exec_ms == pytest.approx(9.25)
+    reg = registry(fam.statement_families(top, other, None))
+    calls = sum(
+        reg.get_sample_value("perf_postgres_statement_calls_total", labels) or 0
+        for labels in (
+            {"queryid": "11", "datname": "app", "user": "api"},
+            {"queryid": "-12", "datname": "app", "user": "worker"},
+            {"queryid": "other", "datname": "", "user": ""},
+        )
+    )
+    assert calls == 20
+    assert reg.get_sample_value(
+        "perf_postgres_statement_exec_seconds_total",
+        {"queryid": "11", "datname": "app", "user": "api"},
+    ) == pytest.approx(0.0505)
+    assert (
+        reg.get_sample_value(
+            "perf_postgres_statement_shared_blocks_read_total",
+            {"queryid": "-12", "datname": "app", "user": "worker"},
+        )
+        == 9
+    )
+
+
+def test_other_row_is_zero_when_every_statement_is_in_the_top_n() -> None:
+    rows = [
+        statement(
+            1, "db", "u", calls=2, exec_ms=0.1 + 0.2, rows=0, shared_blks_hit=0, shared_blks_read=0
+        ),
+        totals(
+            calls=2,
+            exec_ms=0.30000000000000004 - 1e-15,
+            rows=0,
+            shared_blks_hit=0,
+            shared_blks_read=0,
+        ),
+    ]
+    _top, other = fam.split_statements(rows)
+    assert other.calls == 0
+    assert other.exec_ms == 0.0  # float rounding never makes a negative counter
+
+
+def test_statements_query_without_totals_row_is_a_programming_error() -> None:
+    with pytest.raises(ValueError):
+        fam.split_statements([])
+
+
+def test_statement_info_carries_the_text_of_top_statements_only_when_given() -> None:
+    top, other = fam.split_statements(
+        [
+            statement(
+                5, "d", "u", calls=1, exec_ms=1.0, rows=1, shared_blks_hit=0, shared_blks_read=0
+            ),
+            totals(calls=1, exec_ms=1.0, rows=1, shared_blks_hit=0, shared_blks_read=0),
+        ]
+    )
+    names = {f.name for f in fam.statement_families(top, other, None)}
+    assert "perf_postgres_statement_info" not in names
+    reg = registry(fam.statement_families(top, other, {"5": "SELECT $1"}))
+    assert (
+        reg.get_sample_value("perf_postgres_statement_info", {"queryid": "5", "query": "SELECT $1"})
+        == 1
+    )
+
+
+def test_every_connection_state_is_reported_even_at_zero() -> None:
+    reg = registry(
+        fam.connection_families(
+            ["app", "other"],
+            [
+                {"datname": "app", "state": "idle", "count": 4, "lock_waiters": 0},
+                {"datname": "app", "state": "active", "count": 2, "lock_waiters": 1},
+                {"datname": "ignored", "state": "idle", "count": 9, "lock_waiters": 3},
+            ],
+        )
+    )
+    for datname in ("app", "other"):
+        for state in CONNECTION_STATES:
+            expected = {("app", "idle"): 4, ("app", "active"): 2}.get((datname, state), 0)
+            value = reg.get_sample_value(
+                "perf_postgres_connections", {"datname": datname, "state": state}
+            )
+            assert value == expected, (datname, state)
+    assert (
+        reg.get_sample_value("perf_postgres_connections", {"datname": "ignored", "state": "idle"})
+        is None
+    )
+    assert reg.get_sample_value("perf_postgres_lock_waiters", {"datname": "app"}) == 1
+    assert reg.get_sample_value("perf_postgres_lock_waiters", {"datname": "other"}) == 0
+
+
+def test_database_rows_become_counters_per_datname() -> None:
+    row = {c: i for i, (c, _n, _h) in enumerate(fam.DATABASE_COUNTERS, start=1)}
+    row.update(datname="app", size_bytes=8192)
+    reg = registry(fam.database_families([row]))
+    assert reg.get_sample_value("perf_postgres_blocks_hit_total", {"datname": "app"}) == 1
+    assert reg.get_sample_value("perf_postgres_blocks_read_total", {"datname": "app"}) == 2
+    assert reg.get_sample_value("perf_postgres_tuples_deleted_total", {"datname": "app"}) == 13
+    assert reg.get_sample_value("perf_postgres_database_size_bytes", {"datname": "app"}) == 8192
+
+
+def test_probe_histogram_is_cumulative_across_cycles() -> None:
+    hist = fam.ProbeHistogram()
+    for seconds in (0.00005, 0.0003, 0.0003, 7.0):
+        hist.observe(seconds)
+    reg = registry([hist.family()])
+    bucket = "perf_postgres_probe_duration_seconds_bucket"
+    assert reg.get_sample_value(bucket, {"le": "0.0001"}) == 1
+    assert reg.get_sample_value(bucket, {"le": "0.0005"}) == 3
+    assert reg.get_sample_value(bucket, {"le": "5.0"}) == 3
+    assert reg.get_sample_value(bucket, {"le": "+Inf"}) == 4
+    assert reg.get_sample_value("perf_postgres_probe_duration_seconds_count") == 4
+    assert reg.get_sample_value("perf_postgres_probe_duration_seconds_sum") == pytest.approx(
+        7.00065
+    )
+
+
+def test_boundary_observation_falls_in_its_own_bucket() -> None:
+    hist = fam.ProbeHistogram()
+    hist.observe(0.001)
+    reg = registry([hist.family()])
+    assert reg.get_sample_value("perf_postgres_probe_duration_seconds_bucket", {"le": "0.001"}) == 1
+    assert (
+        reg.get_sample_value("perf_postgres_probe_duration_seconds_bucket", {"le": "0.0005"}) == 0
+    )
+
+
+def test_hit_ratio_is_computed_over_the_last_interval() -> None:
+    assert fam.hit_ratio(None, {"a": (10, 1)}) is None
+    previous = {"a": (100, 10), "b": (50, 50)}
+    current = {"a": (190, 20), "b": (50, 50), "new": (1000, 0)}
+    assert fam.hit_ratio(previous, current) == pytest.approx(90 / 100)
+    assert fam.hit_ratio(previous, previous) is None  # nothing read at all
+    # a stats reset on one database leaves it out instead of producing a negative delta
+    assert fam.hit_ratio(previous, {"a": (5, 0), "b": (53, 51)}) == pytest.approx(3 / 4)
+
+
+def test_index_advice_flags_seq_scanned_tables_and_unused_indexes() -> None:
+    tables = [
+        {
+            "schemaname": "public",
+            "relname": "orders",
+            "seq_scan": 120,
+            "idx_scan": 3,
+            "seq_tup_read": 120 * 50_000,
+            "size_bytes": 9_000_000,
+        },
+        {
+            "schemaname": "public",
+            "relname": "tiny",
+            "seq_scan": 900,
+            "idx_scan": 0,
+            "seq_tup_read": 900 * 10,
+            "size_bytes": 8192,
+        },
+        {
+            "schemaname": "public",
+            "relname": "indexed",
+            "seq_scan": 100,
+            "idx_scan": 5000,
+            "seq_tup_read": 100 * 50_000,
+            "size_bytes": 9_000_000,
+        },
+    ]
+    unused = [
+        {
+            "schemaname": "public",
+            "relname": "orders",
+            "indexrelname": "orders_note_idx",
+            "size_bytes": 16384,
+        }
+    ]
+    advice = fam.index_recommendations(
+        "app", tables, unused, min_seq_scans=50, min_rows_per_scan=10_000
+    )
+    assert [(a["kind"], a["relname"]) for a in advice] == [
+        ("missing_index", "orders"),
+        ("unused_index", "orders"),
+    ]
+    assert advice[0]["rows_per_seq_scan"] == 50_000
+    assert advice[1]["indexrelname"] == "orders_note_idx"
+    assert "orders_note_idx" in advice[1]["advice"]
+
+
+def test_table_rows_become_labelled_families() -> None:
+    row = {
+        "schemaname": "s",
+        "relname": "t",
+        "heap_blks_hit": 5,
+        "heap_blks_read": 6,
+        "idx_blks_hit": 7,
+        "idx_blks_read": 8,
+        "seq_scan": 9,
+        "seq_tup_read": 10,
+        "idx_scan": 11,
+        "size_bytes": 12,
+    }
+    reg = registry(fam.table_families("db", [row], []))
+    labels = {"datname": "db", "schemaname": "s", "relname": "t"}
+    assert reg.get_sample_value("perf_postgres_table_heap_blocks_read_total", labels) == 6
+    assert reg.get_sample_value("perf_postgres_table_index_blocks_hit_total", labels) == 7
+    assert reg.get_sample_value("perf_postgres_table_seq_scan_total", labels) == 9
+    assert reg.get_sample_value("perf_postgres_table_idx_scan_total", labels) == 11
+    assert reg.get_sample_value("perf_postgres_table_size_bytes", labels) == 12
+
+
+def test_server_row_gives_settings_version_and_replica_lag() -> None:
+    server = {
+        "version": "15.20 (Debian 15.20-0+deb12u1)",
+        "version_num": 150020,
+        "max_connections": 40,
+        "superuser_reserved_connections": 3,
+        "postmaster_start_time": 1700000000.5,
+        "in_recovery": True,
+        "replica_lag_bytes": 4096.0,
+        "replica_lag_seconds": 1.5,
+        "standbys": [],
+    }
+    reg = registry(fam.server_families(server))
+    assert (
+        reg.get_sample_value(
+            "perf_postgres_version_info", {"version": "15.20", "version_num": "150020"}
+        )
+        == 1
+    )
+    assert reg.get_sample_value("perf_postgres_max_connections") == 40
+    assert reg.get_sample_value("perf_postgres_replication_lag_bytes") == 4096
+    assert reg.get_sample_value("perf_postgres_replication_lag_seconds") == 1.5
+    primary = {
+        **server,
+        "in_recovery": False,
+        "standbys": [
+            {
+                "application_name": "r1",
+                "client_addr": "10.0.0.7",
+                "lag_bytes": 10.0,
+                "lag_seconds": None,
+            }
+        ],
+    }
+    reg = registry(fam.server_families(primary))
+    assert reg.get_sample_value("perf_postgres_replication_lag_bytes") is None
+    assert (
+        reg.get_sample_value(
+            "perf_postgres_standby_lag_bytes", {"application_name": "r1", "client_addr": "10.0.0.7"}
+        )
+        == 10
+    )
+
+
+def test_query_text_is_flattened_and_cut() -> None:
+    assert fam.normalize_query("SELECT *\n  FROM t\tWHERE a = $1", 100) == (
+        "SELECT * FROM t WHERE a = $1"
+    )
+    assert fam.normalize_query("SELECT abcdefghij FROM t", 12) == "SELECT ab..."
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason", "phrase"),
+    [
+        (
+            ConnectionRefusedError(111, "Connect call failed"),
+            "connection",
+            "refused the connection",
+        ),
+        (OSError(113, "No route to host"), "connection", "cannot reach"),
+        (
+            asyncpg.InvalidPasswordError('password authentication failed for user "m"'),
+            "auth",
+            "rejected the password",
+        ),
+        (
+            asyncpg.InvalidAuthorizationSpecificationError(
+                'no pg_hba.conf entry for host "127.0.0.1", user "m", database "d", no encryption'
+            ),
+            "auth",
+            "sslmode: require",
+        ),
+        (
+            asyncpg.TooManyConnectionsError("sorry, too many clients already"),
+            "connection",
+            "too many connections",
+        ),
+        (
+            asyncpg.InvalidCatalogNameError('database "gone" does not exist'),
+            "connection",
+            "does not exist",
+        ),
+        (
+            asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+            "timeout",
+            "timeout",
+        ),
+        (
+            asyncpg.LockNotAvailableError("canceling statement due to lock timeout"),
+            "timeout",
+            "lock timeout",
+        ),
+        (
+            asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+            "connection",
+            "lost the connection",
+        ),
+        (asyncpg.UndefinedColumnError('column "x" does not exist'), "query", "query"),
+        (asyncpg.InsufficientPrivilegeError("permission denied"), "auth", "pg_monitor"),
+        (TimeoutError(), "timeout", "did not answer in time"),
+    ],
+)
+def test_failures_map_to_reasons_with_one_sentence(
+    exc: BaseException, reason: str, phrase: str
+) -> None:
+    error = classify(exc, "postgresql://m:***@db:5432/d")
+    assert error.reason == reason
+    assert phrase in error.message
+    assert "\n" not in error.message
+
+
+def test_messages_never_carry_the_password() -> None:
+    error = classify(OSError("oops s3cr3t leaked"), "x", password="s3cr3t")
+    assert "s3cr3t" not in error.message
+    target = PostgresTarget(name="t", dsn="postgresql://mon:s3cr3t@db:5432/app")
+    assert "s3cr3t" not in where(target)
+    assert where(PostgresTarget(name="t", host="db", user="mon", dbname="app")) == (
+        "postgresql://mon@db:5432/app"
+    )
+
+
+def test_preload_setting_is_parsed_as_a_list() -> None:
+    assert _preloaded("pg_stat_kcache, pg_stat_statements") is True
+    assert _preloaded('"pg_stat_statements"') is True
+    assert _preloaded("auto_explain") is False
+    assert _preloaded("") is False
+    assert _preloaded(None) is None
+
+
+def test_session_timeouts_are_derived_from_the_target_timeout() -> None:
+    coll = PostgresCollector(
+        PostgresTarget(name="t", dsn="postgresql://m@db/app", interval=10, timeout=2),
+        PostgresSettings(),
+    )
+    settings = coll.session_settings()
+    assert settings["application_name"] == "perf-exporter"
+    assert settings["statement_timeout"] == "1800ms"
+    assert settings["lock_timeout"] == "1000ms"
+    assert settings["default_transaction_read_only"] == "on"
+    # never longer than 90 % of the interval, and the daemon may set resolved values later
+    clamped = PostgresCollector(
+        PostgresTarget(name="t", dsn="postgresql://m@db/app", interval=5, timeout=9),
+        PostgresSettings(),
+    )
+    assert clamped.timeout == 4.5
+    clamped.timeout = 0.2
+    assert clamped.session_settings()["statement_timeout"] == "180ms"
+
+
+@pytest.mark.timeout(20)
+async def test_reconnects_are_spaced_by_the_backoff() -> None:
+    """A server that hangs up on every login: each attempt is one accepted socket."""
+    attempts = 0
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    coll = PostgresCollector(
+        PostgresTarget(
+            name="t", dsn=f"postgresql://m@127.0.0.1:{port}/d", sslmode="disable", interval=2
+        ),
+        PostgresSettings(),
+    )
+    try:
+        first = await collect_error(coll)
+        assert first.reason == "connection"
+        assert attempts == 1
+        again = await collect_error(coll)  # within the backoff: no new attempt, same reason
+        assert (again.reason, again.message) == (first.reason, first.message)
+        assert attempts == 1
+        await asyncio.sleep(0.6)  # the first delay is 0.5 s
+        await collect_error(coll)
+        assert attempts == 2
+    finally:
+        await coll.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def collect_error(coll: PostgresCollector) -> CollectError:
+    with pytest.raises(CollectError) as info:
+        await coll.collect()
+    return info.value
+
+
+def test_an_empty_database_list_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="non-empty list"):
+        PostgresTarget(name="t", dsn="postgresql://m@db/app", databases=[])
+    assert PostgresTarget(name="t", dsn="postgresql://m@db/app", databases=["a"]).databases == ["a"]
