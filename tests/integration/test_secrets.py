@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 from daemon import ROOT, Daemon
-from servers import free_port
+from pgbouncer_server import STATS_PASSWORD, PgBouncerServer
+from servers import PostgresServer, RedisServer, free_port
 
 from exporter.collectors import COLLECTORS
 
@@ -166,3 +167,71 @@ def test_check_config_and_config_errors_never_print_passwords(tmp_path: Path) ->
     start = run_cli(["--config.file", str(path)], env)
     assert start.returncode == 2
     assert_no_secret("start-up errors", start.stdout + start.stderr)
+
+
+WRONG = {
+    "pg": "pgWrong-Secret-31c7",
+    "redis": "rdWrong-Secret-8e02",
+    "bouncer": "pbWrong-Secret-5a66",
+    "app": "apWrong-Secret-d419",
+}
+
+
+@pytest.mark.timeout(90)
+def test_passwords_servers_reject_never_appear_in_logs_or_pages(tmp_path: Path) -> None:
+    """Real servers that check the password: every target fails by ``auth``, nothing leaks."""
+    pg = PostgresServer(
+        stat_statements=False,
+        hba=[
+            "local all all trust",
+            "host all monitor 127.0.0.1/32 scram-sha-256",
+            "host all all 127.0.0.1/32 trust",
+        ],
+    )
+    guarded = RedisServer("--requirepass", "the-real-Redis-pw")
+    bouncer = PgBouncerServer(pg)
+    try:
+        pg.sql("CREATE ROLE monitor LOGIN PASSWORD 'the-real-pg-pw' IN ROLE pg_monitor")
+        pw_file = tmp_path / "pg-password"
+        pw_file.write_text(WRONG["pg"])
+        env = {"PERF_W_REDIS": WRONG["redis"], "PERF_W_BOUNCER": WRONG["bouncer"]}
+        config = {
+            "interval": "1s",
+            "timeout": "0.8s",
+            "targets": {
+                "postgres": [
+                    {"name": "pg", "dsn": pg.dsn_for("monitor"), "password_file": str(pw_file)}
+                ],
+                "redis": [{"name": "cache", "url": guarded.url, "password_env": "PERF_W_REDIS"}],
+                "pgbouncer": [
+                    {"name": "bouncer", "dsn": bouncer.dsn(), "password_env": "PERF_W_BOUNCER"}
+                ],
+                "app": [
+                    {
+                        "name": "web",
+                        "url": f"redis://:{WRONG['app']}@127.0.0.1:{guarded.port}/0",
+                    }
+                ],
+            },
+        }
+        with Daemon(config, tmp_path, env=env, args=["--log.level", "debug"]) as d:
+            for kind, name in (("postgres", "pg"), ("redis", "cache"),
+                               ("pgbouncer", "bouncer"), ("app", "web")):  # fmt: skip
+                labels = {"collector": kind, "target": name, "reason": "auth"}
+                d.wait_for(
+                    lambda labels=labels: (
+                        (d.value("perf_exporter_collector_errors_total", labels) or 0) >= 2
+                    ),
+                    what=f"{name} to fail authentication twice",
+                )
+                assert d.value(COLLECTORS[kind].up_metric or "", {"target": name}) == 0.0
+            pages = "".join(d.get(p)[2].decode() for p in ("/metrics", "/summary", "/"))
+            assert d.stop() == 0
+        for where, text in (("pages", pages), ("the debug log", d.log)):
+            for secret in (*WRONG.values(), "the-real-pg-pw", "the-real-Redis-pw", STATS_PASSWORD):
+                assert secret not in text, f"a password leaked into {where}"
+        assert "reason=auth" in d.log
+    finally:
+        bouncer.close()
+        guarded.close()
+        pg.close()
