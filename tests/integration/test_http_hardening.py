@@ -8,12 +8,15 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
+import yaml
+from daemon import ROOT, Daemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -247,3 +250,70 @@ def test_sighup_storm_then_sigterm_exits_0_within_5_seconds(tmp_path: Path) -> N
         assert d.proc.wait(5) == 0
         assert time.monotonic() - start < 5
         assert "Traceback" not in d.log
+
+
+_config_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 100_000),
+        st.sampled_from(
+            ["1s", "0.5s", "-1", "15s", "abc", ".inf", "all", "(", "^x$", ":9839", "redis://h:1/0",
+             "postgresql://u@127.0.0.1:1/db", "rediss://:pw@[::1]:6379/15", "/nonexistent"]
+        ),
+        st.text(max_size=12),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(
+                ["name", "dsn", "url", "interval", "timeout", "enabled", "namespaces", "databases",
+                 "postgres", "redis", "pgbouncer", "app", "host", "password_env", "separator",
+                 "depth", "statements_top_n", "scan_count", "mountpoint_include", "prefix", "db"]
+            ),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=15,
+)  # fmt: skip
+_config_docs = st.fixed_dictionaries(
+    {},
+    optional={
+        "interval": _config_values,
+        "timeout": _config_values,
+        "collectors": st.dictionaries(
+            st.sampled_from(["host", "postgres", "redis", "pgbouncer", "app"]), _config_values
+        ),
+        "targets": st.dictionaries(
+            st.sampled_from(["postgres", "redis", "pgbouncer", "app"]),
+            st.lists(_config_values, max_size=2),
+        ),
+        "web": _config_values,
+        "log": _config_values,
+    },
+)
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(doc=_config_docs)
+def test_generated_configs_exit_0_or_2_with_messages_never_a_traceback(
+    tmp_path_factory: pytest.TempPathFactory, doc: dict[str, object]
+) -> None:
+    path = tmp_path_factory.mktemp("cfg") / "config.yml"
+    path.write_text(yaml.safe_dump(doc))
+    out = subprocess.run(
+        [sys.executable, "-m", "exporter", "--check-config", "--config.file", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "Traceback" not in out.stderr + out.stdout, out.stderr
+    if out.returncode == 0:
+        assert out.stdout.startswith("configuration OK")
+    else:
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith("perf-exporter: invalid configuration:")
+        assert len(out.stderr.splitlines()) >= 2
