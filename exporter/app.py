@@ -233,14 +233,11 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        # bind first: a taken port is reported before any target is touched
+        runner = await self._start_web()
         jobs = build_jobs(self.config)
         self.scheduler.start(jobs)
         self.request_render()
-        try:
-            runner = await self._start_web()
-        except ListenError:
-            await self.scheduler.shutdown()
-            raise
         expiry = loop.create_task(self._expire_loop())
         log.info(
             "perf-exporter started",

@@ -134,7 +134,6 @@ class Scheduler:
         self._stats: dict[tuple[str, str], JobStats] = {}
         self._aps = AsyncIOScheduler(timezone=UTC)
         self._running: set[asyncio.Task[None]] = set()
-        self._stopping = False
 
     def add_listener(self, listener: ResultListener) -> None:
         """Called after every run with (collector, target, result or None, now)."""
@@ -172,7 +171,6 @@ class Scheduler:
 
     async def shutdown(self, grace: float = 3.0) -> None:
         """Stop scheduling, cancel runs in flight, close every collector."""
-        self._stopping = True
         if self._aps.running:
             self._aps.shutdown(wait=False)
         for task in list(self._running):
@@ -224,10 +222,8 @@ class Scheduler:
         try:
             await self.run_once(job)
         except asyncio.CancelledError:
-            # shutdown cancels runs in flight on purpose; re-raising would make APScheduler log
-            # an error with a traceback for every collection a SIGTERM interrupted
-            if not self._stopping:
-                raise
+            # only shutdown cancels a run; APScheduler would log it as a crash with a traceback
+            return
         finally:
             if task is not None:
                 self._running.discard(task)

@@ -170,7 +170,7 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
         self._conn: asyncpg.Connection | None = None
         self._backoff = ReconnectBackoff(initial=min(0.5, self.interval), cap=self.interval)
         self._last_error: CollectError | None = None
-        self._probe = fam.ProbeHistogram()
+        self._probe = fam.probe_histogram()
         self._previous_blocks: dict[str, tuple[int, int]] | None = None
         self._texts: dict[str, str] = {}
         self._pgss_notice: str | None = None

@@ -8,7 +8,6 @@ tested without a server.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +15,11 @@ from typing import Any
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
 )
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.postgres_queries import CONNECTION_STATES
+from exporter.collectors.probe import ProbeHistogram
 
 Row = Mapping[str, Any]
 
@@ -109,54 +108,12 @@ STATEMENT_COUNTERS: tuple[tuple[str, str, str, float], ...] = (
 )
 STATEMENT_FIELDS = ("calls", "exec_ms", "rows", "shared_blks_hit", "shared_blks_read")
 
-#: Probe buckets from 0.1 ms (a local round trip) to 5 s (a server in trouble).
-PROBE_BUCKETS: tuple[float, ...] = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-)
 
-
-class ProbeHistogram:
-    """Cumulative histogram of probe round trips, kept by one collector across cycles.
-
-    Families are rebuilt every cycle, so the counts live here, not in a prometheus_client
-    metric object.
-    """
-
-    def __init__(self, buckets: Sequence[float] = PROBE_BUCKETS) -> None:
-        self.bounds = tuple(buckets)
-        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
-        self.total += seconds
-
-    def family(self) -> HistogramMetricFamily:
-        cumulative: list[tuple[str, float]] = []
-        running = 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += count
-            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), running))
-        return HistogramMetricFamily(
-            "perf_postgres_probe_duration_seconds",
-            "Round trip of the SELECT 1 probe, measured once per cycle.",
-            buckets=cumulative,
-            sum_value=self.total,
-        )
+def probe_histogram() -> ProbeHistogram:
+    return ProbeHistogram(
+        "perf_postgres_probe_duration_seconds",
+        "Round trip of the SELECT 1 probe, measured once per cycle.",
+    )
 
 
 def gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:

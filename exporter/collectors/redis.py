@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from redis import exceptions as rx
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -56,6 +56,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from exporter.collectors.base import Collected, CollectError, Collector, ReconnectBackoff
+from exporter.collectors.probe import ProbeHistogram
 from exporter.collectors.redis_info import Info, families_from_info, parse_info
 from exporter.collectors.redis_namespaces import (
     NamespaceRules,
@@ -64,23 +65,6 @@ from exporter.collectors.redis_namespaces import (
 )
 from exporter.config import DEFAULT_REDIS_URL, RedisSettings, RedisTarget
 
-#: Upper bounds of the PING round-trip histogram, in seconds (Redis answers in microseconds).
-PROBE_BUCKETS: tuple[float, ...] = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-)
 CLIENT_NAME = "perf-exporter"
 DEFAULT_TIMEOUT = 5.0
 #: Skip CLIENT SETINFO on connect: Redis < 7.2 answers it with an error that would show up in
@@ -91,31 +75,6 @@ _NO_SETINFO: dict[str, Any] = (
     else {"lib_name": None, "lib_version": None}
 )
 DEFAULT_INTERVAL = 15.0
-
-
-class ProbeHistogram:
-    """Cumulative bucket counts kept across cycles, rendered as a fresh family each time."""
-
-    def __init__(self, buckets: tuple[float, ...] = PROBE_BUCKETS) -> None:
-        self.bounds = buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.total += seconds
-        for i, bound in enumerate(self.bounds):
-            if seconds <= bound:
-                self.counts[i] += 1
-                return
-        self.counts[-1] += 1
-
-    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
-        buckets: list[tuple[str, float]] = []
-        running = 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
-        return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=self.total)
 
 
 def _connection_settings(
@@ -189,7 +148,10 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
         self._password: str | None = None
         self._tls = False
         self._last_error: CollectError | None = None
-        self._probe = ProbeHistogram()
+        self._probe = ProbeHistogram(
+            "perf_redis_probe_duration_seconds",
+            "Round trip of one PING per cycle on the exporter's warm connection.",
+        )
         self._run_id: str | None = None
         self._baseline: dict[str, float] | None = None
         self.scan: NamespaceScan | None = None
@@ -333,12 +295,7 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
         self._run_id = run_id
         self._probe.observe(probe_seconds)
         families = families_from_info(info)
-        families.append(
-            self._probe.family(
-                "perf_redis_probe_duration_seconds",
-                "Round trip of one PING per cycle on the exporter's warm connection.",
-            )
-        )
+        families.append(self._probe.family())
         families.extend(self._scan_families())
         return Collected(families=families, facts=self._facts(info, probe_seconds))
 

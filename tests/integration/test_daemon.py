@@ -182,4 +182,13 @@ def test_zero_config_start_serves_host_and_reports_absent_targets(tmp_path: Path
                 if f.name == "perf_exporter_collector_success"
                 for s in f.samples
             }
-            assert ("host", "local") in jobs
+            assert jobs == {("host", "local"), ("postgres", "default"), ("redis", "default")}
+            d.wait_for(
+                lambda: (
+                    d.value("perf_postgres_up", {"target": "default"}) == 0.0
+                    and d.value("perf_redis_up", {"target": "default"}) == 0.0
+                ),
+                what="up 0 for the absent default targets",
+            )
+            assert d.proc is not None and d.proc.poll() is None
+            assert "Traceback" not in d.log

@@ -171,7 +171,7 @@ def test_database_rows_become_counters_per_datname() -> None:
 
 
 def test_probe_histogram_is_cumulative_across_cycles() -> None:
-    hist = fam.ProbeHistogram()
+    hist = fam.probe_histogram()
     for seconds in (0.00005, 0.0003, 0.0003, 7.0):
         hist.observe(seconds)
     reg = registry([hist.family()])
@@ -187,7 +187,7 @@ def test_probe_histogram_is_cumulative_across_cycles() -> None:
 
 
 def test_boundary_observation_falls_in_its_own_bucket() -> None:
-    hist = fam.ProbeHistogram()
+    hist = fam.probe_histogram()
     hist.observe(0.001)
     reg = registry([hist.family()])
     assert reg.get_sample_value("perf_postgres_probe_duration_seconds_bucket", {"le": "0.001"}) == 1

@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry
 from redis import exceptions as rx
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
-from exporter.collectors.redis import ProbeHistogram, RedisCollector, _connection_settings
+from exporter.collectors.probe import ProbeHistogram
+from exporter.collectors.redis import RedisCollector, _connection_settings
 from exporter.collectors.redis_info import families_from_info, parse_info, parse_pairs
 from exporter.collectors.redis_namespaces import OTHER, NamespaceRules
 from exporter.config import NamespaceSplit, RedisSettings, RedisTarget
@@ -183,10 +184,10 @@ def test_split_rule_and_label_limit() -> None:
 
 
 def test_probe_histogram_is_cumulative() -> None:
-    histogram = ProbeHistogram((0.001, 0.01))
+    histogram = ProbeHistogram("perf_redis_probe_duration_seconds", "h", (0.001, 0.01))
     for seconds in (0.0005, 0.005, 0.005, 3.0):
         histogram.observe(seconds)
-    family = histogram.family("perf_redis_probe_duration_seconds", "h")
+    family = histogram.family()
     samples = {(s.name, s.labels.get("le")): s.value for s in family.samples}
     assert samples[("perf_redis_probe_duration_seconds_bucket", "0.001")] == 1
     assert samples[("perf_redis_probe_duration_seconds_bucket", "0.01")] == 3
