@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import signal
+import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,8 +31,14 @@ CONFIG = {"interval": "1s", "timeout": "0.5s", "targets": {}}
 class WebDaemon(Daemon):
     """The daemon behind TLS and basic auth: requests carry a CA and, when set, credentials."""
 
-    def __init__(self, tmp_path: Path, web_config: Path, ca: Issued | None) -> None:
-        super().__init__(CONFIG, tmp_path, args=["--web.config.file", str(web_config)])
+    def __init__(
+        self,
+        tmp_path: Path,
+        web_config: Path,
+        ca: Issued | None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(config or CONFIG, tmp_path, args=["--web.config.file", str(web_config)])
         self.context = ssl.create_default_context(cafile=str(ca.cert)) if ca else None
         if ca is not None:
             self.url = self.url.replace("http://", "https://")
@@ -208,3 +217,30 @@ def test_check_config_validates_the_web_config_and_exits_2_without_quoting_secre
     assert out.returncode == 2
     assert "KEY_VALUES_MISMATCH" in out.stderr
     assert "PRIVATE KEY" not in out.stderr
+
+
+@pytest.mark.timeout(60)
+def test_stalled_tls_handshakes_are_cut_after_the_read_timeout(
+    tmp_path: Path, pki: dict[str, Issued]
+) -> None:
+    web = web_yaml(tmp_path / "web.yml", pki["server"], {})
+    config = {**CONFIG, "web": {"read_timeout": "1s", "max_connections": 4}}
+    with WebDaemon(tmp_path, web, pki["ca"], config) as d:
+        # a TCP connection that never sends its ClientHello, and one that stops halfway
+        silent = socket.create_connection(("127.0.0.1", d.port), 2)
+        partial = socket.create_connection(("127.0.0.1", d.port), 2)
+        partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        start = time.monotonic()
+        for sock in (silent, partial):
+            sock.settimeout(5)
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(100) == b""
+            sock.close()
+        assert time.monotonic() - start < 2.5
+        # and TLS clients still get through, also once the cap was briefly reached
+        held = [socket.create_connection(("127.0.0.1", d.port), 2) for _ in range(6)]
+        for sock in held:
+            sock.close()
+        assert d.get("/metrics")[0] == 200
+        assert d.stop() == 0
+        assert "Traceback" not in d.log
