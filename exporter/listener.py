@@ -59,7 +59,10 @@ class MalformedRequestFilter(logging.Filter):
         record.msg, record.args = "malformed HTTP request refused", ()
         record.exc_info, record.exc_text = None, None
         record.status = exc.code
-        record.reason = str(exc.message).splitlines()[0][:200] if exc.message else ""
+        # only aiohttp's description: what follows its colon quotes the request, which may be a
+        # credential (an oversized Authorization header is echoed in part)
+        first = str(exc.message).splitlines()[0] if exc.message else ""
+        record.reason = first.split(":", 1)[0][:120]
         return True
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -235,3 +236,22 @@ def test_passwords_servers_reject_never_appear_in_logs_or_pages(tmp_path: Path) 
         bouncer.close()
         guarded.close()
         pg.close()
+
+
+@pytest.mark.timeout(30)
+def test_credentials_in_malformed_requests_stay_out_of_the_debug_log(tmp_path: Path) -> None:
+    token = "clientToken-Secret-66e0"
+    config = {"interval": "1s", "timeout": "0.5s", "targets": {}}
+    with Daemon(config, tmp_path, args=["--log.level", "debug"]) as d:
+        for request in (
+            f"GET /metrics HTTP/1.1\r\nAuthorization: Bearer {token}{'x' * 9000}\r\n\r\n",
+            f"GET /metrics HTTP/1.1\r\nAuthorization: Basic {token}\x00\r\n\r\n",
+            f"GET /metrics?token={token} HTTP/9.9\r\n\r\n",
+        ):
+            with socket.create_connection(("127.0.0.1", d.port), 2) as sock:
+                sock.sendall(request.encode())
+                sock.settimeout(2)
+                assert sock.recv(100).startswith(b"HTTP/1.")
+        d.wait_for(lambda: d.log.count("malformed HTTP request refused") == 3, timeout=5)
+        assert d.stop() == 0
+    assert token not in d.log
