@@ -311,7 +311,7 @@ async def test_unknown_users_take_as_long_as_known_users_with_a_wrong_password()
             unknown.append(await timed("mallory"))
     ratio = statistics.median(unknown) / statistics.median(known)
     # cost 10 is ~50 ms of bcrypt; a skipped check would make unknown users ~50x faster
-    assert 0.6 < ratio < 1.6, (known, unknown)
+    assert 0.5 < ratio < 2.0, (known, unknown)
     assert statistics.median(unknown) > 0.01
 
 
