@@ -40,5 +40,9 @@ format: python-packages
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# perf-exporter against the Debian reference exporters (bounded: at most ten minutes)
+bench: setup
+	$(BIN)/python -m bench $(ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

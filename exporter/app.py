@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 #: Renders are coalesced: at least this many seconds apart however many jobs finish, and
 #: further apart when a render is expensive (many targets), so that rendering never takes more
 #: than about 1 / (1 + RENDER_COST_FACTOR) of a core.
-RENDER_MIN_GAP = 0.1
-RENDER_COST_FACTOR = 4.0
+RENDER_MIN_GAP = 0.25
+RENDER_COST_FACTOR = 10.0
 #: How often parts are checked for expiry.
 EXPIRY_CHECK = 1.0
 
@@ -77,6 +77,8 @@ class Daemon:
         self.scheduler = Scheduler(self.snapshot, on_change=self.request_render)
         self.scheduler.add_listener(self.board.record)
         self._render_handle: asyncio.TimerHandle | None = None
+        self._render_task: asyncio.Task[None] | None = None
+        self._render_again = False
         self._last_render = 0.0
         self._render_gap = RENDER_MIN_GAP
         self._stop = asyncio.Event()
@@ -112,19 +114,32 @@ class Daemon:
 
     def request_render(self) -> None:
         """Render soon, coalescing the bursts of results that arrive together."""
-        if self._render_handle is not None:
+        if self._render_handle is not None or self._render_task is not None:
+            self._render_again = self._render_task is not None
             return
         loop = asyncio.get_running_loop()
         delay = max(0.0, self._last_render + self._render_gap - loop.time())
-        self._render_handle = loop.call_later(delay, self._render)
+        self._render_handle = loop.call_later(delay, self._start_render)
 
-    def _render(self) -> None:
+    def _start_render(self) -> None:
         self._render_handle = None
+        self._render_task = asyncio.get_running_loop().create_task(self._render())
+
+    async def _render(self) -> None:
+        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        self.snapshot.render()
+        rendered = self.snapshot.assemble()
+        # compression runs beside the event loop: zlib releases the GIL, scrapes keep flowing
+        await loop.run_in_executor(None, rendered.compress_wanted)
+        self.snapshot.publish(rendered)
+        # wall time of assembly plus compression: both are CPU work, one of them off-loop
         cost = time.perf_counter() - started
         self._render_gap = max(RENDER_MIN_GAP, RENDER_COST_FACTOR * cost)
-        self._last_render = asyncio.get_running_loop().time()
+        self._last_render = loop.time()
+        self._render_task = None
+        if self._render_again:
+            self._render_again = False
+            self.request_render()
 
     async def _expire_loop(self) -> None:
         while True:
@@ -254,6 +269,8 @@ class Daemon:
         expiry.cancel()
         if self._render_handle is not None:
             self._render_handle.cancel()
+        if self._render_task is not None:
+            self._render_task.cancel()
         await self.scheduler.shutdown(grace=2.0)
         await asyncio.wait_for(runner.cleanup(), 2.0)
         return 0

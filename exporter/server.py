@@ -68,12 +68,8 @@ class Handlers:
         body = self._rendered()
         om = wants_openmetrics(request.headers.get("Accept", ""))
         gz = accepts_gzip(request.headers.get("Accept-Encoding", ""))
-        if om:
-            payload = body.openmetrics_gzip if gz else body.openmetrics
-            content_type = OPENMETRICS_CONTENT_TYPE
-        else:
-            payload = body.text_gzip if gz else body.text
-            content_type = TEXT_CONTENT_TYPE
+        payload = body.body(om, gz)
+        content_type = OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE
         headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
         if gz:
             headers["Content-Encoding"] = "gzip"

@@ -60,8 +60,21 @@ def test_gzip_bodies_match_plain_ones() -> None:
     snap = Snapshot()
     snap.put(("data", "demo", "one"), [up(1)], target="one")
     rendered = snap.render()
-    assert gzip.decompress(rendered.text_gzip) == rendered.text
-    assert gzip.decompress(rendered.openmetrics_gzip) == rendered.openmetrics
+    assert gzip.decompress(rendered.body(False, True)) == rendered.text
+    assert gzip.decompress(rendered.body(True, True)) == rendered.openmetrics
+    assert rendered.body(False, False) == rendered.text
+
+
+def test_gzip_variants_asked_for_are_compressed_ahead_of_the_next_scrape() -> None:
+    snap = Snapshot()
+    snap.put(("data", "demo", "one"), [up(1)], target="one")
+    first = snap.render()
+    assert first.gzipped == {}  # nobody asked yet: no compression work at all
+    first.body(True, True)  # a scraper wants OpenMetrics + gzip
+    snap.put(("data", "demo", "one"), [up(0)], target="one")
+    second = snap.render()
+    assert set(second.gzipped) == {True}  # ready before anyone asks again
+    assert gzip.decompress(second.gzipped[True]) == second.openmetrics
 
 
 def test_render_is_byte_identical_without_changes() -> None:
@@ -69,7 +82,8 @@ def test_render_is_byte_identical_without_changes() -> None:
     snap.put(("data", "demo", "one"), [up(1), hits(3)], target="one")
     first = snap.render()
     second = snap.render()
-    assert first.text == second.text and first.text_gzip == second.text_gzip
+    assert first.text == second.text
+    assert first.body(False, True) == second.body(False, True)
 
 
 def test_expired_part_is_replaced_by_its_stale_form() -> None:

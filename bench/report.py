@@ -1,0 +1,355 @@
+"""JSON lines, the Markdown comparison table (ratios ours/theirs) and the scaling plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+Record = dict[str, Any]
+
+#: (field, label, how the references combine: "best" low, "best_high", or "sum")
+_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("series", "series", "sum"),
+    ("bytes_plain", "body bytes (plain)", "sum"),
+    ("bytes_gzip", "body bytes (gzip)", "sum"),
+    ("seq_p50_ms", "sequential scrape p50 (ms)", "best"),
+    ("seq_p99_ms", "sequential scrape p99 (ms)", "best"),
+    ("wrk_p50_ms", "4 scrapers p50 (ms)", "best"),
+    ("wrk_p99_ms", "4 scrapers p99 (ms)", "best"),
+    ("wrk_rps", "4 scrapers requests/s", "best_high"),
+    ("cpu_per_scrape_ms", "CPU per scrape (ms)", "sum"),
+    ("rss_mb", "RSS (MB)", "sum"),
+    ("pg_statements_per_scrape", "PostgreSQL statements per scrape", "sum"),
+    ("redis_commands_per_scrape", "Redis commands per scrape", "sum"),
+)
+
+
+#: What perf-exporter's Redis namespace scan sends (a per-key TTL, a sampled MEMORY USAGE).
+_NAMESPACE_SCAN_COMMANDS = ("scan", "ttl", "memory|usage", "memory")
+
+
+def write_jsonl(records: Iterable[Record], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        for record in records:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_jsonl(path: Path) -> list[Record]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _value(record: Record, field: str) -> float:
+    if field == "rss_mb":
+        return float(record["rss_bytes"]) / 2**20
+    value = record.get(field)
+    return float("nan") if value is None else float(value)
+
+
+def _fmt(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def _ratio(ours: float, theirs: float) -> str:
+    if math.isnan(ours) or math.isnan(theirs):
+        return "n/a"
+    if theirs == 0:
+        return "0 vs 0" if ours == 0 else "inf"
+    return f"{ours / theirs:.3g}"
+
+
+def _combine(values: list[float], how: str) -> float:
+    clean = [v for v in values if not math.isnan(v)]
+    if not clean:
+        return float("nan")
+    if how == "sum":
+        return sum(clean)
+    return max(clean) if how == "best_high" else min(clean)
+
+
+def targets_check(records: list[Record]) -> list[Record]:
+    """The issue's targets, each with the measured values and met / missed."""
+    exporters = [r for r in records if r.get("kind") == "exporter"]
+    ours = next((r for r in exporters if r["ours"]), None)
+    refs = [r for r in exporters if not r["ours"]]
+    scaling = {r["targets"]: r for r in records if r.get("kind") == "scaling"}
+    if ours is None or not refs:
+        return []
+    best = min(refs, key=lambda r: r["wrk_p99_ms"])
+    fastest = max(refs, key=lambda r: r["wrk_rps"])
+    cpu_refs = sum(r["cpu_per_scrape_ms"] for r in refs)
+    rss_refs = sum(r["rss_bytes"] for r in refs)
+    by_name = {r["exporter"]: r for r in refs}
+    checks = [
+        {
+            "target": "p99 with 4 scrapers >= 5x lower than the best reference "
+            f"({best['exporter']})",
+            "value": f"{ours['wrk_p99_ms']} ms vs {best['wrk_p99_ms']} ms",
+            "ratio": best["wrk_p99_ms"] / max(ours["wrk_p99_ms"], 1e-9),
+            "met": best["wrk_p99_ms"] >= 5 * ours["wrk_p99_ms"],
+        },
+        {
+            "target": f"requests/s >= 10x the fastest reference ({fastest['exporter']})",
+            "value": f"{ours['wrk_rps']} vs {fastest['wrk_rps']}",
+            "ratio": ours["wrk_rps"] / max(fastest["wrk_rps"], 1e-9),
+            "met": ours["wrk_rps"] >= 10 * fastest["wrk_rps"],
+        },
+        {
+            "target": "CPU per scrape >= 20x lower than the three references combined",
+            "value": f"{ours['cpu_per_scrape_ms']} ms vs {cpu_refs:.3f} ms",
+            "ratio": cpu_refs / max(ours["cpu_per_scrape_ms"], 1e-9),
+            "met": cpu_refs >= 20 * ours["cpu_per_scrape_ms"],
+        },
+        {
+            "target": "0 PostgreSQL statements and 0 Redis commands per scrape",
+            "value": (
+                f"{ours['pg_statements_per_scrape']} statements, "
+                f"{ours['redis_commands_per_scrape']} commands"
+                + ("" if ours["load_window_clean"] else " (window not clean)")
+            ),
+            "ratio": None,
+            "met": ours["pg_statements_per_scrape"] == 0
+            and ours["redis_commands_per_scrape"] == 0
+            and ours["load_window_clean"],
+        },
+        {
+            "target": "RSS below the three references' RSS added up",
+            "value": f"{ours['rss_bytes'] / 2**20:.1f} MB vs {rss_refs / 2**20:.1f} MB",
+            "ratio": rss_refs / ours["rss_bytes"],
+            "met": ours["rss_bytes"] < rss_refs,
+        },
+    ]
+    single = scaling.get(1)
+    pg_ref = by_name.get("postgres_exporter")
+    redis_ref = by_name.get("redis_exporter")
+    if single is not None and pg_ref is not None and redis_ref is not None:
+        pg_cycle = single.get("pg_statements_per_collection")
+        redis_cycle = single.get("redis_commands_per_collection")
+        by_name = single.get("redis_commands_by_name_per_collection", {})
+        scan = sum(by_name.get(name, 0) for name in _NAMESPACE_SCAN_COMMANDS)
+        checks.append(
+            {
+                "target": "per collection at most what postgres_exporter / redis_exporter "
+                "issue per scrape",
+                "value": (
+                    f"{pg_cycle} vs {pg_ref['pg_statements_per_scrape']} statements, "
+                    f"{redis_cycle} vs {redis_ref['redis_commands_per_scrape']} commands"
+                    + (f" ({scan:g} of them the namespace SCAN/TTL/MEMORY USAGE)" if scan else "")
+                ),
+                "ratio": None,
+                "met": pg_cycle is not None
+                and redis_cycle is not None
+                and pg_cycle <= pg_ref["pg_statements_per_scrape"]
+                and redis_cycle <= redis_ref["redis_commands_per_scrape"],
+            }
+        )
+    hundred = scaling.get(100)
+    direct = next(
+        (r for r in records if r.get("kind") == "scaling_direct" and r["targets"] == 100), None
+    )
+    if direct is not None:
+        extrapolated = ""
+        if hundred is not None and hundred["cpu_core_pct_at_15s"] is not None:
+            extrapolated = f" (extrapolated from {hundred['interval_s']:g} s: "
+            extrapolated += f"{hundred['cpu_core_pct_at_15s']} %)"
+        checks.append(
+            {
+                "target": "100 targets at a 15 s interval under 20 % of one core",
+                "value": f"{direct['cpu_core_pct_at_interval']} % of a core measured at 15 s"
+                + extrapolated,
+                "ratio": None,
+                "met": direct["cpu_core_pct_at_interval"] < 20,
+            }
+        )
+    elif hundred is not None and hundred["cpu_core_pct_at_15s"] is not None:
+        checks.append(
+            {
+                "target": "100 targets at a 15 s interval under 20 % of one core",
+                "value": f"{hundred['cpu_core_pct_at_15s']} % of a core (extrapolated)",
+                "ratio": None,
+                "met": hundred["cpu_core_pct_at_15s"] < 20,
+            }
+        )
+    return checks
+
+
+def markdown(records: list[Record]) -> str:
+    run = next(r for r in records if r.get("kind") == "run")
+    exporters = [r for r in records if r.get("kind") == "exporter"]
+    ours = [r for r in exporters if r["ours"]]
+    refs = [r for r in exporters if not r["ours"]]
+    machine = run["machine"]
+    lines = [
+        f"# Benchmark {run['run_id']}"
+        + (" (quick mode: smoke numbers only)" if run["quick"] else ""),
+        "",
+        f"{run['date']} on {machine['cpu']} ({machine['cores']} cores, "
+        f"{machine['memory_gb']} GB, Linux {machine['kernel']}); load average at start "
+        f"{machine['loadavg_start']}. Whole run: {run['duration_s']} s.",
+        "",
+        "Workload: "
+        + ", ".join(
+            f"{k} {v}" for k, v in run["workload"].items() if k != "redis_keys_per_namespace"
+        )
+        + ".",
+        "",
+    ]
+    names = [r["exporter"] for r in ours + refs]
+    header = ["", *names]
+    if ours and refs:
+        header += ["references (best or sum)", "ours / theirs"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for field, label, how in _ROWS:
+        values = [_value(r, field) for r in ours + refs]
+        row = [label, *(_fmt(v) for v in values)]
+        if ours and refs:
+            theirs = _combine([_value(r, field) for r in refs], how)
+            kind = {"sum": "sum", "best": "best", "best_high": "best"}[how]
+            row += [f"{_fmt(theirs)} ({kind})", _ratio(_value(ours[0], field), theirs)]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "Sequential: one keep-alive connection asking for gzip, as Prometheus does. "
+        "4 scrapers: `wrk -c4 -t2 --latency` with gzip"
+        + (f", wrk pinned to CPU {run['wrk_cpu']}" if run.get("wrk_cpu") is not None else "")
+        + "; "
+        + ", ".join(f"{r['exporter']} {r['wrk_seconds']} s" for r in exporters)
+        + " (perf-exporter's run spans one whole 15 s collection interval, so that its "
+        "collections, which share the event loop with the scrapes, count in their real "
+        "proportion). CPU per scrape: process CPU (utime + "
+        "stime from /proc/<pid>/stat) over the sequential and wrk scrapes divided by their "
+        "number; for perf-exporter it includes its scheduled collections meanwhile. Server load: "
+        "pg_stat_statements calls of the exporter's own role and INFO commandstats deltas over "
+        "a window of scrapes, with perf-exporter SIGSTOPped during the references' windows.",
+        "",
+        "Reference settings: "
+        + "; ".join(f"{r['exporter']}: {json.dumps(r['settings'])}" for r in refs)
+        + ".",
+    ]
+    checks = targets_check(records)
+    if checks:
+        lines += ["", "## Targets", "", "| target | measured | factor | |", "|---|---|---|---|"]
+        for check in checks:
+            factor = "" if check["ratio"] is None else f"{check['ratio']:.1f}x"
+            verdict = "met" if check["met"] else "**missed**"
+            lines.append(f"| {check['target']} | {check['value']} | {factor} | {verdict} |")
+    scaling = sorted((r for r in records if r.get("kind") == "scaling"), key=lambda r: r["targets"])
+    if scaling:
+        lines += [
+            "",
+            f"## Scaling (PostgreSQL + Redis targets, interval {scaling[0]['interval_s']} s, "
+            "extrapolated to 15 s)",
+            "",
+            "| targets | series | RSS MB | CPU per round ms | % core at 15 s | seq p50/p99 ms "
+            "| 4 scrapers p99 ms | req/s | PG statements per collection "
+            "| Redis commands per collection | collection ms (pg / redis, max) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        direct_rows = [r for r in records if r.get("kind") == "scaling_direct"]
+        for r in scaling + direct_rows:
+            durations = r["collector_duration_ms"]
+            pg_ms = durations.get("postgres", {}).get("max", float("nan"))
+            redis_ms = durations.get("redis", {}).get("max", float("nan"))
+            label = f"{r['targets']} at {r['interval_s']:g} s" if r in direct_rows else r["targets"]
+            lines.append(
+                f"| {label} | {r['series']} | {r['rss_bytes'] / 2**20:.1f} "
+                f"| {_fmt(_value(r, 'cpu_per_round_ms'))} "
+                f"| {_fmt(_value(r, 'cpu_core_pct_at_15s'))} "
+                f"| {r['seq_p50_ms']} / {r['seq_p99_ms']} | {r['wrk_p99_ms']} | {r['wrk_rps']} "
+                f"| {r['pg_statements_per_collection']} | {r['redis_commands_per_collection']} "
+                f"| {_fmt(pg_ms)} / {_fmt(redis_ms)} |"
+            )
+        lines += [
+            "",
+            "CPU per round: process CPU over the window divided by the rounds completed (every "
+            "target collected once); it includes the host collector, the bench's polling "
+            "scrapes and idle overhead, so the 15 s extrapolation is an upper bound. The row "
+            "'at 15 s' is measured at the production interval: its % of a core is the process's "
+            "CPU over the window, not an extrapolation.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(records: list[Record], path: Path) -> bool:
+    """Latency and cost vs number of targets; False when there is no scaling data."""
+    scaling = sorted((r for r in records if r.get("kind") == "scaling"), key=lambda r: r["targets"])
+    if not scaling:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = [r["targets"] for r in scaling]
+    direct = [r for r in records if r.get("kind") == "scaling_direct"]
+    interval = scaling[0]["interval_s"]
+    fig, (lat, cost) = plt.subplots(1, 2, figsize=(11, 4.2))
+    lat.plot(targets, [r["seq_p50_ms"] for r in scaling], "o-", label="sequential p50")
+    lat.plot(targets, [r["seq_p99_ms"] for r in scaling], "o-", label="sequential p99")
+    lat.plot(targets, [r["wrk_p99_ms"] for r in scaling], "s--", label="4 scrapers p99")
+    for r in direct:
+        lat.plot(
+            [r["targets"]],
+            [r["wrk_p99_ms"]],
+            "*",
+            color="C2",
+            markersize=12,
+            label=f"4 scrapers p99 at {r['interval_s']:g} s",
+        )
+        lat.plot(
+            [r["targets"]],
+            [r["seq_p99_ms"]],
+            "*",
+            color="C1",
+            markersize=12,
+            label=f"sequential p99 at {r['interval_s']:g} s",
+        )
+    lat.set_yscale("log")
+    lat.set_xlabel("PostgreSQL + Redis targets")
+    lat.set_ylabel("scrape latency (ms, log scale)")
+    lat.set_title(f"perf-exporter scrape latency (interval {interval:g} s)")
+    lat.legend(fontsize=8)
+    lat.grid(alpha=0.3, which="both")
+    cost.plot(
+        targets,
+        [_value(r, "cpu_core_pct_at_15s") for r in scaling],
+        "o-",
+        color="C3",
+        label=f"CPU, % of a core at 15 s (from {interval:g} s)",
+    )
+    for r in direct:
+        cost.plot(
+            [r["targets"]],
+            [r["cpu_core_pct_at_interval"]],
+            "*",
+            color="C3",
+            markersize=12,
+            label=f"CPU measured at {r['interval_s']:g} s",
+        )
+    cost.axhline(20, color="C3", linestyle=":", label="target: 20 % at 100 targets")
+    cost.set_xlabel("PostgreSQL + Redis targets")
+    cost.set_ylabel("% of one core")
+    rss = cost.twinx()
+    rss.plot(targets, [r["rss_bytes"] / 2**20 for r in scaling], "s--", color="C2", label="RSS")
+    rss.set_ylabel("RSS (MB)")
+    handles = cost.get_legend_handles_labels()
+    extra = rss.get_legend_handles_labels()
+    cost.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper left", fontsize=8)
+    cost.set_title("perf-exporter cost")
+    cost.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -1,0 +1,114 @@
+"""``python -m bench --quick`` runs end to end and writes the records the report is built from.
+
+Timings are not asserted (a shared CI machine makes them noise); what must hold is that every
+exporter was measured, every field is there, and the server-load accounting tells an exporter
+that queries a server on each scrape from one that does not.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+EXPORTER_FIELDS = {
+    "exporter",
+    "ours",
+    "settings",
+    "series",
+    "bytes_plain",
+    "bytes_gzip",
+    "seq_scrapes",
+    "seq_p50_ms",
+    "seq_p99_ms",
+    "wrk_requests",
+    "wrk_rps",
+    "wrk_p50_ms",
+    "wrk_p99_ms",
+    "wrk_errors",
+    "cpu_per_scrape_ms",
+    "cpu_per_scrape_ms_seq",
+    "cpu_per_scrape_ms_wrk",
+    "rss_bytes",
+    "rss_peak_bytes",
+    "pg_statements_per_scrape",
+    "redis_commands_per_scrape",
+    "load_window_clean",
+}
+SCALING_FIELDS = {
+    "targets",
+    "interval_s",
+    "rounds",
+    "cpu_per_round_ms",
+    "cpu_core_pct_at_15s",
+    "rss_bytes",
+    "series",
+    "seq_p50_ms",
+    "seq_p99_ms",
+    "wrk_p99_ms",
+    "wrk_rps",
+    "pg_statements_per_collection",
+    "redis_commands_per_collection",
+    "collector_duration_ms",
+}
+
+
+@pytest.mark.timeout(180)
+def test_quick_bench_measures_every_exporter(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [jsonl] = tmp_path.glob("*-quick.jsonl")
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+
+    run = records[0]
+    assert run["kind"] == "run" and run["quick"] is True
+    assert run["duration_s"] < 120
+    workload = run["workload"]
+    assert workload["pg_stat_statements_entries"] >= workload["generated_statements"] >= 200
+    assert workload["redis_keys"] >= 3000
+    assert 0.7 < workload["redis_hit_ratio"] < 0.9
+
+    exporters = {r["exporter"]: r for r in records if r["kind"] == "exporter"}
+    assert {"postgres_exporter", "redis_exporter", "node_exporter"} <= set(exporters)
+    for name, record in exporters.items():
+        assert set(record) >= EXPORTER_FIELDS, name
+        assert record["series"] > 50, name
+        assert 0 < record["bytes_gzip"] < record["bytes_plain"], name
+        assert record["seq_scrapes"] > 0 and record["wrk_requests"] > 0, name
+        assert record["wrk_errors"] == 0, name
+        assert record["rss_bytes"] > 0 and record["cpu_per_scrape_ms"] > 0, name
+
+    # postgres_exporter queries PostgreSQL and redis_exporter Redis on every scrape ...
+    assert exporters["postgres_exporter"]["pg_statements_per_scrape"] >= 1
+    assert exporters["redis_exporter"]["redis_commands_per_scrape"] >= 1
+    # ... while node_exporter touches neither, and the accounting must show exactly that
+    assert exporters["node_exporter"]["pg_statements_per_scrape"] == 0
+    assert exporters["node_exporter"]["redis_commands_per_scrape"] == 0
+    assert exporters["redis_exporter"]["pg_statements_per_scrape"] == 0
+    assert exporters["postgres_exporter"]["redis_commands_per_scrape"] == 0
+
+    if run["perf_exporter"]:
+        assert exporters["perf_exporter"]["ours"] is True
+        scaling = [r for r in records if r["kind"] == "scaling"]
+        assert [r["targets"] for r in scaling] == [1, 3]
+        for record in scaling:
+            assert set(record) >= SCALING_FIELDS
+            assert record["rounds"] >= 1
+        assert (tmp_path / "latest.png").stat().st_size > 10_000
+
+    table = (tmp_path / "latest.md").read_text()
+    assert "| 4 scrapers p99 (ms) |" in table
+    assert "node_exporter" in table
