@@ -21,11 +21,19 @@ from prometheus_client.metrics_core import Metric
 from exporter import __version__, logs
 from exporter import config as config_module
 from exporter.config import Config, ConfigError, split_listen_address
+from exporter.listener import GuardedSite
 from exporter.mixin.signals import SummaryBoard
 from exporter.mixin.thresholds import Thresholds
 from exporter.scheduler import Scheduler, build_jobs
 from exporter.server import Handlers, build_app
 from exporter.snapshot import Snapshot
+from exporter.webconfig import (
+    LiveTLS,
+    WebConfig,
+    auth_middleware,
+    load_web_config,
+    response_headers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +58,16 @@ class Daemon:
         config: Config,
         config_path: Path | None,
         overrides: Mapping[str, object],
+        web_config: WebConfig | None = None,
     ) -> None:
         self.config = config
+        #: TLS and basic auth; the auth middleware reads it on every request, reload swaps it.
+        self.web_config = web_config
+        self._tls = (
+            LiveTLS(web_config.tls_server_config)
+            if web_config is not None and web_config.tls_server_config is not None
+            else None
+        )
         self.config_path = config_path
         self.overrides = dict(overrides)
         self.board = SummaryBoard(Thresholds.from_overrides(config.thresholds))
@@ -84,7 +100,16 @@ class Daemon:
             "Unix time the config was last loaded successfully.",
             value=self.last_reload_success,
         )
-        return [info, failures, last_ok, *self._process.collect()]
+        try:
+            alive = len(asyncio.all_tasks())
+        except RuntimeError:  # a render before the event loop runs
+            alive = 0
+        tasks = GaugeMetricFamily(
+            "perf_exporter_asyncio_tasks",
+            "Tasks alive on the daemon's event loop; steady growth means a leak.",
+            value=alive,
+        )
+        return [info, failures, last_ok, tasks, *self._process.collect()]
 
     # --- rendering ---------------------------------------------------------------------------
 
@@ -137,6 +162,7 @@ class Daemon:
             try:
                 new = config_module.load(self.config_path, self.overrides)
                 thresholds = Thresholds.from_overrides(new.thresholds)
+                new_web = self._reload_web(new)
             except ConfigError as exc:
                 self.reload_failures += 1
                 log.error(
@@ -149,6 +175,7 @@ class Daemon:
                 log.warning("web.listen_address changes take effect only after a restart")
             logs.configure(new.log.level, new.log.format)
             self.config = new
+            self.web_config = new_web
             jobs = build_jobs(new)
             await self.scheduler.replace(jobs)
             self.board.forget_except({job.key for job in jobs})
@@ -160,6 +187,24 @@ class Daemon:
         finally:
             self._reloading = False
 
+    def _reload_web(self, new: Config) -> WebConfig | None:
+        """Load the web config ``new`` names and move new TLS handshakes onto it.
+
+        Raises :class:`ConfigError` (changing nothing) when the file is invalid. TLS can be
+        re-keyed in place but not switched on or off: that keeps the current mode and says so.
+        """
+        path = new.web.config_file
+        web_config = None if path is None else load_web_config(path)
+        tls = web_config.tls_server_config if web_config is not None else None
+        if (tls is None) != (self._tls is None):
+            log.warning(
+                "switching TLS on or off takes effect only after a restart; "
+                "basic auth changes apply now"
+            )
+        elif tls is not None and self._tls is not None:
+            self._tls.update(tls)
+        return web_config
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -170,16 +215,27 @@ class Daemon:
             summary_json=self.board.as_json,
             summary_html=self.board.as_html,
         )
+        app = build_app(handlers, middlewares=[auth_middleware(lambda: self.web_config)])
+        app.on_response_prepare.append(response_headers(lambda: self.web_config))
         runner = web.AppRunner(
-            build_app(handlers),
+            app,
             access_log=None,
             handle_signals=False,
-            keepalive_timeout=30.0,
+            # aiohttp's keep-alive timer also closes a connection whose request headers have
+            # not fully arrived in time: it is the read timeout against slow clients
+            keepalive_timeout=self.config.web.read_timeout,
             shutdown_timeout=1.0,
         )
         await runner.setup()
         host, port = split_listen_address(self.config.web.listen_address)
-        site = web.TCPSite(runner, host or None, port, backlog=256, reuse_address=True)
+        site = GuardedSite(
+            runner,
+            host or None,
+            port,
+            max_connections=self.config.web.max_connections,
+            handshake_timeout=self.config.web.read_timeout,
+            ssl_context=self._tls.context if self._tls is not None else None,
+        )
         try:
             await site.start()
         except OSError as exc:
@@ -195,12 +251,6 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
-        if self.config.web.config_file is not None:
-            log.warning(
-                "TLS and basic auth from --web.config.file are not implemented yet; serving "
-                "plain HTTP",
-                extra={"file": str(self.config.web.config_file)},
-            )
         # bind first: a taken port is reported before any target is touched
         runner = await self._start_web()
         jobs = build_jobs(self.config)
@@ -212,6 +262,8 @@ class Daemon:
             extra={
                 "version": __version__,
                 "listen": self.config.web.listen_address,
+                "tls": self._tls is not None,
+                "basic_auth": bool(self.web_config and self.web_config.basic_auth_users),
                 "jobs": len(jobs),
             },
         )

@@ -17,6 +17,7 @@ from exporter import __version__, logs
 from exporter import config as config_module
 from exporter.collectors import COLLECTORS
 from exporter.config import DEFAULT_LISTEN_ADDRESS, ConfigError
+from exporter.webconfig import load_web_config
 
 DESCRIPTION = """\
 Samples cache hit rate (PostgreSQL, Redis, your app's cache namespaces), pool usage (PostgreSQL
@@ -134,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.mixin.thresholds import Thresholds
 
         Thresholds.from_overrides(config.thresholds)
+        web_config = (
+            None if config.web.config_file is None else load_web_config(config.web.config_file)
+        )
     except ConfigError as exc:
         _error(["invalid configuration:", *(f"  {p}" for p in exc.problems)])
         return 2
@@ -146,12 +150,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             + ", ".join(f"{j.collector_name}/{j.target} every {j.interval:g}s" for j in jobs)
             + ")"
         )
+        if web_config is not None:
+            print(  # noqa: T201 - CLI output
+                f"web config OK: TLS {'on' if web_config.tls_server_config else 'off'}, "
+                f"{len(web_config.basic_auth_users)} basic-auth users, open paths: "
+                + (", ".join(web_config.unauthenticated_paths) or "none")
+            )
         return 0
     logs.configure(config.log.level, config.log.format)
     from exporter.app import Daemon, ListenError
 
     try:
-        return asyncio.run(Daemon(config, path, overrides).run())
+        return asyncio.run(Daemon(config, path, overrides, web_config).run())
     except ListenError as exc:
         _error([str(exc)])
         return 1

@@ -60,7 +60,10 @@ def parse_duration(value: object) -> object:
     raise ValueError("must be a duration such as 15s, 1m or 500ms")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+#: Up to a day: longer is a typo, and infinity would crash the scheduler's timedelta arithmetic.
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), Field(gt=0, le=86400, allow_inf_nan=False)
+]
 
 
 def redact_url(url: str) -> str:
@@ -454,7 +457,8 @@ def _path(loc: tuple[int | str, ...]) -> str:
             # pydantic names union branches in the location; they mean nothing to a user
             continue
         else:
-            out += ("." if out else "") + part
+            # a key from the file may hold anything: newlines must not forge extra log lines
+            out += ("." if out else "") + (part if part.isprintable() else repr(part))
     return out or "(top level)"
 
 

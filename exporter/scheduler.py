@@ -113,15 +113,13 @@ def build_jobs(config: Config) -> list[Job]:
             continue
         for target in getattr(config.targets, name, []):
             _register_secrets(target)
-            jobs.append(
-                Job(
-                    name,
-                    target.name,
-                    cls(target, settings),
-                    config.interval_for(name, target),
-                    config.timeout_for(name, target),
-                )
-            )
+            interval = config.interval_for(name, target)
+            timeout = config.timeout_for(name, target)
+            # collectors size their reconnect backoff and server-side timeouts from the target;
+            # give them the effective values, or a global ``interval: 1s`` leaves them at their
+            # own defaults and a recovered server waits up to 15 s to be seen again
+            resolved = target.model_copy(update={"interval": interval, "timeout": timeout})
+            jobs.append(Job(name, target.name, cls(resolved, settings), interval, timeout))
     return jobs
 
 

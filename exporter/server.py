@@ -95,8 +95,8 @@ async def _refuse_bodies(
     request: web.Request, handler: Callable[[web.Request], Any]
 ) -> web.StreamResponse:
     # every endpoint is read-only; a request body is a client error, not something to read
-    if request.content_length:
-        raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length)
+    if request.content_length or request.body_exists:
+        raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length or 0)
     response: web.StreamResponse = await handler(request)
     return response
 

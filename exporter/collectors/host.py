@@ -21,10 +21,11 @@ under ``filesystem_timeout``; a mount that does not answer is reported through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,38 @@ def cgroup_families(directory: Path) -> list[Metric]:
     return out
 
 
+def _statvfs_in_daemon_thread(
+    loop: asyncio.AbstractEventLoop, mount: str
+) -> asyncio.Future[os.statvfs_result]:
+    """``os.statvfs(mount)`` in a daemon thread.
+
+    Not a ThreadPoolExecutor: the interpreter joins executor threads at exit, so one statvfs
+    stuck on a hung network mount would keep the daemon from ever exiting on SIGTERM.
+    """
+    future: asyncio.Future[os.statvfs_result] = loop.create_future()
+
+    def resolve(result: os.statvfs_result) -> None:
+        if not future.done():
+            future.set_result(result)
+
+    def fail(error: OSError) -> None:
+        if not future.done():
+            future.set_exception(error)
+
+    def run() -> None:
+        # RuntimeError: the loop is closed, the daemon is exiting and nobody waits any more
+        with contextlib.suppress(RuntimeError):
+            try:
+                result = os.statvfs(mount)
+            except OSError as exc:
+                loop.call_soon_threadsafe(fail, exc)
+            else:
+                loop.call_soon_threadsafe(resolve, result)
+
+    threading.Thread(target=run, name="perf-statvfs", daemon=True).start()
+    return future
+
+
 class HostCollector(Collector[TargetConfig, HostSettings]):
     """CPU, load, memory, swap, filesystems, disks, network, file descriptors, cgroup limits."""
 
@@ -161,9 +194,8 @@ class HostCollector(Collector[TargetConfig, HostSettings]):
         self._fstype_exclude = re.compile(settings.fstype_exclude)
         self._disk_exclude = re.compile(settings.disk_exclude)
         self._net_exclude = re.compile(settings.network_exclude)
-        # statvfs of a dead mount blocks forever: a few threads, and no second call to a mount
-        # whose first has not returned
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="perf-statvfs")
+        # statvfs of a dead mount blocks forever: one daemon thread per call, and no second call
+        # to a mount whose first has not returned (so at most one stuck thread per dead mount)
         self._pending: dict[str, asyncio.Future[os.statvfs_result]] = {}
         self._cgroup = _own_cgroup()
         self._last_cpu: tuple[float, float] | None = None
@@ -182,7 +214,8 @@ class HostCollector(Collector[TargetConfig, HostSettings]):
         return Collected(families, facts)
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # a thread stuck on a dead mount is a daemon thread: it cannot hold up the exit
+        return None
 
     def _cpu(self, facts: dict[str, Any]) -> list[Metric]:
         times = psutil.cpu_times()
@@ -261,7 +294,7 @@ class HostCollector(Collector[TargetConfig, HostSettings]):
         loop = asyncio.get_running_loop()
         future = self._pending.get(mount)
         if future is None:
-            future = loop.run_in_executor(self._pool, os.statvfs, mount)
+            future = _statvfs_in_daemon_thread(loop, mount)
             self._pending[mount] = future
             future.add_done_callback(partial(self._forget, mount))
         try:
