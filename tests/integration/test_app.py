@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import select
 import shutil
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from app_worker_process import AppWorker
 from daemon import Daemon
 from prometheus_client.registry import CollectorRegistry
 from servers import PostgresServer, RedisServer, free_port
@@ -28,51 +24,7 @@ from exporter.instrument import CacheStats, Publisher
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-WORKER = Path(__file__).resolve().parent.parent / "app_worker.py"
 MAIN = {"pool": "main"}
-
-
-class AppWorker:
-    """A tests/app_worker.py subprocess driven line by line."""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), json.dumps(options)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        assert self._line(20) == "ready"
-
-    def _line(self, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise TimeoutError("the worker did not answer in time")
-        return self.proc.stdout.readline().strip()
-
-    def send(self, wait: float = 20, **cmd: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        answer = self._line(wait)
-        assert answer == "ok", answer
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 class _Families:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import select
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -30,6 +28,7 @@ from typing import Any
 import asyncpg
 import pytest
 import redis
+from app_worker_process import AppWorker
 from daemon import Daemon
 from prom_stack import Alertmanager, Prometheus, Webhook
 from prometheus_client.parser import text_string_to_metric_families
@@ -45,7 +44,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-WORKER = ROOT / "tests" / "app_worker.py"
 RATE_INTERVAL = "5s"  # what Grafana's $__rate_interval is with a 1 s scrape
 #: Expressions that legitimately return nothing on a healthy machine: the fill prediction only
 #: has a value for a shrinking filesystem, the container signal only inside a memory-limited
@@ -57,43 +55,6 @@ def e2e_thresholds() -> Thresholds:
     overrides: dict[str, Any] = {s.key: {"for_warn": "1s", "for_crit": "1s"} for s in SIGNALS}
     overrides.update(rate_window="10s", predict_window="1m")
     return Thresholds.from_overrides(overrides)
-
-
-class AppWorker:
-    """tests/app_worker.py: a real asyncpg pool and cache publishing through exporter.instrument."""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), json.dumps(options)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-        )
-        assert self._line(30) == "ready"
-
-    def _line(self, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise TimeoutError("the app worker did not answer in time")
-        return self.proc.stdout.readline().strip()
-
-    def send(self, **cmd: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        assert self._line(30) == "ok"
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 class IdleTransaction:
