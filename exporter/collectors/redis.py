@@ -139,9 +139,10 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
     def __init__(self, target: RedisTarget, settings: RedisSettings) -> None:
         super().__init__(target, settings)
         self.timeout = target.timeout or settings.timeout or DEFAULT_TIMEOUT
+        # the scheduler hands us the effective interval: a recovered server is tried again
+        # within one interval at most
         interval = target.interval or settings.interval or DEFAULT_INTERVAL
-        self._backoff = ReconnectBackoff(initial=0.5, cap=min(interval, DEFAULT_INTERVAL))
-        self._last_call: float | None = None
+        self._backoff = ReconnectBackoff(initial=min(0.5, interval), cap=interval)
         self._cycle_started = 0.0
         self._client: Redis | None = None
         self._where = "redis"
@@ -195,15 +196,7 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
     # --- one cycle ----------------------------------------------------------------------------
 
     async def collect(self) -> Collected:
-        now = time.monotonic()
-        if self._last_call is not None:
-            # the scheduler calls once per interval; this learns the global interval too, which
-            # the collector is not told, so the backoff never waits longer than one interval
-            self._backoff.cap = min(
-                self._backoff.cap, max(now - self._last_call, self._backoff.initial)
-            )
-        self._last_call = now
-        self._cycle_started = now
+        self._cycle_started = time.monotonic()
         if not self._backoff.ready() and self._last_error is not None:
             # a fresh exception: re-raising one instance would grow its traceback every cycle
             raise CollectError(self._last_error.reason, self._last_error.message)
