@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages python-packages run test lint format check-config bench mixin clean
+.PHONY: setup system-packages python-packages run test lint format check-config bench soak mixin clean
 
 setup: system-packages python-packages
 
@@ -47,6 +47,10 @@ mixin: python-packages
 # perf-exporter against the Debian reference exporters (bounded: at most ten minutes)
 bench: setup
 	$(BIN)/python -m bench $(ARGS)
+
+# perf-exporter for ten minutes at 1 s intervals while its targets flap: RSS, fds, tasks over time
+soak: setup
+	$(BIN)/python -m bench --soak 600 $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

@@ -1,4 +1,6 @@
-"""Run the benchmark: ``python -m bench [--quick] [--out DIR]`` or ``python bench/run.py``.
+"""Run the benchmark: ``python -m bench [--quick | --soak [SECONDS]] [--out DIR]``.
+
+``python bench/run.py`` works too. ``--soak`` runs the soak in ``bench/soak.py`` instead.
 
 Starts its own PostgreSQL 15 (pg_stat_statements), Redis 7 and, when the PgBouncer collector
 exists, a PgBouncer, all on 127.0.0.1 free ports; loads them; starts perf-exporter (when the
@@ -26,7 +28,7 @@ from typing import Any, NoReturn
 if __package__ in (None, ""):  # ``python bench/run.py``: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report
+from bench import report, soak
 from bench.exporters import (
     REPO,
     Exporter,
@@ -137,6 +139,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         metavar="SECONDS",
         help="abort (tearing everything down) after this long (default 600, quick 150)",
+    )
+    parser.add_argument(
+        "--soak",
+        type=float,
+        nargs="?",
+        const=600.0,
+        metavar="SECONDS",
+        help="instead of the comparison, soak perf-exporter at 1 s intervals while its targets "
+        "flap (default 600 s; runs under 10 minutes write to bench/results/tmp/)",
     )
     parser.add_argument(
         "--report",
@@ -277,9 +288,37 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return [run_record, *records]
 
 
+def main_soak(args: argparse.Namespace) -> int:
+    seconds = float(args.soak)
+    if not 1 <= seconds <= 6 * 3600:
+        print("--soak takes between 1 and 21600 seconds", file=sys.stderr)
+        return 2
+    if not perf_exporter_available():
+        print("the soak needs perf-exporter's daemon on this tree", file=sys.stderr)
+        return 2
+    out = args.out or (RESULTS if seconds >= 600 else RESULTS / "tmp")
+    signal.signal(signal.SIGALRM, _alarm)
+    # the soak, plus starting and stopping servers and a flap cycle in progress
+    signal.alarm(args.time_limit or int(seconds) + 240)
+    try:
+        records = soak.run(seconds, dt.datetime.now(dt.UTC))
+    finally:
+        signal.alarm(0)
+    jsonl = out / f"{records[0]['run_id']}.jsonl"
+    report.write_jsonl(records, jsonl)
+    (out / "soak.md").write_text(soak.markdown(records))
+    plotted = soak.plot(records, out / "soak.png")
+    print(f"results: {jsonl}")
+    print(f"table:   {out / 'soak.md'}" + (f"\nplot:    {out / 'soak.png'}" if plotted else ""))
+    print((out / "soak.md").read_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    if args.soak is not None:
+        return main_soak(args)
     if args.report is not None:
         records = report.read_jsonl(args.report)
         out, jsonl = args.report.parent, args.report

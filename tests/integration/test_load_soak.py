@@ -1,7 +1,8 @@
 """Load held and nothing leaks: 50 concurrent scrapers and a bounded soak while targets flap.
 
-A flapper thread kills and restarts a suite Redis and stops and starts a suite PostgreSQL the
-whole time, so every collector main holds keeps failing and recovering underneath the scrapes.
+A flapper thread (``tests/flapper.py``, shared with ``python -m bench --soak``) kills and
+restarts a suite Redis and stops and starts a suite PostgreSQL the whole time, so every
+collector main holds keeps failing and recovering underneath the scrapes.
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from daemon import Daemon
+from flapper import Flapper
 from prometheus_client.parser import text_string_to_metric_families
 from servers import PostgresServer, RedisServer
 
@@ -23,36 +24,6 @@ pytestmark = pytest.mark.integration
 
 #: How long the soak runs in the suite (the issue's 10-minute run is the same test, longer).
 SOAK_SECONDS = 60.0
-
-
-class Flapper:
-    """Breaks and repairs the targets in turn until stopped (bounded by ``stop``)."""
-
-    def __init__(self, pg: PostgresServer, cache: RedisServer, period: float) -> None:
-        self.pg, self.cache, self.period = pg, cache, period
-        self.flaps = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.cache.kill()
-            self._stop.wait(self.period)
-            self.cache.start()
-            self.pg.stop("immediate")
-            self._stop.wait(self.period)
-            self.pg.start()
-            self.flaps += 1
-            self._stop.wait(self.period)
-
-    def __enter__(self) -> Flapper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(60)
-        assert not self._thread.is_alive()
 
 
 @pytest.fixture(scope="module")
