@@ -84,6 +84,8 @@ class Daemon:
         self._render_gap = RENDER_MIN_GAP
         self._stop = asyncio.Event()
         self._reloading = False
+        #: SIGHUP reloads in flight: the loop keeps only weak references to tasks
+        self._reloads: set[asyncio.Task[bool]] = set()
 
     def _self_families(self) -> list[Metric]:
         info = GaugeMetricFamily(
@@ -129,15 +131,20 @@ class Daemon:
     async def _render(self) -> None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        rendered = self.snapshot.assemble()
-        # compression runs beside the event loop: zlib releases the GIL, scrapes keep flowing
-        await loop.run_in_executor(None, rendered.compress_wanted)
-        self.snapshot.publish(rendered)
-        # wall time of assembly plus compression: both are CPU work, one of them off-loop
-        cost = time.perf_counter() - started
-        self._render_gap = max(RENDER_MIN_GAP, RENDER_COST_FACTOR * cost)
-        self._last_render = loop.time()
-        self._render_task = None
+        try:
+            rendered = self.snapshot.assemble()
+            # compression runs beside the event loop: zlib releases the GIL, scrapes keep flowing
+            await loop.run_in_executor(None, rendered.compress_wanted)
+            self.snapshot.publish(rendered)
+        except Exception:
+            # a bug, but /metrics must not freeze on it: keep serving the last body, say why
+            log.exception("rendering /metrics failed; serving the previous body")
+        finally:
+            # wall time of assembly plus compression: both are CPU work, one of them off-loop
+            cost = time.perf_counter() - started
+            self._render_gap = max(RENDER_MIN_GAP, RENDER_COST_FACTOR * cost)
+            self._last_render = loop.time()
+            self._render_task = None
         if self._render_again:
             self._render_again = False
             self.request_render()
@@ -171,8 +178,9 @@ class Daemon:
                 )
                 self.request_render()
                 return False
-            if new.web.listen_address != self.config.web.listen_address:
-                log.warning("web.listen_address changes take effect only after a restart")
+            for key in ("listen_address", "max_connections", "read_timeout"):
+                if getattr(new.web, key) != getattr(self.config.web, key):
+                    log.warning("web.%s changes take effect only after a restart", key)
             logs.configure(new.log.level, new.log.format)
             self.config = new
             self.web_config = new_web
@@ -204,6 +212,11 @@ class Daemon:
         elif tls is not None and self._tls is not None:
             self._tls.update(tls)
         return web_config
+
+    def _on_sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     def stop(self) -> None:
         self._stop.set()
@@ -250,7 +263,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         loop.add_signal_handler(signal.SIGINT, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         # bind first: a taken port is reported before any target is touched
         runner = await self._start_web()
         jobs = build_jobs(self.config)
@@ -275,5 +288,10 @@ class Daemon:
         if self._render_task is not None:
             self._render_task.cancel()
         await self.scheduler.shutdown(grace=2.0)
-        await asyncio.wait_for(runner.cleanup(), 2.0)
+        for task in list(self._reloads):
+            task.cancel()
+        try:
+            await asyncio.wait_for(runner.cleanup(), 2.0)
+        except TimeoutError:
+            log.warning("HTTP connections did not close within 2 s; exiting anyway")
         return 0

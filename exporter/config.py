@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 from pydantic import (
@@ -66,26 +66,42 @@ Duration = Annotated[
 ]
 
 
+def url_passwords(url: str) -> list[str]:
+    """Every password a URL carries: in its userinfo and in a ``password=`` query parameter
+    (asyncpg and redis-py accept both)."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
+    except ValueError:
+        return []
+    found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "password" and v]
+    return found
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***``, safe for logs and error messages."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is not None:
-        netloc += f":{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{user}:***@{host}"
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if port is not None:
+            netloc += f":{port}"
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(k == "password" for k, _ in pairs):
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 class Strict(BaseModel):
@@ -405,7 +421,9 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _timeout_fits(self) -> Config:
-        if self.timeout >= self.interval:
+        # only a timeout the user set is an error; the 5 s default is capped to 90 % of a short
+        # interval by timeout_for, so `interval: 2s` alone just works
+        if "timeout" in self.model_fields_set and self.timeout >= self.interval:
             raise ValueError("timeout must be shorter than interval")
         return self
 

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -27,7 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from exporter.collectors import COLLECTORS
 from exporter.collectors.base import REASONS, Collected, CollectError, Collector, Reason
-from exporter.config import Config, SecretTarget, TargetConfig
+from exporter.config import Config, SecretTarget, TargetConfig, url_passwords
 from exporter.logs import register_secret
 from exporter.snapshot import Snapshot
 
@@ -63,6 +62,20 @@ class Job:
         return (self.collector_name, self.target)
 
 
+def _backstop(job: Job) -> float:
+    return job.timeout + min(0.5, 0.05 * job.interval)
+
+
+def _same(old: Job, new: Job) -> bool:
+    """Whether a reload left this job exactly as it was (config models are frozen: == works)."""
+    return (
+        type(old.collector) is type(new.collector)
+        and old.collector.target == new.collector.target
+        and old.collector.settings == new.collector.settings
+        and (old.interval, old.timeout) == (new.interval, new.timeout)
+    )
+
+
 def classify(exc: BaseException) -> tuple[Reason, str]:
     """Map an exception from a collector to an error reason and a one-sentence message."""
     if isinstance(exc, CollectError):
@@ -88,8 +101,8 @@ def _register_secrets(target: TargetConfig) -> None:
     for attr in ("dsn", "url"):
         value = getattr(target, attr, None)
         if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                register_secret(urlsplit(value).password)
+            for password in url_passwords(value):
+                register_secret(password)
 
 
 def build_jobs(config: Config) -> list[Job]:
@@ -133,7 +146,8 @@ class Scheduler:
         self._jobs: dict[tuple[str, str], Job] = {}
         self._stats: dict[tuple[str, str], JobStats] = {}
         self._aps = AsyncIOScheduler(timezone=UTC)
-        self._running: set[asyncio.Task[None]] = set()
+        #: Runs in flight by job key, so shutdown and reloads can cancel them.
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     def add_listener(self, listener: ResultListener) -> None:
         """Called after every run with (collector, target, result or None, now)."""
@@ -143,9 +157,6 @@ class Scheduler:
     def running(self) -> bool:
         return bool(self._aps.running)
 
-    def jobs(self) -> list[Job]:
-        return list(self._jobs.values())
-
     def stats(self) -> Mapping[tuple[str, str], JobStats]:
         return self._stats
 
@@ -154,30 +165,50 @@ class Scheduler:
         self._install(jobs)
 
     async def replace(self, jobs: list[Job]) -> None:
-        """Swap in the jobs of a new config; old collectors are closed, counters kept."""
-        old = list(self._jobs.values())
-        for job in old:
+        """Swap in the jobs of a new config; counters are kept.
+
+        A job whose collector, target, settings, interval and timeout did not change keeps its
+        running collector (connection, histogram counts, counter baselines) and its schedule.
+        The others are stopped: their run in flight is cancelled before the collector is closed,
+        so a connection opened mid-run cannot outlive it.
+        """
+        kept: list[Job] = []
+        fresh: list[Job] = []
+        for job in jobs:
+            old = self._jobs.get(job.key)
+            if old is not None and _same(old, job):
+                kept.append(old)
+            else:
+                fresh.append(job)
+        kept_keys = {job.key for job in kept}
+        stopped = [job for key, job in self._jobs.items() if key not in kept_keys]
+        for job in stopped:
             self._aps.remove_job(self._job_id(job))
-        self._jobs.clear()
-        await self._close(old)
+            del self._jobs[job.key]
+        await self._cancel([job.key for job in stopped])
+        await self._close(stopped)
         new_keys = {job.key for job in jobs}
-        for job in old:
+        for job in stopped:
             if job.key not in new_keys:
                 self.snapshot.drop(("data", *job.key))
                 self.snapshot.drop(("meta", *job.key))
                 self._stats.pop(job.key, None)
-        self._install(jobs)
+        self._install(fresh)
         self._on_change()
 
     async def shutdown(self, grace: float = 3.0) -> None:
         """Stop scheduling, cancel runs in flight, close every collector."""
         if self._aps.running:
             self._aps.shutdown(wait=False)
-        for task in list(self._running):
-            task.cancel()
-        if self._running:
-            await asyncio.wait(self._running, timeout=grace)
+        await self._cancel(list(self._running), grace)
         await self._close(list(self._jobs.values()), grace)
+
+    async def _cancel(self, keys: list[tuple[str, str]], grace: float = 3.0) -> None:
+        tasks = [self._running[key] for key in keys if key in self._running]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
 
     @staticmethod
     def _job_id(job: Job) -> str:
@@ -218,15 +249,15 @@ class Scheduler:
     async def _run(self, job: Job) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._running.add(task)
+            self._running[job.key] = task
         try:
             await self.run_once(job)
         except asyncio.CancelledError:
-            # only shutdown cancels a run; APScheduler would log it as a crash with a traceback
+            # only shutdown and reloads cancel a run; APScheduler would log it as a crash
             return
         finally:
-            if task is not None:
-                self._running.discard(task)
+            if task is not None and self._running.get(job.key) is task:
+                del self._running[job.key]
 
     async def run_once(self, job: Job) -> Collected | None:
         """Collect once under the job's timeout and publish the outcome."""
@@ -237,7 +268,9 @@ class Scheduler:
         start = time.perf_counter()
         result: Collected | None = None
         try:
-            result = await asyncio.wait_for(job.collector.collect(), job.timeout)
+            # a backstop a little beyond the collector's own timeout, so the collector's more
+            # precise message and clean-up win when it honours the timeout itself
+            result = await asyncio.wait_for(job.collector.collect(), _backstop(job))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -110,7 +110,6 @@ class Rendered:
 
     text: bytes
     openmetrics: bytes
-    rendered_at: float
     demand: dict[bool, float]
     gzipped: dict[bool, bytes] = field(default_factory=dict)
 
@@ -173,9 +172,6 @@ class Snapshot:
         if self._parts.pop(key, None) is not None:
             self.version += 1
 
-    def keys(self) -> list[tuple[str, ...]]:
-        return list(self._parts)
-
     def expire(self, now: float | None = None) -> list[tuple[str, ...]]:
         """Replace parts past their expiry by their stale form; returns the keys affected."""
         now = time.monotonic() if now is None else now
@@ -219,7 +215,6 @@ class Snapshot:
         return Rendered(
             text="".join(text).encode(),
             openmetrics="".join(om).encode(),
-            rendered_at=time.time(),
             demand=self._gzip_demand,
         )
 

@@ -165,9 +165,13 @@ class AppCollector(Collector[AppTarget, AppSettings]):
             stale, self._cancelled = self._cancelled, None
             await stale.aclose()
         if self._client is None:
+            try:
+                password = self.target.password()
+            except OSError as exc:
+                raise CollectError("auth", f"cannot read the password ({exc.strerror}).") from None
             self._client = aioredis.from_url(
                 self.target.url,
-                password=self.target.password(),
+                password=password,
                 decode_responses=True,
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,
@@ -320,9 +324,10 @@ class AppCollector(Collector[AppTarget, AppSettings]):
         return {"cache": cache, "pools": pools}
 
     async def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        for client in (self._client, self._cancelled):
+            if client is not None:
+                await client.aclose()
+        self._client = self._cancelled = None
 
     async def close(self) -> None:
         await self._drop()

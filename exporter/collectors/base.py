@@ -58,8 +58,6 @@ class Collector(abc.ABC, Generic[TargetT, SettingsT]):
     """Base class of every collector; subclasses set ``name`` and implement ``collect``."""
 
     name: ClassVar[str]
-    #: Whether the collector runs when neither config nor flags say otherwise.
-    default_enabled: ClassVar[bool] = True
     #: For remote sources: the ``<kind>_up`` gauge the scheduler emits for each target (1 after
     #: a successful cycle, 0 after a failed one, when every other series of the target is dropped).
     up_metric: ClassVar[str | None] = None

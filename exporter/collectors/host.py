@@ -3,7 +3,7 @@
 Sample output::
 
     perf_host_cpu_seconds_total{mode="user"} 5012.4
-    perf_host_cpu_count 2
+    perf_host_logical_cpus 2
     perf_host_load1 0.42
     perf_host_memory_total_bytes 2.5e+10
     perf_host_memory_available_bytes 2.2e+10

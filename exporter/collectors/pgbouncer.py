@@ -373,7 +373,11 @@ class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
 
     async def _collect(self) -> Collected:
         if self._console is None:
-            address = ConsoleAddress.from_dsn(self.target.dsn, self.target.password())
+            try:
+                password = self.target.password()
+            except OSError as exc:
+                raise CollectError("auth", f"cannot read the password ({exc.strerror}).") from None
+            address = ConsoleAddress.from_dsn(self.target.dsn, password)
             self._console = await AdminConsole.connect(address)
         console = self._console
         pools = _with_max_wait_us(await console.query(POOLS.command))

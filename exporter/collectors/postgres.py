@@ -239,9 +239,6 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
     # --- one cycle ------------------------------------------------------------------------
 
     async def collect(self) -> Collected:
-        # the daemon may set `interval`/`timeout` after construction (resolved from the global
-        # config): the backoff and the next session's timeouts follow them
-        self._backoff.cap = self.interval
         if self._conn is not None and self._conn.is_closed():
             self._conn = None
         last = self._last_error
@@ -424,6 +421,11 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             # an id whose text is gone (evicted) is remembered as "" so it is not asked again
             self._texts.update(dict.fromkeys(missing, ""))
             for row in rows:
-                self._texts[str(row["queryid"])] = fam.normalize_query(row["query"] or "", limit)
+                text = row["query"] or ""
+                # utility statements are not normalised before PostgreSQL 16: ALTER ROLE ...
+                # PASSWORD '...' would put a password into a label
+                if "password" in text.lower():
+                    text = "<not shown: the statement mentions a password>"
+                self._texts[str(row["queryid"])] = fam.normalize_query(text, limit)
         self._texts = {q: t for q, t in self._texts.items() if q in wanted}
         return self._texts

@@ -235,6 +235,9 @@ EVALUATORS: dict[str, Evaluator] = {
 COLLECTOR_OF = {"postgres": "postgres", "redis": "redis", "app": "app", "pgbouncer": "pgbouncer"}
 
 
+STALENESS = BY_KEY["exporter_collector_staleness"]
+
+
 @dataclass
 class Row:
     """One series of one signal, with its recent history."""
@@ -342,6 +345,9 @@ class SummaryBoard:
         labels: LabelKey = (("collector", collector),)
         success = BY_KEY["exporter_collector_success"]
         self._set(success, collector, target, {labels: 1.0 if src.up else 0.0}, now)
+        if src.last_success is not None:
+            # history gets one point per run; the value shown is recomputed on every read
+            self._set(STALENESS, collector, target, {labels: now - src.last_success}, now)
 
     def _predict_fill(self, collector: str, target: str, view: _View, now: float) -> None:
         signal = BY_KEY["host_filesystem_fill_hours"]
@@ -363,16 +369,6 @@ class SummaryBoard:
     def rows(self, now: float) -> list[dict[str, Any]]:
         t = self.thresholds
         out = []
-        stale = BY_KEY["exporter_collector_staleness"]
-        for (collector, target), src in sorted(self._sources.items()):
-            if src.last_success is not None:
-                self._set(
-                    stale,
-                    collector,
-                    target,
-                    {(("collector", collector),): now - src.last_success},
-                    now,
-                )
         order = {s.key: i for i, s in enumerate(SIGNALS)}
         for row in sorted(
             self._rows.values(),
@@ -380,6 +376,10 @@ class SummaryBoard:
         ):
             signal = row.signal
             level = t.level(signal.key)
+            value = row.value
+            src = self._sources.get((row.collector, row.target))
+            if signal is STALENESS and src is not None and src.last_success is not None:
+                value = now - src.last_success  # grows between runs; reading changes nothing
             out.append(
                 {
                     "signal": signal.key,
@@ -388,13 +388,13 @@ class SummaryBoard:
                     "collector": row.collector,
                     "target": row.target,
                     "labels": dict(row.labels),
-                    "value": row.value,
-                    "display": _display(signal, row.value),
+                    "value": value,
+                    "display": _display(signal, value),
                     "unit": signal.unit,
                     "bad_when": "above" if signal.above else "below",
                     "warn": level.warn,
                     "crit": level.crit,
-                    "status": None if row.value is None else status_of(signal, row.value, t),
+                    "status": None if value is None else status_of(signal, value, t),
                     "alert": signal.alert,
                     "runbook_url": t.runbook(signal.anchor),
                     "history": [v for _, v in row.history],

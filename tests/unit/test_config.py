@@ -183,6 +183,18 @@ def test_redact_url() -> None:
     assert redact_url("postgresql://u:hunter22@db:5432/app") == "postgresql://u:***@db:5432/app"
     assert redact_url("redis://:pw1234@h/0") == "redis://:***@h/0"
     assert redact_url("redis://h/0") == "redis://h/0"
+    assert (
+        redact_url("postgresql://u@db/app?sslmode=require&password=hunter22")
+        == "postgresql://u@db/app?sslmode=require&password=***"
+    )
+
+
+def test_short_interval_alone_is_fine_but_an_explicit_longer_timeout_is_not(
+    tmp_path: Path,
+) -> None:
+    cfg = load(write(tmp_path, "interval: 2s\ntargets: {}\n"), environ={})
+    assert cfg.timeout_for("host") == 1.8
+    assert load(None, environ={"PERF_EXPORTER_INTERVAL": "5s"}).interval == 5.0
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -277,3 +277,13 @@ def test_html_page_shows_signals_without_scripts_or_external_assets() -> None:
     assert "Redis keyspace hit ratio" in page
     assert "<svg" in page
     assert "Score" in page
+
+
+def test_reading_the_summary_changes_nothing() -> None:
+    board = SummaryBoard()
+    board.update("redis", "cache", redis(10, 10), {}, now=10.0)
+    first = board.as_json(now=20.0)["signals"]
+    for _ in range(3):
+        assert board.as_json(now=20.0)["signals"] == first  # no history point per page view
+    stale = [r for r in board.as_json(now=50.0)["signals"] if r["signal"].endswith("staleness")]
+    assert stale[0]["value"] == 40.0 and len(stale[0]["history"]) == 1

@@ -105,3 +105,24 @@ def test_classify_maps_exceptions_to_reasons() -> None:
     assert classify(ConnectionRefusedError())[0] == "connection"
     assert classify(CollectError("query", "x"))[0] == "query"
     assert classify(ValueError("x"))[0] == "other"
+
+
+async def test_reload_keeps_unchanged_collectors_and_cancels_removed_runs() -> None:
+    Scripted.behaviour = {"slow": "hang"}
+    snapshot = Snapshot()
+    sched = Scheduler(snapshot, on_change=lambda: None)
+    keep, slow = job("keep"), job("slow")
+    sched.start([keep, slow])
+    try:
+        await asyncio.sleep(0.3)  # the first runs start right away; "slow" hangs in collect()
+        assert slow.key in sched._running
+        running = sched._running[slow.key]
+        # a reload with "keep" unchanged (a new but equal job) and "slow" gone
+        await sched.replace([job("keep")])
+        assert sched._jobs[keep.key] is keep  # same collector instance: nothing reconnects
+        assert running.done()  # the hung run of the removed job was cancelled, not left behind
+        assert slow.key not in sched._jobs
+        text = snapshot.render().text.decode()
+        assert 'target="slow"' not in text and 'target="keep"' in text
+    finally:
+        await sched.shutdown()
