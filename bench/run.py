@@ -138,7 +138,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--time-limit",
         type=int,
         metavar="SECONDS",
-        help="abort (tearing everything down) after this long (default 600, quick 150)",
+        help="abort (tearing everything down) after this long (default 600, quick 150, soak +240)",
     )
     parser.add_argument(
         "--soak",
