@@ -34,7 +34,6 @@ Sample output (the snapshot adds ``target``)::
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import defaultdict
 from typing import Any, ClassVar
 
@@ -47,7 +46,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.metrics_core import Metric
 
-from exporter.collectors.base import Collected, CollectError, Collector
+from exporter.collectors.base import Collected, CollectError, Collector, parse_number
 from exporter.config import AppSettings, AppTarget, redact_url
 from exporter.instrument.layout import BUCKET, CACHE, CACHE_KINDS, POOL, POOL_GAUGES
 
@@ -97,16 +96,6 @@ class MonotonicSums:
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
-
-
-def _float(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 class AppCollector(Collector[AppTarget, AppSettings]):
@@ -213,7 +202,7 @@ class AppCollector(Collector[AppTarget, AppSettings]):
                 processes.add(process)
                 for field, text in fields.items():
                     namespace, _, kind = field.rpartition(":")
-                    value = _float(text)
+                    value = parse_number(text, finite=True)
                     if kind in CACHE_KINDS and namespace and value is not None:
                         counters[(key, (kind, namespace))] = value
             elif rest.startswith(POOL) and "pool" in fields:
@@ -221,9 +210,9 @@ class AppCollector(Collector[AppTarget, AppSettings]):
                 processes.add(rest[len(POOL) :].removesuffix(":" + pool))
                 workers[pool] += 1
                 for kind in POOL_GAUGES:
-                    gauges[kind][pool] += _float(fields.get(kind)) or 0.0
+                    gauges[kind][pool] += parse_number(fields.get(kind), finite=True) or 0.0
                 for field, text in fields.items():
-                    value = _float(text)
+                    value = parse_number(text, finite=True)
                     if value is None:
                         continue
                     if field.startswith(BUCKET):

@@ -12,6 +12,7 @@ The ``target`` label is added by the snapshot to every sample of a collector who
 from __future__ import annotations
 
 import abc
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,20 @@ class Collector(abc.ABC, Generic[TargetT, SettingsT]):
 
     async def close(self) -> None:
         """Release connections; called on shutdown and before a config reload replaces us."""
+
+
+def parse_number(value: str | None, *, finite: bool = False) -> float | None:
+    """A number read from a server's text (INFO fields, SHOW columns, hashes); None when absent
+    or not a number, and with ``finite`` also when it is NaN or infinite."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if finite and not math.isfinite(number):
+        return None
+    return number
 
 
 class ReconnectBackoff:

@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from exporter.collectors.base import Collected, CollectError, Collector
+from exporter.collectors.base import Collected, CollectError, Collector, parse_number
 from exporter.collectors.pgbouncer_console import (
     AdminConsole,
     ConsoleAddress,
@@ -273,15 +273,6 @@ CONFIG: dict[str, tuple[str, str]] = {
 }
 
 
-def _number(value: str | None) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
 def families_from(
     view: View, rows: Iterable[Row]
 ) -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
@@ -292,7 +283,7 @@ def families_from(
         for row in rows:
             if col.column not in row:
                 continue
-            value = _number(row[col.column])
+            value = parse_number(row[col.column])
             if value is None:
                 continue
             family = families.get(col.metric)
@@ -312,7 +303,7 @@ def _with_max_wait_us(rows: list[Row]) -> list[Row]:
     """Fold ``maxwait_us`` into ``maxwait`` so waits under a second do not read 0."""
     out: list[Row] = []
     for row in rows:
-        seconds, micros = _number(row.get("maxwait")), _number(row.get("maxwait_us"))
+        seconds, micros = parse_number(row.get("maxwait")), parse_number(row.get("maxwait_us"))
         if seconds is not None and micros is not None:
             row = {**row, "maxwait": repr(round(seconds + micros * MICROSECONDS, 6))}
         out.append(row)
@@ -391,7 +382,7 @@ class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
         for view, rows in ((POOLS, pools), (STATS, stats), (DATABASES, databases), (LISTS, lists)):
             families.extend(families_from(view, rows).values())
         for key, (metric, help_text) in CONFIG.items():
-            value = _number(config.get(key))
+            value = parse_number(config.get(key))
             if value is not None:
                 families.append(GaugeMetricFamily(metric, help_text, value=value))
         version = _version(next(iter(version_rows[0].values()), "") or "") if version_rows else ""
@@ -407,23 +398,23 @@ class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
         pools: list[Row], databases: list[Row], lists: list[Row], config: dict[Any, Any]
     ) -> dict[str, Any]:
         """Per pool: waiting clients, max wait and server use against the pool size."""
-        size_of = {row.get("name"): _number(row.get("pool_size")) for row in databases}
+        size_of = {row.get("name"): parse_number(row.get("pool_size")) for row in databases}
         per_pool: dict[str, dict[str, float | None]] = {}
         for row in pools:
             if row.get("database") == "pgbouncer":
                 continue  # the admin console's own pseudo pool
             pool, database, _ = _pool_labels(row)
             size = size_of.get(database)
-            busy = _number(row.get("sv_active")) or 0.0
+            busy = parse_number(row.get("sv_active")) or 0.0
             per_pool[pool] = {
-                "clients_waiting": _number(row.get("cl_waiting")) or 0.0,
-                "max_wait_seconds": _number(row.get("maxwait")) or 0.0,
-                "servers_active": _number(row.get("sv_active")) or 0.0,
+                "clients_waiting": parse_number(row.get("cl_waiting")) or 0.0,
+                "max_wait_seconds": parse_number(row.get("maxwait")) or 0.0,
+                "servers_active": parse_number(row.get("sv_active")) or 0.0,
                 "pool_size": size,
                 "utilisation": busy / size if size else None,
             }
-        items = {row.get("list"): _number(row.get("items")) for row in lists}
-        max_clients = _number(config.get("max_client_conn"))
+        items = {row.get("list"): parse_number(row.get("items")) for row in lists}
+        max_clients = parse_number(config.get("max_client_conn"))
         used_clients = items.get("used_clients")
         return {
             "pools": per_pool,

@@ -15,6 +15,8 @@ from typing import Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from exporter.collectors.base import parse_number
+
 Info = dict[str, str]
 
 
@@ -39,15 +41,6 @@ def parse_pairs(value: str) -> dict[str, str]:
         if sep:
             out[key] = val
     return out
-
-
-def _number(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -252,7 +245,7 @@ def _plain_families(info: Info) -> list[Metric]:
         text = info.get(field.info)
         if text is None:
             continue
-        value = field.convert(text) if field.convert else _number(text)
+        value = field.convert(text) if field.convert else parse_number(text)
         if value is None:
             continue
         value *= field.scale
@@ -307,14 +300,14 @@ def _commandstats(info: Info) -> list[Metric]:
             continue
         cmd = key.removeprefix("cmdstat_")
         stats = parse_pairs(value)
-        n_calls, usec = _number(stats.get("calls")), _number(stats.get("usec"))
+        n_calls, usec = parse_number(stats.get("calls")), parse_number(stats.get("usec"))
         if n_calls is None or usec is None:
             continue
         calls.add_metric([cmd], n_calls)
         duration.add_metric([cmd], usec / 1e6)
         n_rejected, n_failed = (
-            _number(stats.get("rejected_calls")),
-            _number(stats.get("failed_calls")),
+            parse_number(stats.get("rejected_calls")),
+            parse_number(stats.get("failed_calls")),
         )
         if n_rejected is not None:
             rejected.add_metric([cmd], n_rejected)
@@ -337,7 +330,7 @@ def _latencystats(info: Info) -> list[Metric]:
             continue
         cmd = key.removeprefix("latency_percentiles_usec_")
         for name, text in parse_pairs(value).items():
-            usec = _number(text)
+            usec = parse_number(text)
             if name.startswith("p") and usec is not None:
                 latency.add_metric([cmd, name[1:]], usec / 1e6)
     return [latency] if latency.samples else []
@@ -351,7 +344,7 @@ def _errorstats(info: Info) -> list[Metric]:
     )
     for key, value in info.items():
         if key.startswith("errorstat_"):
-            count = _number(parse_pairs(value).get("count"))
+            count = parse_number(parse_pairs(value).get("count"))
             if count is not None:
                 errors.add_metric([key.removeprefix("errorstat_")], count)
     return [errors] if errors.samples else []
@@ -377,7 +370,7 @@ def _keyspace(info: Info) -> list[Metric]:
             (expiring, "expires", 1.0),
             (avg_ttl, "avg_ttl", 1e-3),
         ):
-            number = _number(stats.get(field))
+            number = parse_number(stats.get(field))
             if number is not None:
                 family.add_metric([db], number * scale)
     return [f for f in (keys, expiring, avg_ttl) if f.samples]
@@ -394,13 +387,13 @@ def _replicas(info: Info) -> list[Metric]:
         "On a primary: seconds since each replica last acknowledged.",
         labels=["replica"],
     )
-    own = _number(info.get("master_repl_offset"))
+    own = parse_number(info.get("master_repl_offset"))
     for key, value in info.items():
         if not (key.startswith("slave") and key[5:].isdigit()):
             continue
         stats = parse_pairs(value)
         replica = f"{stats.get('ip', '')}:{stats.get('port', '')}"
-        offset, lag = _number(stats.get("offset")), _number(stats.get("lag"))
+        offset, lag = parse_number(stats.get("offset")), parse_number(stats.get("lag"))
         if own is not None and offset is not None:
             lag_bytes.add_metric([replica], max(0.0, own - offset))
         if lag is not None:
