@@ -16,11 +16,11 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
+
+from exporter.schema import (
+    Before,
     Field,
+    Model,
     ValidationError,
     field_validator,
     model_validator,
@@ -61,9 +61,7 @@ def parse_duration(value: object) -> object:
 
 
 #: Up to a day: longer is a typo, and infinity would crash the scheduler's timedelta arithmetic.
-Duration = Annotated[
-    float, BeforeValidator(parse_duration), Field(gt=0, le=86400, allow_inf_nan=False)
-]
+Duration = Annotated[float, Before(parse_duration), Field(gt=0, le=86400)]
 
 
 def url_passwords(url: str) -> list[str]:
@@ -104,16 +102,10 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-class Strict(BaseModel):
-    """Unknown keys are errors: a typo must not silently fall back to a default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # --- collectors: settings shared by every target of one kind ----------------------------------
 
 
-class CollectorSettings(Strict):
+class CollectorSettings(Model):
     """Settings every collector accepts; ``interval``/``timeout`` default to the global ones."""
 
     enabled: bool | None = None
@@ -198,7 +190,7 @@ class AppSettings(CollectorSettings):
     max_keys: int = Field(10_000, ge=10, le=1_000_000)
 
 
-class Collectors(Strict):
+class Collectors(Model):
     host: HostSettings = HostSettings()
     postgres: PostgresSettings = PostgresSettings()
     redis: RedisSettings = RedisSettings()
@@ -211,7 +203,7 @@ class Collectors(Strict):
 _NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
-class TargetConfig(Strict):
+class TargetConfig(Model):
     """One monitored thing; ``name`` becomes the ``target`` label, so it must never be a DSN."""
 
     name: str
@@ -238,6 +230,14 @@ class SecretTarget(TargetConfig):
         if value is not None and not os.access(value, os.R_OK):
             raise ValueError(f"cannot read password file {value}")
         return value
+
+    def __repr__(self) -> str:
+        # a DSN or URL may carry a password: a target printed in a log must not show it
+        shown = {
+            key: redact_url(value) if key in ("dsn", "url") and isinstance(value, str) else value
+            for key, value in self.model_dump().items()
+        }
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     def password(self) -> str | None:
         """The password, read now so a rotated secret file is picked up on reconnect."""
@@ -293,13 +293,13 @@ class PostgresTarget(SecretTarget):
         return self
 
 
-class TlsFiles(Strict):
+class TlsFiles(Model):
     ca: Path | None = None
     cert: Path | None = None
     key: Path | None = None
 
 
-class NamespaceSplit(Strict):
+class NamespaceSplit(Model):
     """Namespaces from key structure: the first ``depth`` parts split by ``separator``."""
 
     separator: str = ":"
@@ -353,7 +353,7 @@ class AppTarget(SecretTarget):
         return _check_url(value, ("redis", "rediss", "unix"))
 
 
-class Targets(Strict):
+class Targets(Model):
     postgres: list[PostgresTarget] = []
     redis: list[RedisTarget] = []
     pgbouncer: list[PgBouncerTarget] = []
@@ -374,7 +374,7 @@ class Targets(Strict):
 # --- the whole file -----------------------------------------------------------------------------
 
 
-class WebSettings(Strict):
+class WebSettings(Model):
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     config_file: Path | None = None
     max_connections: int = Field(512, ge=1, le=100_000)
@@ -394,7 +394,7 @@ class WebSettings(Strict):
         return value
 
 
-class LogSettings(Strict):
+class LogSettings(Model):
     level: Literal["debug", "info", "warn", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
 
@@ -407,7 +407,7 @@ class LogSettings(Strict):
         return value
 
 
-class Config(Strict):
+class Config(Model):
     """The validated configuration of one daemon."""
 
     interval: Duration = 15.0
@@ -458,45 +458,6 @@ def split_listen_address(value: str) -> tuple[str, int]:
     if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError("must be host:port or :port, e.g. :9839 or 127.0.0.1:9839")
     return host.strip("[]"), int(port_text)
-
-
-_UNION_TAG = re.compile(
-    r"^(function-\w+\[|literal\[|list\[|dict\[|constrained-|lax-|json-or-python\[)"
-    r"|^(str|int|float|bool|none|NamespaceSplit|TlsFiles)$"
-)
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif _UNION_TAG.search(part):
-            # pydantic names union branches in the location; they mean nothing to a user
-            continue
-        else:
-            # a key from the file may hold anything: newlines must not forge extra log lines
-            out += ("." if out else "") + (part if part.isprintable() else repr(part))
-    return out or "(top level)"
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        return "unknown key (check its spelling and place)"
-    if kind == "missing":
-        return "is required"
-    msg = str(err.get("msg", "is invalid"))
-    # pydantic prefixes messages of our own ValueErrors with "Value error, "
-    return msg.removeprefix("Value error, ")
-
-
-def problems_from(exc: ValidationError) -> list[str]:
-    """One line per problem, path first; never includes the offending value."""
-    seen: dict[str, None] = {}
-    for err in exc.errors(include_input=False, include_url=False):
-        seen[f"{_path(tuple(err['loc']))}: {_message(err)}"] = None
-    return list(seen)
 
 
 def read_file(path: Path) -> dict[str, Any]:
@@ -574,4 +535,4 @@ def load(
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_from(exc)) from None
+        raise ConfigError(exc.problems()) from None

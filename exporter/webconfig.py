@@ -40,9 +40,9 @@ from typing import Any, Literal
 import bcrypt
 import yaml
 from aiohttp import web
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exporter.config import ConfigError, Strict, problems_from
+from exporter.config import ConfigError
+from exporter.schema import Field, Model, ValidationError, field_validator, model_validator
 
 ClientAuthType = Literal[
     "NoClientCert",
@@ -79,7 +79,7 @@ _BCRYPT = re.compile(r"^\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}$")
 _UNSUPPORTED_TLS_KEYS = ("cipher_suites", "curve_preferences", "client_allowed_sans", "cert", "key")
 
 
-class TLSServerConfig(Strict):
+class TLSServerConfig(Model):
     """``tls_server_config``: the server certificate and how clients must authenticate."""
 
     cert_file: Path
@@ -205,7 +205,7 @@ def _ssl_reason(exc: ssl.SSLError) -> str:
     return str(reason) if reason else "unreadable PEM data"
 
 
-class HTTPServerConfig(Strict):
+class HTTPServerConfig(Model):
     """``http_server_config``: extra security headers on every response."""
 
     #: Accepted for compatibility; aiohttp serves HTTP/1.1 only.
@@ -229,10 +229,8 @@ class HTTPServerConfig(Strict):
         return out
 
 
-class WebConfig(Strict):
+class WebConfig(Model):
     """The validated web-config file: TLS, basic-auth users and the paths left open."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     tls_server_config: TLSServerConfig | None = None
     http_server_config: HTTPServerConfig = HTTPServerConfig()
@@ -298,7 +296,7 @@ def load_web_config(path: Path | str) -> WebConfig:
     try:
         config = WebConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([f"{path}: {problem}" for problem in problems_from(exc)]) from None
+        raise ConfigError([f"{path}: {problem}" for problem in exc.problems()]) from None
     if config.tls_server_config is not None:
         tls = config.tls_server_config.resolved(path.parent)
         config = config.model_copy(update={"tls_server_config": tls})

@@ -20,9 +20,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
-
-from exporter.config import ConfigError, problems_from
+from exporter.config import ConfigError
+from exporter.schema import Model, ValidationError, field_validator, model_validator
 
 _PROM_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 _LABEL_MATCHER = re.compile(r'^\s*[A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*$')
@@ -34,10 +33,8 @@ def _prom_duration(value: str) -> str:
     return value
 
 
-class Level(BaseModel):
+class Level(Model):
     """The warning and critical levels of one signal and how long each must hold to alert."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     warn: float
     crit: float
@@ -54,10 +51,8 @@ def _level(warn: float, crit: float, for_warn: str = "5m", for_crit: str = "5m")
     return Level(warn=warn, crit=crit, for_warn=for_warn, for_crit=for_crit)
 
 
-class Thresholds(BaseModel):
+class Thresholds(Model):
     """Levels per signal plus the selectors and names the generated rules use."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: Label matchers added to every selector of the rules (the job that scrapes the exporter).
     selector: str = 'job="perf-exporter"'
@@ -178,7 +173,7 @@ class Thresholds(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             problems: list[str] = []
-            for problem in problems_from(exc):
+            for problem in exc.problems():
                 if problem.startswith("(top level): "):
                     problems.extend(
                         f"thresholds.{p}" for p in problem.removeprefix("(top level): ").split("; ")

@@ -53,13 +53,13 @@ unknown_top: 1
     text = "\n".join(found)
     expected = [
         "interval: must be a duration",
-        "timeout: Input should be greater than 0",
+        "timeout: must be greater than 0",
         "web.listen_address: must be host:port or :port",
-        "log.level: Input should be",
-        "log.format: Input should be",
+        'log.level: must be one of "debug", "info", "warn", "error"',
+        'log.format: must be one of "logfmt", "json"',
         "collectors.host.mountpoint_exclude: is not a valid regular expression",
         "collectors.host.bogus: unknown key",
-        "collectors.postgres.statements_top_n: Input should be greater than or equal to 1",
+        "collectors.postgres.statements_top_n: must be at least 1",
         "targets.postgres[0].dsn: must start with postgresql:// or postgres://",
         "targets.postgres[1].name: is required",
         "targets.postgres[2].name: must be 1-64 letters",
