@@ -262,7 +262,9 @@ class SummaryBoard:
         self.thresholds = thresholds or Thresholds()
         self.history = history
         self._sources: dict[tuple[str, str], _Source] = {}
-        self._rows: dict[tuple[str, str, str, LabelKey], Row] = {}
+        # rows by (signal key, collector, target), then by labels: an update touches only the
+        # rows of its own target, so a cycle costs the same with 1 or 100 targets
+        self._rows: dict[tuple[str, str, str], dict[LabelKey, Row]] = {}
         # (time, avail bytes) per mountpoint for the fill prediction
         self._fill: dict[tuple[str, LabelKey], deque[tuple[float, float]]] = {}
 
@@ -300,9 +302,12 @@ class SummaryBoard:
         src = self._sources.setdefault((collector, target), _Source())
         src.up, src.before, src.now, src.facts = False, None, {}, {}
         src.last_run = now
-        for key, row in self._rows.items():
-            if key[1:3] == (collector, target) and row.signal.source != "exporter":
-                row.value = None
+        for key, rows in self._rows.items():
+            if key[1:3] != (collector, target):
+                continue
+            for row in rows.values():
+                if row.signal.source != "exporter":
+                    row.value = None
         self._set_exporter(collector, target, now)
 
     def drop(self, collector: str, target: str) -> None:
@@ -326,17 +331,17 @@ class SummaryBoard:
             self.drop(*key)
 
     def _set(self, signal: Signal, collector: str, target: str, values: Values, now: float) -> None:
-        for key, row in self._rows.items():
-            if key[:3] == (signal.key, collector, target) and key[3] not in values:
+        rows = self._rows.setdefault((signal.key, collector, target), {})
+        for labels, row in rows.items():
+            if labels not in values:
                 row.value = None
         for labels, value in values.items():
             if not math.isfinite(value):
                 continue
-            rkey = (signal.key, collector, target, labels)
-            row = self._rows.get(rkey) or Row(
-                signal, collector, target, labels, history=deque(maxlen=self.history)
-            )
-            self._rows[rkey] = row
+            row = rows.get(labels)
+            if row is None:
+                row = Row(signal, collector, target, labels, history=deque(maxlen=self.history))
+                rows[labels] = row
             row.value, row.updated = value, now
             row.history.append((now, value))
 
@@ -371,7 +376,7 @@ class SummaryBoard:
         out = []
         order = {s.key: i for i, s in enumerate(SIGNALS)}
         for row in sorted(
-            self._rows.values(),
+            (row for rows in self._rows.values() for row in rows.values()),
             key=lambda r: (order[r.signal.key], r.collector, r.target, r.labels),
         ):
             signal = row.signal
