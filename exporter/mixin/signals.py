@@ -332,9 +332,9 @@ class SummaryBoard:
 
     def _set(self, signal: Signal, collector: str, target: str, values: Values, now: float) -> None:
         rows = self._rows.setdefault((signal.key, collector, target), {})
-        for labels, row in rows.items():
+        for labels, old in rows.items():
             if labels not in values:
-                row.value = None
+                old.value = None
         for labels, value in values.items():
             if not math.isfinite(value):
                 continue
