@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 if __package__ in (None, ""):  # ``python bench/run.py``: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report, soak
+from bench import profile, report, soak
 from bench.exporters import (
     REPO,
     Exporter,
@@ -148,6 +148,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="instead of the comparison, soak perf-exporter at 1 s intervals while its targets "
         "flap (default 600 s; runs under 10 minutes write to bench/results/tmp/)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        nargs="?",
+        const=100,
+        metavar="TARGETS",
+        help="instead of the comparison, record perf-exporter with TARGETS (default 100) "
+        "PostgreSQL + Redis targets under py-spy; writes bench/results/tmp/profile-TARGETS.*",
+    )
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=40.0,
+        metavar="SECONDS",
+        help="how long py-spy records in --profile mode (default 40)",
     )
     parser.add_argument(
         "--report",
@@ -319,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     if args.soak is not None:
         return main_soak(args)
+    if args.profile is not None:
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.alarm(args.time_limit or int(args.profile_seconds) + 300)
+        try:
+            return profile.main_profile(args, args.out or RESULTS / "tmp")
+        finally:
+            signal.alarm(0)
     if args.report is not None:
         records = report.read_jsonl(args.report)
         out, jsonl = args.report.parent, args.report

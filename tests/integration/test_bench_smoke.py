@@ -112,3 +112,25 @@ def test_quick_bench_measures_every_exporter(tmp_path: Path) -> None:
     table = (tmp_path / "latest.md").read_text()
     assert "| 4 scrapers p99 (ms) |" in table
     assert "node_exporter" in table
+
+
+@pytest.mark.timeout(180)
+def test_profile_mode_records_the_daemon_with_py_spy(tmp_path: Path) -> None:
+    """``python -m bench --profile``: the tool that found the summary board's quadratic update."""
+    # 7 s: longer than the 5 s interval, so that every target is collected while py-spy records
+    args = ["--profile", "3", "--profile-seconds", "7", "--quick", "--out", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    raw = (tmp_path / "profile-3.raw").read_text()
+    assert "exporter/cli.py" in raw
+    summary = (tmp_path / "profile-3.txt").read_text()
+    assert summary.startswith("perf-exporter with 3 PostgreSQL + Redis targets")
+    busy = int(summary.split("busy samples: ")[1].split()[0])
+    assert busy > 0
+    assert "Scheduler._run (exporter/scheduler.py" in summary
