@@ -178,6 +178,15 @@ class Daemon:
                 )
                 self.request_render()
                 return False
+            except Exception as exc:  # a bug of ours must not end reloads or the daemon
+                self.reload_failures += 1
+                # only the type: the message of an unexpected error may quote the input
+                log.error(
+                    "config reload failed unexpectedly, keeping the running config",
+                    extra={"error": type(exc).__name__},
+                )
+                self.request_render()
+                return False
             for key in ("listen_address", "max_connections", "read_timeout"):
                 if getattr(new.web, key) != getattr(self.config.web, key):
                     log.warning("web.%s changes take effect only after a restart", key)

@@ -141,6 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _error(["invalid configuration:", *(f"  {p}" for p in exc.problems)])
         return 2
+    except Exception as exc:  # a bug of ours: one line, no traceback that could quote the input
+        _error(
+            [
+                f"cannot read the configuration ({type(exc).__name__} in perf-exporter, "
+                "please report it with the shape of the setting that caused it)"
+            ]
+        )
+        return 2
     if args.check_config:
         from exporter.scheduler import build_jobs
 

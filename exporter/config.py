@@ -48,7 +48,10 @@ def parse_duration(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("must be a duration such as 15s, 1m or 500ms")
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError("is too large (a duration is at most 86400 seconds)") from None
     if isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"\d+(\.\d+)?", text):
@@ -64,9 +67,30 @@ def parse_duration(value: object) -> object:
 Duration = Annotated[float, Before(parse_duration), Field(gt=0, le=86400)]
 
 
+def _hidden_userinfo(url: str) -> str | None:
+    """The text between ``://`` and the last ``@`` when the parser did not see it as userinfo.
+
+    ``postgresql://app:p#ss@db/app`` is split at ``#`` by every URL parser, so the password is
+    not where a parser looks for it; it must still never be shown.
+    """
+    _, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return None
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        netloc = ""
+    if "@" in netloc:
+        return None
+    return rest[: rest.rindex("@")]
+
+
 def url_passwords(url: str) -> list[str]:
     """Every password a URL carries: in its userinfo and in a ``password=`` query parameter
     (asyncpg and redis-py accept both)."""
+    hidden = _hidden_userinfo(url)
+    if hidden is not None:
+        return [hidden.partition(":")[2] or hidden]
     try:
         parts = urlsplit(url)
         found = [parts.password] if parts.password else []
@@ -78,6 +102,10 @@ def url_passwords(url: str) -> list[str]:
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***``, safe for logs and error messages."""
+    hidden = _hidden_userinfo(url)
+    if hidden is not None:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest[rest.rindex('@') + 1 :]}"
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -141,6 +169,8 @@ class HostSettings(CollectorSettings):
             re.compile(value)
         except re.error as exc:
             raise ValueError(f"is not a valid regular expression ({exc})") from None
+        except (OverflowError, RecursionError):
+            raise ValueError("is not a usable regular expression (too large or too deep)") from None
         return value
 
 
@@ -256,6 +286,11 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> str:
         raise ValueError("is not a valid URL") from None
     if parts.scheme not in schemes:
         raise ValueError(f"must start with {' or '.join(s + '://' for s in schemes)}")
+    if _hidden_userinfo(value) is not None:
+        raise ValueError(
+            "has an '@' after the host; if it ends a user name or password, percent-encode "
+            "any '#', '/' or '?' in them (%23, %2F, %3F)"
+        )
     return value
 
 

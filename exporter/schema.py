@@ -408,7 +408,7 @@ def _scalar(tp: Any, value: Any) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, int) and value in (0, 1):
+        if isinstance(value, int | float) and value in (0, 1):
             return bool(value)
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
@@ -430,14 +430,14 @@ def _scalar(tp: Any, value: Any) -> Any:
         if isinstance(value, bool):
             return _FAIL
         number: float
-        if isinstance(value, int | float):
-            number = float(value)
-        elif isinstance(value, str):
-            try:
+        try:
+            if isinstance(value, int | float):
+                number = float(value)
+            elif isinstance(value, str):
                 number = float(value.strip())
-            except ValueError:
+            else:
                 return _FAIL
-        else:
+        except (ValueError, OverflowError):
             return _FAIL
         return number if math.isfinite(number) else _FAIL
     if tp is Path:

@@ -189,6 +189,40 @@ def test_redact_url() -> None:
     )
 
 
+def test_a_password_with_an_unescaped_delimiter_is_refused_and_never_shown() -> None:
+    """``#``, ``/`` or ``?`` in a password end the host part for every URL parser."""
+    url = "postgresql://app:12#Sekr3t@db:5432/app"
+    assert "Sekr3t" not in redact_url(url)
+    assert redact_url(url) == "postgresql://***@db:5432/app"
+    assert any("Sekr3t" in p for p in config.url_passwords(url))
+    with pytest.raises(ConfigError) as err:
+        load(None, {"targets.postgres": [{"name": "a", "dsn": url}]}, environ={})
+    [problem] = err.value.problems
+    assert problem.startswith("targets.postgres[0].dsn: has an '@' after the host")
+    assert "Sekr3t" not in problem
+
+
+def test_oversized_numbers_and_patterns_are_problems_not_crashes(tmp_path: Path) -> None:
+    huge = "1" + "0" * 400
+    found = problems(
+        tmp_path,
+        f"interval: {huge}\n"
+        f"collectors:\n  redis: {{scan_pass_pause: {huge}}}\n"
+        "  host: {disk_exclude: 'a{4294967296}', network_exclude: '"
+        + "(" * 2000
+        + ")" * 2000
+        + "'}\n"
+        "thresholds: {}\n",
+    )
+    assert found == [
+        "interval: is too large (a duration is at most 86400 seconds)",
+        "collectors.host.disk_exclude: is not a usable regular expression (too large or too deep)",
+        "collectors.host.network_exclude: is not a usable regular expression "
+        "(too large or too deep)",
+        "collectors.redis.scan_pass_pause: must be a finite number",
+    ]
+
+
 def test_short_interval_alone_is_fine_but_an_explicit_longer_timeout_is_not(
     tmp_path: Path,
 ) -> None:
