@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -69,6 +70,17 @@ def _alarm(signum: int, frame: object) -> NoReturn:
     raise TimeLimitExceeded(
         "the benchmark exceeded its time limit; everything it started is stopped"
     )
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: int) -> Iterator[None]:
+    """Raise :class:`TimeLimitExceeded` inside the block after ``seconds``."""
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
 
 
 def _first_line(argv: list[str]) -> str:
@@ -313,13 +325,9 @@ def main_soak(args: argparse.Namespace) -> int:
         print("the soak needs perf-exporter's daemon on this tree", file=sys.stderr)
         return 2
     out = args.out or (RESULTS if seconds >= 600 else RESULTS / "tmp")
-    signal.signal(signal.SIGALRM, _alarm)
     # the soak, plus starting and stopping servers and a flap cycle in progress
-    signal.alarm(args.time_limit or int(seconds) + 240)
-    try:
+    with _time_limit(args.time_limit or int(seconds) + 240):
         records = soak.run(seconds, dt.datetime.now(dt.UTC))
-    finally:
-        signal.alarm(0)
     jsonl = out / f"{records[0]['run_id']}.jsonl"
     report.write_jsonl(records, jsonl)
     (out / "soak.md").write_text(soak.markdown(records))
@@ -336,23 +344,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.soak is not None:
         return main_soak(args)
     if args.profile is not None:
-        signal.signal(signal.SIGALRM, _alarm)
-        signal.alarm(args.time_limit or int(args.profile_seconds) + 300)
-        try:
+        with _time_limit(args.time_limit or int(args.profile_seconds) + 300):
             return profile.main_profile(args, args.out or RESULTS / "tmp")
-        finally:
-            signal.alarm(0)
     if args.report is not None:
         records = report.read_jsonl(args.report)
         out, jsonl = args.report.parent, args.report
     else:
         out = args.out or (RESULTS / "tmp" if args.quick else RESULTS)
-        signal.signal(signal.SIGALRM, _alarm)
-        signal.alarm(args.time_limit or (150 if args.quick else 600))
-        try:
+        with _time_limit(args.time_limit or (150 if args.quick else 600)):
             records = run(args)
-        finally:
-            signal.alarm(0)
         jsonl = out / f"{records[0]['run_id']}.jsonl"
         report.write_jsonl(records, jsonl)
     (out / "latest.md").write_text(report.markdown(records))

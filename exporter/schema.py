@@ -174,10 +174,7 @@ class _Spec:
         self.model_after: list[str] = []
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
-                func = value.__func__ if isinstance(value, classmethod) else value
-                marked = getattr(value, "__schema_fields__", None) or getattr(
-                    func, "__schema_fields__", None
-                )
+                marked = _mark(value, "__schema_fields__")
                 if marked is not None:
                     names, mode = marked
                     table = self.before if mode == "before" else self.after
@@ -185,13 +182,19 @@ class _Spec:
                         if field not in self.fields:
                             raise TypeError(f"{cls.__name__}.{attr} checks unknown field {field}")
                         table.setdefault(field, []).append(attr)
-                kind = getattr(value, "__schema_model__", None) or getattr(
-                    func, "__schema_model__", None
-                )
+                kind = _mark(value, "__schema_model__")
                 if kind == "before":
                     self.model_before.append(attr)
                 elif kind == "after":
                     self.model_after.append(attr)
+
+
+def _mark(value: Any, name: str) -> Any:
+    """What a validator decorator noted on ``value``, above or below ``@classmethod``."""
+    found = getattr(value, name, None)
+    if found is None and isinstance(value, classmethod):
+        found = getattr(value.__func__, name, None)
+    return found
 
 
 class Model:
