@@ -204,9 +204,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             p99 = lat[int(len(lat) * 0.99)]
             print(f"\n/metrics during faults: {len(lat)} scrapes, p99 {p99 * 1000:.1f} ms")  # noqa: T201
             # the same process ran through every fault
-            assert d.proc is not None and d.proc.poll() is None and d.proc.pid == pid
-            assert d.stop() == 0
-            assert "Traceback" not in d.log
+            assert d.proc is not None and d.proc.poll() is None and d.proc.pid == pid, (
+                f"the daemon did not live through the faults:\n{d.log[-4000:]}"
+            )
+            code = d.stop()
+            # shown by pytest only when the teardown fails: what the daemon said beyond info
+            print("\n".join(line for line in d.log.splitlines() if "level=info" not in line))  # noqa: T201
+            assert code == 0, f"the daemon exited {code} on SIGTERM:\n{d.log[-4000:]}"
+            assert "Traceback" not in d.log, d.log[-4000:]
     finally:
         bouncer.close()
         appdata.close()
