@@ -230,12 +230,9 @@ class Model:
         cls = type(self)
         spec = cls._spec()
         before = len(errors)
-        for name in spec.model_before:
-            try:
-                data = getattr(cls, name)(data)
-            except ValueError as exc:
-                errors.append((loc, str(exc)))
-                return False
+        data = _apply([getattr(cls, name) for name in spec.model_before], data, loc, errors)
+        if data is _FAIL:
+            return False
         given = set()
         for name, (hint, info) in spec.fields.items():
             if name in data:
@@ -304,26 +301,39 @@ def _checked(
     errors: list[tuple[Loc, str]],
 ) -> Any:
     """One field: before-validators, the type, the bounds, after-validators."""
+    value = _apply([getattr(cls, m) for m in spec.before.get(name, ())], value, loc, errors)
+    if value is not _FAIL:
+        value = _typed(hint, [info], value, loc, errors)
+    if value is not _FAIL:
+        value = _apply([getattr(cls, m) for m in spec.after.get(name, ())], value, loc, errors)
+    return value
+
+
+def _apply(
+    funcs: list[Callable[[Any], Any]], value: Any, loc: Loc, errors: list[tuple[Loc, str]]
+) -> Any:
+    """``value`` through each of ``funcs`` in turn; the ValueError of one is the problem."""
     try:
-        for method in spec.before.get(name, ()):
-            value = getattr(cls, method)(value)
+        for func in funcs:
+            value = func(value)
     except ValueError as exc:
         errors.append((loc, str(exc)))
         return _FAIL
-    count = len(errors)
-    value = _validate(hint, value, loc, errors)
-    if len(errors) > count:
+    return value
+
+
+def _typed(
+    tp: Any, bounds: list[FieldInfo], value: Any, loc: Loc, errors: list[tuple[Loc, str]]
+) -> Any:
+    """``value`` converted to ``tp``, then held to each of ``bounds``."""
+    value = _validate(tp, value, loc, errors)
+    if value is _FAIL:
         return _FAIL
-    problem = info.check(value)
-    if problem:
-        errors.append((loc, problem))
-        return _FAIL
-    try:
-        for method in spec.after.get(name, ()):
-            value = getattr(cls, method)(value)
-    except ValueError as exc:
-        errors.append((loc, str(exc)))
-        return _FAIL
+    for info in bounds:
+        problem = info.check(value)
+        if problem:
+            errors.append((loc, problem))
+            return _FAIL
     return value
 
 
@@ -335,23 +345,10 @@ def _validate(tp: Any, value: Any, loc: Loc, errors: list[tuple[Loc, str]]) -> A
     args = typing.get_args(tp)
     if origin is typing.Annotated:
         base, *meta = args
-        for item in meta:
-            if isinstance(item, Before):
-                try:
-                    value = item.func(value)
-                except ValueError as exc:
-                    errors.append((loc, str(exc)))
-                    return _FAIL
-        count = len(errors)
-        value = _validate(base, value, loc, errors)
-        if len(errors) > count:
+        value = _apply([m.func for m in meta if isinstance(m, Before)], value, loc, errors)
+        if value is _FAIL:
             return _FAIL
-        for item in meta:
-            problem = item.check(value) if isinstance(item, FieldInfo) else None
-            if problem:
-                errors.append((loc, problem))
-                return _FAIL
-        return value
+        return _typed(base, [m for m in meta if isinstance(m, FieldInfo)], value, loc, errors)
     if origin is typing.Union or origin is types.UnionType:
         if value is None and type(None) in args:
             return None
