@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -330,12 +330,24 @@ def main_soak(args: argparse.Namespace) -> int:
         records = soak.run(seconds, dt.datetime.now(dt.UTC))
     jsonl = out / f"{records[0]['run_id']}.jsonl"
     report.write_jsonl(records, jsonl)
-    (out / "soak.md").write_text(soak.markdown(records))
-    plotted = soak.plot(records, out / "soak.png")
-    print(f"results: {jsonl}")
-    print(f"table:   {out / 'soak.md'}" + (f"\nplot:    {out / 'soak.png'}" if plotted else ""))
-    print((out / "soak.md").read_text())
+    _publish(records, jsonl, out / "soak", soak.markdown, soak.plot)
     return 0
+
+
+def _publish(
+    records: list[dict[str, Any]],
+    jsonl: Path,
+    stem: Path,
+    markdown: Callable[[list[dict[str, Any]]], str],
+    plot: Callable[[list[dict[str, Any]], Path], bool],
+) -> None:
+    """Write ``stem``.md and ``stem``.png from the records and say where they are."""
+    table, png = stem.with_suffix(".md"), stem.with_suffix(".png")
+    table.write_text(markdown(records))
+    plotted = plot(records, png)
+    print(f"results: {jsonl}")
+    print(f"table:   {table}" + (f"\nplot:    {png}" if plotted else ""))
+    print(table.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -355,11 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             records = run(args)
         jsonl = out / f"{records[0]['run_id']}.jsonl"
         report.write_jsonl(records, jsonl)
-    (out / "latest.md").write_text(report.markdown(records))
-    plotted = report.plot(records, out / "latest.png")
-    print(f"results: {jsonl}")
-    print(f"table:   {out / 'latest.md'}" + (f"\nplot:    {out / 'latest.png'}" if plotted else ""))
-    print((out / "latest.md").read_text())
+    _publish(records, jsonl, out / "latest", report.markdown, report.plot)
     return 0
 
 
