@@ -119,6 +119,14 @@ class Daemon:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
+    def terminate(self, timeout: float = 10.0) -> tuple[int, float]:
+        """SIGTERM and wait: the exit code and the seconds it took (TimeoutExpired past timeout)."""
+        assert self.proc is not None
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - start
+
     def stop(self, timeout: float = 10.0) -> int:
         if self.proc is None:
             return 0
