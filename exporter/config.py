@@ -178,6 +178,8 @@ class PostgresSettings(CollectorSettings):
     """PostgreSQL: how many statements, tables and applications are reported at most."""
 
     statements_top_n: int = Field(50, ge=1, le=1000)
+    #: Statements are ranked by execution time over this window; a listed one stays a window.
+    statements_window: Duration = 600.0
     statement_text: bool = False
     statement_text_max_length: int = Field(120, ge=8, le=4000)
     tables_top_n: int = Field(20, ge=1, le=500)

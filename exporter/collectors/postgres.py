@@ -57,6 +57,7 @@ from prometheus_client.metrics_core import Metric
 from exporter.collectors import postgres_families as fam
 from exporter.collectors import postgres_queries as sql
 from exporter.collectors.base import Collected, CollectError, Collector, ReconnectBackoff
+from exporter.collectors.postgres_statements import Entry, EntryId, StatementAccounts, StatementKey
 from exporter.config import PostgresSettings, PostgresTarget, redact_url
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,17 @@ def _rows(value: str | None) -> list[dict[str, Any]]:
     return rows
 
 
+def _entry(row: asyncpg.Record) -> Entry:
+    """One row of :func:`sql.statements_sql` as an entry for the accounting."""
+    return Entry(
+        EntryId(row["queryid"], row["dbid"], row["userid"], row["toplevel"]),
+        row["datname"],
+        row["rolname"],
+        tuple(row[f] for f in fam.STATEMENT_FIELDS),
+        row["since"],
+    )
+
+
 def _preloaded(setting: str | None) -> bool | None:
     """Whether pg_stat_statements is in shared_preload_libraries; None when we may not see it."""
     if setting is None:
@@ -173,9 +185,15 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
         self._probe = fam.probe_histogram()
         self._previous_blocks: dict[str, tuple[int, int]] | None = None
         self._texts: dict[str, str] = {}
+        self._accounts = StatementAccounts(settings.statements_top_n, settings.statements_window)
         self._pgss_notice: str | None = None
         self._statements = 0
         self._query_seconds = 0.0
+
+    @property
+    def listed_statements(self) -> frozenset[StatementKey]:
+        """The statements (queryid, datname, user) with their own series after the last cycle."""
+        return self._accounts.listed
 
     # --- connection -----------------------------------------------------------------------
 
@@ -392,7 +410,7 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             return False
         query = sql.statements_sql(schema, server["version_num"])
         try:
-            rows = await self._fetch(conn, query, filter_dbs, self.settings.statements_top_n)
+            rows = await self._fetch(conn, query, filter_dbs)
         except asyncpg.ObjectNotInPrerequisiteStateError as exc:
             if isinstance(exc, asyncpg.LockNotAvailableError):
                 raise
@@ -400,17 +418,27 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             self._notice(self._not_loaded(current_db))
             return False
         self._notice(None)
-        top, other = fam.split_statements(dict(r) for r in rows)
+        info = next((r for r in rows if r["is_info"]), None)
+        self._accounts.update(
+            (_entry(r) for r in rows if not r["is_info"]),
+            time.monotonic(),
+            reset_time=None if info is None else info["stats_reset"],
+            dealloc=None if info is None else info["dealloc"],
+        )
+        top, other = self._accounts.rows()
         texts = (
             await self._statement_texts(conn, schema, top) if self.settings.statement_text else None
         )
         families += fam.statement_families(top, other, texts)
+        families += fam.statement_view_families(
+            None if info is None else self._accounts.deallocations, self._accounts.reset_time
+        )
         return True
 
     async def _statement_texts(
         self, conn: asyncpg.Connection, schema: str, top: list[fam.StatementRow]
     ) -> dict[str, str]:
-        """Texts of the top statements, fetched only for queryids not seen before."""
+        """Texts of the listed statements, fetched only for queryids not seen before."""
         wanted = {r.queryid for r in top}
         missing = sorted(wanted - self._texts.keys())
         if missing:

@@ -2,8 +2,8 @@
 
 No I/O here: every function takes plain rows (dicts as decoded from the JSON columns of
 :mod:`exporter.collectors.postgres_queries`) and returns prometheus_client families or
-JSON-serialisable facts, so the mapping, the ``other`` remainder and the advice rules are unit
-tested without a server.
+JSON-serialisable facts, so the mapping and the advice rules are unit tested without a server
+(the statement accounting lives in :mod:`exporter.collectors.postgres_statements`).
 """
 
 from __future__ import annotations
@@ -300,36 +300,6 @@ class StatementRow:
     shared_blks_read: int
 
 
-def split_statements(rows: Iterable[Row]) -> tuple[list[StatementRow], StatementRow]:
-    """The top rows and the ``other`` remainder from the statements query.
-
-    The query returns the top N rows and one totals row (``is_total``) taken from the same scan
-    of the view, so ``sum(top) + other == totals`` holds exactly for the integer counters and to
-    float rounding for the execution time (clamped at zero, never negative).
-    """
-    top: list[StatementRow] = []
-    total: Row | None = None
-    for row in rows:
-        if row["is_total"]:
-            total = row
-            continue
-        top.append(
-            StatementRow(
-                queryid=str(row["queryid"]),
-                datname=str(row["datname"]),
-                user=str(row["rolname"]),
-                **{f: row[f] for f in STATEMENT_FIELDS},
-            )
-        )
-    if total is None:
-        raise ValueError("the statements query returned no totals row")
-    rest: dict[str, Any] = {}
-    for f in STATEMENT_FIELDS:
-        remainder = total[f] - sum(getattr(r, f) for r in top)
-        rest[f] = max(remainder, 0.0 if isinstance(remainder, float) else 0)
-    return top, StatementRow(queryid="other", datname="", user="", **rest)
-
-
 def statement_families(
     top: Sequence[StatementRow], other: StatementRow, texts: Mapping[str, str] | None
 ) -> list[Metric]:
@@ -338,7 +308,8 @@ def statement_families(
     for name, field, help_text, scale in STATEMENT_COUNTERS:
         family = CounterMetricFamily(
             name,
-            help_text + ' Top N by execution time; queryid="other" holds the rest.',
+            help_text + " Top N by recent execution time, counted from per-entry deltas; "
+            'queryid="other" holds the rest.',
             labels=["queryid", "datname", "user"],
         )
         for row in (*top, other):
@@ -347,13 +318,37 @@ def statement_families(
     if texts is not None:
         info = GaugeMetricFamily(
             "perf_postgres_statement_info",
-            "Normalized text of the top statements (value is always 1).",
+            "Normalized text of the listed statements (value is always 1).",
             labels=["queryid", "query"],
         )
         for queryid in sorted({r.queryid for r in top}):
             if texts.get(queryid):
                 info.add_metric([queryid, texts[queryid]], 1.0)
         families.append(info)
+    return families
+
+
+def statement_view_families(deallocations: int | None, reset_time: float | None) -> list[Metric]:
+    """Eviction pressure and the last reset of pg_stat_statements (PostgreSQL 14+ only)."""
+    families: list[Metric] = []
+    if deallocations is not None:
+        families.append(
+            CounterMetricFamily(
+                "perf_postgres_statements_deallocations",
+                "Times pg_stat_statements evicted its least used entries because "
+                "pg_stat_statements.max was reached (pg_stat_statements_info.dealloc, "
+                "accumulated across resets).",
+                value=float(deallocations),
+            )
+        )
+    if reset_time is not None:
+        families.append(
+            gauge(
+                "perf_postgres_statements_reset_timestamp_seconds",
+                "Unix time of the last full reset of pg_stat_statements (stats_reset).",
+                reset_time,
+            )
+        )
     return families
 
 

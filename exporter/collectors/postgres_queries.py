@@ -2,11 +2,12 @@
 
 Each statement folds several catalog and statistics views into one round trip (JSON columns), so
 a cycle costs at most five statements: the probe, :data:`SERVER`, :data:`TABLES`,
-:func:`statements_sql` and, only when new statements enter the top N and query text is enabled,
+:func:`statements_sql` and, only when new statements are listed and query text is enabled,
 :func:`statement_text_sql`. Everything read comes from ``pg_stat_*``/``pg_statio_*`` views, the
 catalogs, settings and size functions: nothing touches the rows of a user table.
 
 Parameters: ``$1`` is the database filter (``NULL`` for all databases), ``$2`` a top-N bound.
+:func:`statements_sql` reads every entry of the view (no query text): a few thousand rows.
 """
 
 from __future__ import annotations
@@ -150,43 +151,39 @@ def quote_ident(name: str) -> str:
 
 
 def statements_sql(schema: str, version_num: int) -> str:
-    """Top ``$2`` statements by execution time plus one totals row, from a single view scan.
+    """Every pg_stat_statements entry (one row each) and, on 14+, one row of the view's info.
 
-    ``pg_stat_statements(false)`` skips reading the query-text file. Rows of one queryid that
-    differ only in ``toplevel`` are merged. Rows whose queryid, database or role is not visible
-    only ever count in the totals, so they land in the ``other`` remainder.
+    ``pg_stat_statements(false)`` skips reading the query-text file. The accounting of the
+    entries (deltas, top N, ``other``) happens in :mod:`exporter.collectors.postgres_statements`.
+    Entries whose queryid, database or role is not visible arrive with NULLs and only ever count
+    in ``other``. The info row (``is_info``) carries ``dealloc`` and ``stats_reset``; with no
+    entry at all it is the only row.
     """
+    q = quote_ident(schema)
     exec_time = "total_exec_time" if version_num >= 130000 else "total_time"
-    return f"""
-WITH s AS MATERIALIZED (
-    SELECT p.queryid, d.datname, r.rolname,
-           sum(p.calls)::bigint AS calls,
-           sum(p.{exec_time})::float8 AS exec_ms,
-           sum(p.rows)::bigint AS rows,
-           sum(p.shared_blks_hit)::bigint AS shared_blks_hit,
-           sum(p.shared_blks_read)::bigint AS shared_blks_read
-    FROM {quote_ident(schema)}.pg_stat_statements(false) p
-    LEFT JOIN pg_database d ON d.oid = p.dbid
-    LEFT JOIN pg_roles r ON r.oid = p.userid
-    WHERE $1::text[] IS NULL OR d.datname = ANY($1::text[])
-    GROUP BY 1, 2, 3
-)
-(SELECT false AS is_total, queryid, datname, rolname, calls, exec_ms, rows,
-        shared_blks_hit, shared_blks_read
-   FROM s
-  WHERE queryid IS NOT NULL AND datname IS NOT NULL AND rolname IS NOT NULL
-  ORDER BY exec_ms DESC, calls DESC, queryid, datname, rolname
-  LIMIT $2)
+    toplevel = "p.toplevel" if version_num >= 140000 else "true"
+    since = "extract(epoch FROM p.stats_since)::float8" if version_num >= 170000 else "NULL::float8"
+    info = ""
+    if version_num >= 140000:
+        info = f"""
 UNION ALL
-SELECT true, NULL, NULL, NULL, coalesce(sum(calls), 0)::bigint,
-       coalesce(sum(exec_ms), 0)::float8, coalesce(sum(rows), 0)::bigint,
-       coalesce(sum(shared_blks_hit), 0)::bigint, coalesce(sum(shared_blks_read), 0)::bigint
-  FROM s
+SELECT true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       i.dealloc, extract(epoch FROM i.stats_reset)::float8
+  FROM {q}.pg_stat_statements_info i"""
+    return f"""
+SELECT false AS is_info, p.queryid, p.dbid::int8 AS dbid, p.userid::int8 AS userid,
+       {toplevel} AS toplevel, d.datname::text AS datname, r.rolname::text AS rolname,
+       p.calls, p.{exec_time}::float8 AS exec_ms, p.rows, p.shared_blks_hit,
+       p.shared_blks_read, {since} AS since, NULL::int8 AS dealloc, NULL::float8 AS stats_reset
+  FROM {q}.pg_stat_statements(false) p
+  LEFT JOIN pg_database d ON d.oid = p.dbid
+  LEFT JOIN pg_roles r ON r.oid = p.userid
+ WHERE $1::text[] IS NULL OR d.datname = ANY($1::text[]){info}
 """
 
 
 def statement_text_sql(schema: str) -> str:
-    """Normalized text of the given queryids (``$1``); run only when new ids enter the top N."""
+    """Normalized text of the given queryids (``$1``); run only for listed ids not yet known."""
     return f"""
 SELECT DISTINCT ON (queryid) queryid, query
 FROM {quote_ident(schema)}.pg_stat_statements(true)

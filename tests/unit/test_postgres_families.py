@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
 
 import asyncpg
 import pytest
@@ -32,99 +31,32 @@ def registry(families: Iterable[Metric]) -> CollectorRegistry:
     return reg
 
 
-def statement(queryid: int, datname: str, user: str, **counters: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {"is_total": False, "queryid": queryid, "datname": datname}
-    row["rolname"] = user
-    row.update(counters)
-    return row
+def row(queryid: str, datname: str, user: str, calls: int, exec_ms: float) -> fam.StatementRow:
+    return fam.StatementRow(queryid, datname, user, calls, exec_ms, 2 * calls, calls, 1)
 
 
-def totals(**counters: Any) -> dict[str, Any]:
-    return {"is_total": True, "queryid": None, "datname": None, "rolname": None, **counters}
-
-
-def test_other_row_holds_the_remainder_so_sums_equal_the_totals() -> None:
-    rows = [
-        statement(
-            11, "app", "api", calls=10, exec_ms=50.5, rows=10, shared_blks_hit=7, shared_blks_read=1
-        ),
-        statement(
-            -12,
-            "app",
-            "worker",
-            calls=3,
-            exec_ms=20.25,
-            rows=300,
-            shared_blks_hit=0,
-            shared_blks_read=9,
-        ),
-        totals(calls=20, exec_ms=80.0, rows=311, shared_blks_hit=17, shared_blks_read=10),
-    ]
-    top, other = fam.split_statements(rows)
-    assert [r.queryid for r in top] == ["11", "-12"]
-    assert other.queryid == "other"
-    assert (other.calls, other.rows, other.shared_blks_hit, other.shared_blks_read) == (
-        7,
-        1,
-        10,
-        0,
+def test_statement_rows_become_counters_in_base_units() -> None:
+    top = [row("11", "app", "api", 10, 50.5), row("-12", "app", "worker", 3, 20.25)]
+    reg = registry(fam.statement_families(top, row("other", "", "", 7, 9.25), None))
+    api = {"queryid": "11", "datname": "app", "user": "api"}
+    assert reg.get_sample_value("perf_postgres_statement_calls_total", api) == 10
+    assert reg.get_sample_value("perf_postgres_statement_exec_seconds_total", api) == pytest.approx(
+        0.0505
     )
-    assert other.exec_ms == pytest.approx(9.25)
-    reg = registry(fam.statement_families(top, other, None))
-    calls = sum(
-        reg.get_sample_value("perf_postgres_statement_calls_total", labels) or 0
-        for labels in (
-            {"queryid": "11", "datname": "app", "user": "api"},
-            {"queryid": "-12", "datname": "app", "user": "worker"},
-            {"queryid": "other", "datname": "", "user": ""},
-        )
-    )
-    assert calls == 20
-    assert reg.get_sample_value(
-        "perf_postgres_statement_exec_seconds_total",
-        {"queryid": "11", "datname": "app", "user": "api"},
-    ) == pytest.approx(0.0505)
+    assert reg.get_sample_value("perf_postgres_statement_rows_total", api) == 20
     assert (
         reg.get_sample_value(
             "perf_postgres_statement_shared_blocks_read_total",
             {"queryid": "-12", "datname": "app", "user": "worker"},
         )
-        == 9
+        == 1
     )
-
-
-def test_other_row_is_zero_when_every_statement_is_in_the_top_n() -> None:
-    rows = [
-        statement(
-            1, "db", "u", calls=2, exec_ms=0.1 + 0.2, rows=0, shared_blks_hit=0, shared_blks_read=0
-        ),
-        totals(
-            calls=2,
-            exec_ms=0.30000000000000004 - 1e-15,
-            rows=0,
-            shared_blks_hit=0,
-            shared_blks_read=0,
-        ),
-    ]
-    _top, other = fam.split_statements(rows)
-    assert other.calls == 0
-    assert other.exec_ms == 0.0  # float rounding never makes a negative counter
-
-
-def test_statements_query_without_totals_row_is_a_programming_error() -> None:
-    with pytest.raises(ValueError):
-        fam.split_statements([])
+    other = {"queryid": "other", "datname": "", "user": ""}
+    assert reg.get_sample_value("perf_postgres_statement_calls_total", other) == 7
 
 
 def test_statement_info_carries_the_text_of_top_statements_only_when_given() -> None:
-    top, other = fam.split_statements(
-        [
-            statement(
-                5, "d", "u", calls=1, exec_ms=1.0, rows=1, shared_blks_hit=0, shared_blks_read=0
-            ),
-            totals(calls=1, exec_ms=1.0, rows=1, shared_blks_hit=0, shared_blks_read=0),
-        ]
-    )
+    top, other = [row("5", "d", "u", 1, 1.0)], row("other", "", "", 0, 0.0)
     names = {f.name for f in fam.statement_families(top, other, None)}
     assert "perf_postgres_statement_info" not in names
     reg = registry(fam.statement_families(top, other, {"5": "SELECT $1"}))
@@ -132,6 +64,13 @@ def test_statement_info_carries_the_text_of_top_statements_only_when_given() -> 
         reg.get_sample_value("perf_postgres_statement_info", {"queryid": "5", "query": "SELECT $1"})
         == 1
     )
+
+
+def test_view_families_exist_only_when_the_server_reports_them() -> None:
+    assert fam.statement_view_families(None, None) == []
+    reg = registry(fam.statement_view_families(7, 1.7e9))
+    assert reg.get_sample_value("perf_postgres_statements_deallocations_total") == 7
+    assert reg.get_sample_value("perf_postgres_statements_reset_timestamp_seconds") == 1.7e9
 
 
 def test_every_connection_state_is_reported_even_at_zero() -> None:
