@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
-from postgres_support import collector, registry
+from postgres_support import collect_until_ok, collector, registry
 from servers import PostgresServer
 
 from exporter.collectors.base import Collected
@@ -132,3 +132,41 @@ async def test_counters_never_decrease_and_count_every_call_under_eviction_and_r
         server.sql("SELECT dealloc FROM pg_stat_statements_info")
     )  # reset with the view in the middle: the exported counter kept what came before
     assert deallocations[-1] > dealloc_now
+
+
+async def test_a_restart_or_a_crash_of_the_server_decreases_no_counter() -> None:
+    server = PostgresServer(settings={"autovacuum": "off"})
+    server.sql("CREATE DATABASE boot")
+    coll = collector(dsn=server.dsn, databases=["boot"], settings={"statements_top_n": 2})
+    seen: dict[tuple[str, tuple[str, ...]], float] = {}
+    made = 0
+
+    async def run_and_collect(times: int) -> None:
+        nonlocal made
+        conn = await asyncpg.connect(server.dsn_for("postgres", "boot"))
+        try:
+            for i in range(3):
+                for _ in range(times):
+                    await conn.fetchval(cold_statement(i))
+                made += times
+        finally:
+            await conn.close()
+        samples = statement_samples(await collect_until_ok(coll))
+        for series, value in samples.items():
+            assert value >= seen.get(series, 0.0), (series, seen.get(series), value)
+        seen.update(samples)
+
+    try:
+        await run_and_collect(0)
+        start = sum(v for (name, _), v in seen.items() if name == COUNTERS[0])
+        await run_and_collect(20)
+        server.restart()  # a clean shutdown saves the view: the entries go on counting
+        await run_and_collect(5)
+        server.kill()  # a crash loses it: the entries start again below their baselines
+        server.start()
+        await run_and_collect(2)
+        counted = sum(v for (name, _), v in seen.items() if name == COUNTERS[0]) - start
+        assert counted == made == 81
+    finally:
+        await coll.close()
+        server.close()
