@@ -308,8 +308,7 @@ def statement_families(
     for name, field, help_text, scale in STATEMENT_COUNTERS:
         family = CounterMetricFamily(
             name,
-            help_text + " Top N by recent execution time, counted from per-entry deltas; "
-            'queryid="other" holds the rest.',
+            help_text + ' Top N by recent execution time; queryid="other" holds the rest.',
             labels=["queryid", "datname", "user"],
         )
         for row in (*top, other):
