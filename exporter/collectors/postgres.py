@@ -150,7 +150,13 @@ def _entry(row: asyncpg.Record) -> Entry:
         EntryId(row["queryid"], row["dbid"], row["userid"], row["toplevel"]),
         row["datname"],
         row["rolname"],
-        tuple(row[f] for f in fam.STATEMENT_FIELDS),
+        (
+            row["calls"],
+            row["exec_ms"],
+            row["rows"],
+            row["shared_blks_hit"],
+            row["shared_blks_read"],
+        ),
         row["since"],
     )
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from operator import add, sub
 from typing import NamedTuple
 
 from exporter.collectors.postgres_families import STATEMENT_FIELDS, StatementRow
@@ -50,8 +50,7 @@ class EntryId(NamedTuple):
     toplevel: bool
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One pg_stat_statements entry as read this cycle, values in ``STATEMENT_FIELDS`` order.
 
     ``datname``/``user`` are None when the database or role is gone or not visible; such an
@@ -93,7 +92,7 @@ class StatementAccounts:
     def __init__(self, top_n: int, window: float) -> None:
         self.top_n = top_n
         self.window = window
-        self._baselines: dict[EntryId, tuple[Values, float | None]] = {}
+        self._baselines: dict[EntryId, Entry] = {}
         # exported totals of every statement ever listed, kept while unlisted so that a
         # statement listed again continues where its series stopped instead of going down
         self._totals: dict[StatementKey, list[float]] = {}
@@ -158,36 +157,37 @@ class StatementAccounts:
 
     def _deltas(self, entries: Iterable[Entry]) -> dict[StatementKey | None, list[float]]:
         """Growth of each entry since its baseline, summed per statement; baselines renewed."""
-        merged: dict[EntryId, Entry] = {}
+        current: dict[EntryId, Entry] = {}
         for entry in entries:
-            twin = merged.get(entry.id)
+            twin = current.get(entry.id)
             if twin is not None:
                 # several hidden entries of one role share an id: account for them as one
-                values = tuple(a + b for a, b in zip(twin.values, entry.values, strict=True))
-                entry = Entry(entry.id, entry.datname, entry.user, values, entry.since)
-            merged[entry.id] = entry
-        old, self._baselines = self._baselines, {}
+                entry = entry._replace(values=tuple(map(add, twin.values, entry.values)))
+            current[entry.id] = entry
+        old, self._baselines = self._baselines, current
         deltas: dict[StatementKey | None, list[float]] = {}
-        for entry_id, entry in merged.items():
-            self._baselines[entry_id] = (entry.values, entry.since)
-            delta = self._growth(entry, old.get(entry_id))
+        for entry_id, entry in current.items():
+            baseline = old.get(entry_id)
+            if baseline == entry:
+                continue  # idle since the last read: most entries, most cycles
+            delta = self._growth(entry, baseline)
             if any(delta):
                 _add(deltas.setdefault(entry.key, _zero()), delta)
         return deltas
 
     @staticmethod
-    def _growth(entry: Entry, baseline: tuple[Values, float | None] | None) -> Values:
+    def _growth(entry: Entry, baseline: Entry | None) -> Values:
         if baseline is None:
             return entry.values
-        values, since = baseline
-        if entry.since is not None and since is not None and entry.since != since:
+        if entry.since is not None and baseline.since is not None and entry.since != baseline.since:
             return entry.values  # re-created (PostgreSQL 17 says so)
-        if all(v >= b for v, b in zip(entry.values, values, strict=True)):
-            return tuple(v - b for v, b in zip(entry.values, values, strict=True))
+        growth = tuple(map(sub, entry.values, baseline.values))
+        if min(growth) >= 0:
+            return growth
         if entry.id.queryid is None:
             # a sum over hidden entries shrank: one of them left, which one is unknown; count
             # only what grew rather than the remaining entries a second time
-            return tuple(max(v - b, 0) for v, b in zip(entry.values, values, strict=True))
+            return tuple(max(g, 0) for g in growth)
         return entry.values  # below its baseline: a new entry under the same id
 
     def _remember(self, now: float, deltas: dict[StatementKey | None, list[float]]) -> None:
@@ -215,10 +215,11 @@ class StatementAccounts:
         """Keep statements listed less than a window ago, fill the rest by recent time."""
         listed = {k: t for k, t in self._listed.items() if now - t < self.window}
         ranked = sorted(self._recent.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
-        for key, (exec_ms, calls) in ranked:
+        for key, (_exec_ms, calls) in ranked:
             if len(listed) >= self.top_n:
                 break
-            if key not in listed and (exec_ms > 0 or calls > 0):
+            # calls, not time: integers, so a cycle that aged out leaves no float residue here
+            if key not in listed and calls > 0:
                 listed[key] = self._listed.get(key, now)
         for key in listed:
             self._totals.setdefault(key, _zero())
