@@ -29,6 +29,8 @@ role that only has ``pg_monitor`` (see ``docs/postgres.md``). Sample output (the
     perf_postgres_stat_statements_available 1.0
     perf_postgres_statement_calls_total{datname="app",queryid="-46168174",user="api"} 12040.0
     perf_postgres_statement_exec_seconds_total{datname="app",queryid="other",user=""} 3.2
+    perf_postgres_statements_deallocations_total 12.0
+    perf_postgres_statements_reset_timestamp_seconds 1.7646e+09
     perf_postgres_table_seq_scan_total{datname="app",relname="orders",schemaname="public"} 902.0
     perf_postgres_table_size_bytes{datname="app",relname="orders",schemaname="public"} 4.1e+07
     perf_postgres_unused_index_size_bytes{datname="app",indexrelname="orders_note_idx",...} 1.6e+07
