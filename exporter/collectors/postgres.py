@@ -59,7 +59,7 @@ from prometheus_client.metrics_core import Metric
 from exporter.collectors import postgres_families as fam
 from exporter.collectors import postgres_queries as sql
 from exporter.collectors.base import Collected, CollectError, Collector, ReconnectBackoff
-from exporter.collectors.postgres_statements import Entry, EntryId, StatementAccounts, StatementKey
+from exporter.collectors.postgres_statements import StatementAccounts, StatementKey
 from exporter.config import PostgresSettings, PostgresTarget, redact_url
 
 logger = logging.getLogger(__name__)
@@ -144,23 +144,6 @@ def _rows(value: str | None) -> list[dict[str, Any]]:
         return []
     rows: list[dict[str, Any]] = json.loads(value)
     return rows
-
-
-def _entry(row: asyncpg.Record) -> Entry:
-    """One row of :func:`sql.statements_sql` as an entry for the accounting."""
-    return Entry(
-        EntryId(row["queryid"], row["dbid"], row["userid"], row["toplevel"]),
-        row["datname"],
-        row["rolname"],
-        (
-            row["calls"],
-            row["exec_ms"],
-            row["rows"],
-            row["shared_blks_hit"],
-            row["shared_blks_read"],
-        ),
-        row["since"],
-    )
 
 
 def _preloaded(setting: str | None) -> bool | None:
@@ -426,20 +409,14 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             self._notice(self._not_loaded(current_db))
             return False
         self._notice(None)
-        info = next((r for r in rows if r["is_info"]), None)
-        self._accounts.update(
-            (_entry(r) for r in rows if not r["is_info"]),
-            time.monotonic(),
-            reset_time=None if info is None else info["stats_reset"],
-            dealloc=None if info is None else info["dealloc"],
-        )
+        self._accounts.update_from_rows(rows, time.monotonic())
         top, other = self._accounts.rows()
         texts = (
             await self._statement_texts(conn, schema, top) if self.settings.statement_text else None
         )
         families += fam.statement_families(top, other, texts)
         families += fam.statement_view_families(
-            None if info is None else self._accounts.deallocations, self._accounts.reset_time
+            self._accounts.deallocations, self._accounts.reset_time
         )
         return True
 

@@ -20,9 +20,9 @@ its past into or out of ``other``. No I/O here: unit tested without a server.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from operator import add, sub
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from exporter.collectors.postgres_families import STATEMENT_FIELDS, StatementRow
 
@@ -105,8 +105,8 @@ class StatementAccounts:
         self._dealloc_seen: int | None = None
         self._started = False
         #: ``pg_stat_statements_info.dealloc`` accumulated across resets: how often the view
-        #: had to evict its least used entries to make room (PostgreSQL 14+).
-        self.deallocations = 0
+        #: had to evict its least used entries to make room (None before PostgreSQL 14).
+        self.deallocations: int | None = None
         #: ``pg_stat_statements_info.stats_reset`` as a Unix time, None before PostgreSQL 14.
         self.reset_time: float | None = None
 
@@ -116,6 +116,37 @@ class StatementAccounts:
         return frozenset(self._listed)
 
     # --- one cycle ----------------------------------------------------------------------------
+
+    def update_from_rows(self, rows: Iterable[Mapping[str, Any]], now: float) -> None:
+        """Account the rows of :func:`~exporter.collectors.postgres_queries.statements_sql`."""
+        info: Mapping[str, Any] | None = None
+        entries: list[Entry] = []
+        for row in rows:
+            if row["is_info"]:
+                info = row
+                continue
+            entries.append(
+                Entry(
+                    EntryId(row["queryid"], row["dbid"], row["userid"], row["toplevel"]),
+                    row["datname"],
+                    row["rolname"],
+                    # STATEMENT_FIELDS order
+                    (
+                        row["calls"],
+                        row["exec_ms"],
+                        row["rows"],
+                        row["shared_blks_hit"],
+                        row["shared_blks_read"],
+                    ),
+                    row["since"],
+                )
+            )
+        self.update(
+            entries,
+            now,
+            reset_time=None if info is None else info["stats_reset"],
+            dealloc=None if info is None else info["dealloc"],
+        )
 
     def update(
         self,
@@ -152,7 +183,8 @@ class StatementAccounts:
             return
         seen = self._dealloc_seen
         # below the last value: the counter was reset with the view, count it from zero
-        self.deallocations += dealloc if seen is None or dealloc < seen else dealloc - seen
+        growth = dealloc if seen is None or dealloc < seen else dealloc - seen
+        self.deallocations = (self.deallocations or 0) + growth
         self._dealloc_seen = dealloc
 
     def _deltas(self, entries: Iterable[Entry]) -> dict[StatementKey | None, list[float]]:

@@ -257,3 +257,40 @@ def test_counters_never_decrease_and_sum_to_what_the_view_counted(
             seen[row.queryid] = values
         # every listed series, even one not listed now, plus other
         assert sum(v[0] for v in seen.values()) == counted
+
+
+def query_row(queryid: int | None, calls: int, **extra: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "is_info": False,
+        "queryid": queryid,
+        "dbid": 1,
+        "userid": 10,
+        "toplevel": True,
+        "datname": "app",
+        "rolname": "api",
+        "calls": calls,
+        "exec_ms": 2.0 * calls,
+        "rows": calls,
+        "shared_blks_hit": 0,
+        "shared_blks_read": 0,
+        "since": None,
+        "dealloc": None,
+        "stats_reset": None,
+    }
+    row.update(extra)
+    return row
+
+
+def test_query_rows_feed_the_accounting_and_the_info_row_feeds_the_view_state() -> None:
+    acc = StatementAccounts(top_n=1, window=WINDOW)
+    info = query_row(None, 0, is_info=True, dealloc=3, stats_reset=1.5e9)
+    acc.update_from_rows([query_row(5, 4), info, query_row(6, 1)], 0.0)
+    assert calls(acc) == {"5": 4, "other": 1}
+    assert exported(acc)["5"].exec_ms == 8.0
+    assert (acc.deallocations, acc.reset_time) == (3, 1.5e9)
+
+
+def test_before_postgresql_14_there_is_no_eviction_count_or_reset_time() -> None:
+    acc = StatementAccounts(top_n=1, window=WINDOW)
+    acc.update_from_rows([query_row(5, 4)], 0.0)
+    assert (acc.deallocations, acc.reset_time) == (None, None)
