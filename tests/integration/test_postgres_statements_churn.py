@@ -74,20 +74,27 @@ async def test_counters_never_decrease_and_count_every_call_under_eviction_and_r
         databases=["churn"],
         settings={"statements_top_n": TOP_N, "statements_window": "300ms"},
     )
+    # the same view unfiltered: the exporters' own statements count there too
+    everything = collector(dsn=server.dsn, settings={"statements_top_n": TOP_N})
     work = await asyncpg.connect(server.dsn_for("postgres", "churn"))
     admin = await asyncpg.connect(server.dsn)
     seen: dict[tuple[str, tuple[str, ...]], float] = {}
     listings: set[frozenset[str]] = set()
     deallocations: list[float] = []
     resets: set[float] = set()
-    made = 0
+    seen_all: dict[tuple[str, tuple[str, ...]], float] = {}
+    made = own = 0
     try:
         first = await coll.collect()
-        start = sum(v for (name, _), v in statement_samples(first).items() if name == COUNTERS[0])
+        seen.update(statement_samples(first))
+        start = sum(v for (name, _), v in seen.items() if name == COUNTERS[0])
+        seen_all.update(statement_samples(await everything.collect()))
+        start_all = sum(v for (name, _), v in seen_all.items() if name == COUNTERS[0])
         for step in range(STEPS):
             if step == STEPS // 2:
                 # right after a read, so the reset itself loses none of the test's calls
                 await admin.execute("SELECT pg_stat_statements_reset()")
+                own += 1
             # proportions drift: a different hot statement leads every few steps
             lead = (step // 7) % HOT
             for h in range(HOT):
@@ -116,13 +123,24 @@ async def test_counters_never_decrease_and_count_every_call_under_eviction_and_r
                 reg.get_sample_value("perf_postgres_statements_deallocations_total")
             )
             resets.add(reg.get_sample_value("perf_postgres_statements_reset_timestamp_seconds"))
+            own += int(reg.get_sample_value("perf_postgres_collector_statements"))
+            unfiltered = await everything.collect()
+            for series, value in statement_samples(unfiltered).items():
+                assert value >= seen_all.get(series, 0.0), (step, series)
+            seen_all.update(statement_samples(unfiltered))
+            own += int(registry(unfiltered).get_sample_value("perf_postgres_collector_statements"))
     finally:
         await work.close()
         await admin.close()
         await coll.close()
+        await everything.close()
 
     counted = sum(v for (name, _), v in seen.items() if name == COUNTERS[0]) - start
     assert counted == made
+    counted_all = sum(v for (name, _), v in seen_all.items() if name == COUNTERS[0]) - start_all
+    # plus the exporters' own statements: all of them but the last read's own execution (it is
+    # recorded after the read) and the one just before the reset, plus the first read's own
+    assert own - 2 <= counted_all - made <= own + 1
     # the view really churned (each deallocation evicts 10 entries), the listed set changed
     assert deallocations == sorted(deallocations)
     assert deallocations[-1] - deallocations[0] >= 5
