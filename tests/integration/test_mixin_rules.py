@@ -21,7 +21,6 @@ import yaml
 from exporter.mixin.alertmanager import alertmanager_config
 from exporter.mixin.catalog import BY_KEY, SIGNALS, Signal
 from exporter.mixin.generate import render, to_yaml
-from exporter.mixin.rules import format_level
 from exporter.mixin.thresholds import Thresholds
 
 pytestmark = pytest.mark.integration
@@ -313,7 +312,7 @@ def expected(
                     "summary": f"{signal.title} is {word} its {severity} level.",
                     "description": f"{signal.title} of {subject} is "
                     f"{rendered_value(signal, v)}, {word} the {severity} level of "
-                    f"{format_level(signal, threshold)}.",
+                    f"{signal.format_level(threshold)}.",
                     "runbook_url": t.runbook(signal.anchor),
                 },
             }
