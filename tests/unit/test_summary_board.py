@@ -13,10 +13,10 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.base import Collected
+from exporter.mixin.thresholds import Thresholds
 from exporter.summary.board import SummaryBoard
 from exporter.summary.page import sparkline
 from exporter.summary.window import histogram_quantile
-from exporter.mixin.thresholds import Thresholds
 
 
 def redis(
