@@ -10,8 +10,8 @@ from exporter.mixin.dashboards.panels import (
     dashboard,
     raw_graph,
     signal_graph,
-    signal_stat,
     sum_by,
+    summary_row,
     with_kind,
 )
 from exporter.mixin.thresholds import Thresholds
@@ -19,14 +19,15 @@ from exporter.mixin.thresholds import Thresholds
 
 def host(t: Thresholds) -> dict[str, Any]:
     rows: list[Row] = [
-        (
-            "Summary",
-            [
-                signal_stat(t, "host_cpu_utilisation", 6),
-                signal_stat(t, "host_memory_utilisation", 6),
-                signal_stat(t, "host_cgroup_memory_utilisation", 6),
-                signal_stat(t, "host_filesystem_avail_ratio", 6),
-            ],
+        summary_row(
+            t,
+            (
+                "host_cpu_utilisation",
+                "host_memory_utilisation",
+                "host_cgroup_memory_utilisation",
+                "host_filesystem_avail_ratio",
+            ),
+            6,
         ),
         (
             "CPU and memory",

@@ -233,3 +233,8 @@ def with_kind(first: str, second: str, kind: str) -> str:
 
 def top10(inner: str) -> str:
     return f"topk(10, {inner})"
+
+
+def summary_row(t: Thresholds, keys: Sequence[str], width: int) -> Row:
+    """The first row of a source dashboard: one stat per headline signal."""
+    return ("Summary", [signal_stat(t, key, width) for key in keys])

@@ -10,8 +10,8 @@ from exporter.mixin.dashboards.panels import (
     dashboard,
     raw_graph,
     signal_graph,
-    signal_stat,
     sum_by,
+    summary_row,
     with_kind,
 )
 from exporter.mixin.thresholds import Thresholds
@@ -19,16 +19,17 @@ from exporter.mixin.thresholds import Thresholds
 
 def pools(t: Thresholds) -> dict[str, Any]:
     rows: list[Row] = [
-        (
-            "Summary",
-            [
-                signal_stat(t, "app_pool_utilisation"),
-                signal_stat(t, "app_pool_waiting"),
-                signal_stat(t, "app_pool_acquire_p99"),
-                signal_stat(t, "pgbouncer_waiting_clients"),
-                signal_stat(t, "pgbouncer_max_wait"),
-                signal_stat(t, "app_cache_hit_ratio"),
-            ],
+        summary_row(
+            t,
+            (
+                "app_pool_utilisation",
+                "app_pool_waiting",
+                "app_pool_acquire_p99",
+                "pgbouncer_waiting_clients",
+                "pgbouncer_max_wait",
+                "app_cache_hit_ratio",
+            ),
+            4,
         ),
         (
             "Application pools",

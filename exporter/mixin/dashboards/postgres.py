@@ -10,8 +10,8 @@ from exporter.mixin.dashboards.panels import (
     dashboard,
     raw_graph,
     signal_graph,
-    signal_stat,
     sum_by,
+    summary_row,
     top10,
     with_kind,
 )
@@ -21,14 +21,15 @@ from exporter.mixin.thresholds import Thresholds
 def postgres(t: Thresholds) -> dict[str, Any]:
     by = "target, state"
     rows: list[Row] = [
-        (
-            "Summary",
-            [
-                signal_stat(t, "postgres_cache_hit_ratio", 6),
-                signal_stat(t, "postgres_connection_utilisation", 6),
-                signal_stat(t, "postgres_probe_p99", 6),
-                signal_stat(t, "postgres_statement_mean_latency", 6),
-            ],
+        summary_row(
+            t,
+            (
+                "postgres_cache_hit_ratio",
+                "postgres_connection_utilisation",
+                "postgres_probe_p99",
+                "postgres_statement_mean_latency",
+            ),
+            6,
         ),
         (
             "Cache",

@@ -10,8 +10,8 @@ from exporter.mixin.dashboards.panels import (
     dashboard,
     raw_graph,
     signal_graph,
-    signal_stat,
     sum_by,
+    summary_row,
     top10,
     with_kind,
 )
@@ -20,14 +20,10 @@ from exporter.mixin.thresholds import Thresholds
 
 def redis(t: Thresholds) -> dict[str, Any]:
     rows: list[Row] = [
-        (
-            "Summary",
-            [
-                signal_stat(t, "redis_hit_ratio", 6),
-                signal_stat(t, "redis_memory_utilisation", 6),
-                signal_stat(t, "redis_probe_p99", 6),
-                signal_stat(t, "redis_evictions", 6),
-            ],
+        summary_row(
+            t,
+            ("redis_hit_ratio", "redis_memory_utilisation", "redis_probe_p99", "redis_evictions"),
+            6,
         ),
         (
             "Cache",
