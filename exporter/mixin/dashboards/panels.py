@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash_b
@@ -43,15 +43,43 @@ def signal_query(t: Thresholds, signal: Signal) -> Query:
 
 
 @dataclass(frozen=True)
-class Graph:
-    """A time-series panel that is not a signal: a raw view of one source's metrics."""
+class Expr:
+    """A raw graph's PromQL, rendered for a query context and the labels it sums by."""
 
-    title: str
-    expr: Callable[[Query], str]
-    unit: str
-    legend: str
-    remote: bool = True
-    description: str = ""
+    render: Callable[[Query, str], str]
+    #: Whether two expressions share the graph, told apart by a ``kind`` label.
+    kinds: bool = False
+
+
+def rate(name: str) -> Expr:
+    return Expr(lambda q, by: f"sum by ({by}) ({q.rate(name)})")
+
+
+def gauge(name: str, agg: str = "sum") -> Expr:
+    return Expr(lambda q, by: f"{agg} by ({by}) ({q.m(name)})")
+
+
+def top10(inner: Expr) -> Expr:
+    return Expr(lambda q, by: f"topk(10, {inner.render(q, by)})", inner.kinds)
+
+
+def plus(a: Expr, b: Expr) -> Expr:
+    return Expr(lambda q, by: f"{a.render(q, by)} + {b.render(q, by)}")
+
+
+def over(a: Expr, b: Expr) -> Expr:
+    return Expr(lambda q, by: f"{a.render(q, by)} / {b.render(q, by)}")
+
+
+def with_kind(first: Expr, second: Expr, kind: str) -> Expr:
+    """Two expressions on one graph; the second's series carry ``kind``."""
+    return Expr(
+        lambda q, by: (
+            f'{first.render(q, by)} or label_replace({second.render(q, by)}, "kind", "{kind}", '
+            '"", "")'
+        ),
+        kinds=True,
+    )
 
 
 def _thresholds(t: Thresholds, signal: Signal) -> dash_b.ThresholdsConfig:
@@ -91,55 +119,21 @@ def _worst(signal: Signal, expr: str) -> str:
     return f"{'max' if signal.above else 'min'}({expr})"
 
 
-def signal_stat(t: Thresholds, key: str, width: int = 4) -> stat_b.Panel:
-    """The worst current value of a signal, coloured at the alert levels."""
-    signal = BY_KEY[key]
+_StatOrGraph = TypeVar("_StatOrGraph", stat_b.Panel, ts_b.Panel)
+
+
+def _of_signal(
+    t: Thresholds, panel: _StatOrGraph, signal: Signal, expr: str, legend: str
+) -> _StatOrGraph:
+    """What a signal's stat and graph share: its words, query, unit, levels and runbook."""
     return (
-        stat_b.Panel()
-        .title(signal.title)
+        panel.title(signal.title)
         .description(signal.meaning)
         .datasource(DATASOURCE)
-        .with_target(_target(_worst(signal, signal.expr(signal_query(t, signal))), signal.title))
+        .with_target(_target(expr, legend))
         .unit(signal.unit)
         .thresholds(_thresholds(t, signal))
-        .color_scheme(dash_b.FieldColor().mode(dash_m.FieldColorModeId.THRESHOLDS))
         .links([_runbook_link(t, signal)])
-        .height(4)
-        .span(width)
-    )
-
-
-def signal_graph(t: Thresholds, key: str, width: int = 12) -> ts_b.Panel:
-    """A signal over time per series, with the alert levels drawn as lines."""
-    signal = BY_KEY[key]
-    return (
-        ts_b.Panel()
-        .title(signal.title)
-        .description(signal.meaning)
-        .datasource(DATASOURCE)
-        .with_target(_target(signal.expr(signal_query(t, signal)), _legend(signal)))
-        .unit(signal.unit)
-        .thresholds(_thresholds(t, signal))
-        .thresholds_style(
-            common_b.GraphThresholdsStyleConfig().mode(common_m.GraphThresholdsStyleMode.LINE)
-        )
-        .links([_runbook_link(t, signal)])
-        .height(8)
-        .span(width)
-    )
-
-
-def raw_graph(graph: Graph, width: int = 12) -> ts_b.Panel:
-    q = REMOTE if graph.remote else LOCAL
-    return (
-        ts_b.Panel()
-        .title(graph.title)
-        .description(graph.description or graph.title)
-        .datasource(DATASOURCE)
-        .with_target(_target(graph.expr(q), graph.legend))
-        .unit(graph.unit)
-        .height(8)
-        .span(width)
     )
 
 
@@ -181,60 +175,95 @@ def _variables(remote: bool) -> list[Any]:
 Row = tuple[str, Sequence[Any]]
 
 
-def dashboard(
-    t: Thresholds, uid: str, title: str, description: str, rows: Sequence[Row], remote: bool
-) -> dict[str, Any]:
-    builder = (
-        dash_b.Dashboard(title)
-        .uid(uid)
-        .description(description)
-        .tags([*TAGS, uid.removeprefix("perf-exporter-")])
-        .readonly()
-        .time("now-1h", "now")
-        .refresh("30s")
-        .timezone("browser")
-        .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
-        .link(
-            dash_b.DashboardLink("perf-exporter dashboards")
-            .type(dash_m.DashboardLinkType.DASHBOARDS)
-            .tags(TAGS)
-            .as_dropdown(True)
-            .include_vars(True)
-            .keep_time(True)
+class Panels:
+    """The panels of one dashboard, bound to its thresholds and to whether it filters on target."""
+
+    def __init__(self, t: Thresholds, remote: bool = True) -> None:
+        self.t = t
+        self.remote = remote
+
+    def stat(self, key: str, width: int = 4) -> stat_b.Panel:
+        """The worst current value of a signal, coloured at the alert levels."""
+        signal = BY_KEY[key]
+        expr = _worst(signal, signal.expr(signal_query(self.t, signal)))
+        return (
+            _of_signal(self.t, stat_b.Panel(), signal, expr, signal.title)
+            .color_scheme(dash_b.FieldColor().mode(dash_m.FieldColorModeId.THRESHOLDS))
+            .height(4)
+            .span(width)
         )
-        .link(
-            dash_b.DashboardLink("Runbooks")
-            .type(dash_m.DashboardLinkType.LINK)
-            .url(t.runbook_url.replace("#{anchor}", "").replace("{anchor}", ""))
-            .target_blank(True)
+
+    def stats(self, keys: Sequence[str], width: int) -> list[stat_b.Panel]:
+        return [self.stat(key, width) for key in keys]
+
+    def graph(self, key: str, width: int = 12) -> ts_b.Panel:
+        """A signal over time per series, with the alert levels drawn as lines."""
+        signal = BY_KEY[key]
+        expr = signal.expr(signal_query(self.t, signal))
+        return (
+            _of_signal(self.t, ts_b.Panel(), signal, expr, _legend(signal))
+            .thresholds_style(
+                common_b.GraphThresholdsStyleConfig().mode(common_m.GraphThresholdsStyleMode.LINE)
+            )
+            .height(8)
+            .span(width)
         )
-    )
-    for variable in _variables(remote):
-        builder = builder.with_variable(variable)
-    for row_title, panels in rows:
-        builder = builder.with_row(dash_b.Row(row_title))
-        for panel in panels:
-            builder = builder.with_panel(panel)
-    data: dict[str, Any] = json.loads(JSONEncoder(sort_keys=True).encode(builder.build()))
-    # the SDK leaves every panel id at 0; Grafana needs them unique for links and repeats
-    for number, panel in enumerate(data["panels"], start=1):
-        panel["id"] = number
-    return data
 
+    def raw(
+        self, title: str, unit: str, by: str, expr: Expr, width: int = 12, description: str = ""
+    ) -> ts_b.Panel:
+        """A time series that is no signal: a raw view of one source's metrics by ``by``."""
+        legend = " ".join(f"{{{{{label}}}}}" for label in by.split(", "))
+        q = REMOTE if self.remote else LOCAL
+        return (
+            ts_b.Panel()
+            .title(title)
+            .description(description or title)
+            .datasource(DATASOURCE)
+            .with_target(_target(expr.render(q, by), legend + (" {{kind}}" if expr.kinds else "")))
+            .unit(unit)
+            .height(8)
+            .span(width)
+        )
 
-def sum_by(labels: str, inner: str) -> str:
-    return f"sum by ({labels}) ({inner})"
-
-
-def with_kind(first: str, second: str, kind: str) -> str:
-    """Two expressions on one graph; the second's series are told apart by a ``kind`` label."""
-    return f'{first} or label_replace({second}, "kind", "{kind}", "", "")'
-
-
-def top10(inner: str) -> str:
-    return f"topk(10, {inner})"
-
-
-def summary_row(t: Thresholds, keys: Sequence[str], width: int) -> Row:
-    """The first row of a source dashboard: one stat per headline signal."""
-    return ("Summary", [signal_stat(t, key, width) for key in keys])
+    def dashboard(
+        self, uid: str, title: str, description: str, rows: Sequence[Row]
+    ) -> dict[str, Any]:
+        """The Grafana JSON model of a dashboard of ``rows``."""
+        t = self.t
+        builder = (
+            dash_b.Dashboard(title)
+            .uid(uid)
+            .description(description)
+            .tags([*TAGS, uid.removeprefix("perf-exporter-")])
+            .readonly()
+            .time("now-1h", "now")
+            .refresh("30s")
+            .timezone("browser")
+            .tooltip(dash_m.DashboardCursorSync.CROSSHAIR)
+            .link(
+                dash_b.DashboardLink("perf-exporter dashboards")
+                .type(dash_m.DashboardLinkType.DASHBOARDS)
+                .tags(TAGS)
+                .as_dropdown(True)
+                .include_vars(True)
+                .keep_time(True)
+            )
+            .link(
+                dash_b.DashboardLink("Runbooks")
+                .type(dash_m.DashboardLinkType.LINK)
+                .url(t.runbook_url.replace("#{anchor}", "").replace("{anchor}", ""))
+                .target_blank(True)
+            )
+        )
+        for variable in _variables(self.remote):
+            builder = builder.with_variable(variable)
+        for row_title, panels in rows:
+            builder = builder.with_row(dash_b.Row(row_title))
+            for panel in panels:
+                builder = builder.with_panel(panel)
+        data: dict[str, Any] = json.loads(JSONEncoder(sort_keys=True).encode(builder.build()))
+        # the SDK leaves every panel id at 0; Grafana needs them unique for links and repeats
+        for number, panel in enumerate(data["panels"], start=1):
+            panel["id"] = number
+        return data
