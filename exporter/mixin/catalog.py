@@ -32,6 +32,7 @@ LOCAL = ("job", "instance")
 #: Labels the scrape adds; the daemon's evaluation sees one target's samples without them.
 SCRAPE_LABELS = frozenset(("job", "instance", "target"))
 
+SOURCES = ("postgres", "redis", "app", "pgbouncer", "host", "exporter")
 Question = Literal["cache", "pools", "queries", "resources", "exporter"]
 
 
@@ -300,10 +301,10 @@ class Signal:
     exist without the evaluation /summary does.
     """
 
+    #: Starts with the source it reads (postgres, redis, app, pgbouncer, host, exporter).
     key: str
     #: Which question of the summary it answers.
     question: Question
-    source: str  # the collector it reads: postgres | redis | app | pgbouncer | host | exporter
     title: str
     alert: str
     #: True when values above the levels are bad, False when values below them are.
@@ -311,15 +312,18 @@ class Signal:
     #: Grafana unit id; also decides how values are printed (see UNITS).
     unit: str
     levels: Levels
-    #: Labels identifying one series of the result (job and instance included).
-    labels: tuple[str, ...]
+    #: ``metric:operation`` of the recording rule; the labels make its level (``{w}``: window).
     record: str
     formula: Formula
     meaning: str
     diagnosis: str
     mitigation: str
+    #: Labels a series has beyond the source's own (job, instance and, if remote, target).
+    by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"{self.key}: a key starts with its source, one of {SOURCES}")
         if self.unit not in UNITS:
             raise ValueError(f"{self.key}: unit {self.unit!r} is none of {', '.join(UNITS)}")
         if not (callable(self.formula.promql) and callable(self.formula.evaluate)):
@@ -330,9 +334,19 @@ class Signal:
         return self.alert.lower()
 
     @property
+    def source(self) -> str:
+        """The collector whose samples it reads ("exporter": the exporter's own runs)."""
+        return self.key.split("_", 1)[0]
+
+    @property
     def remote(self) -> bool:
         """Whether the series come from a remote source (and dashboards filter on target)."""
         return self.source not in ("host", "exporter")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Labels identifying one series of the result (job and instance included)."""
+        return (*(REMOTE if self.remote else LOCAL), *self.by)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -351,7 +365,8 @@ class Signal:
         return self.formula.evaluate(window, self.series_by)
 
     def record_name(self, window: str) -> str:
-        return self.record.replace("{w}", window)
+        """``level:metric:operation``, the level naming the labels it keeps."""
+        return f"{'_'.join(self.labels)}:{self.record.replace('{w}', window)}"
 
     def format_level(self, value: float) -> str:
         """A threshold as people read it: 80%, 200ms, 24h, 0."""
@@ -366,14 +381,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="postgres_cache_hit_ratio",
         question="cache",
-        source="postgres",
         title="PostgreSQL buffer cache hit ratio",
         alert="PerfPostgresCacheHitRatioLow",
         above=False,
         unit="percentunit",
         levels=Levels(0.95, 0.90, "10m", "10m"),
-        labels=REMOTE,
-        record="job_instance_target:perf_postgres_blocks_hit:ratio_rate{w}",
+        record="perf_postgres_blocks_hit:ratio_rate{w}",
         formula=counter_ratio("perf_postgres_blocks_hit_total", "perf_postgres_blocks_read_total"),
         meaning="Reads are served from disk instead of shared_buffers: queries slow down and the "
         "disk gets busy.",
@@ -385,14 +398,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="redis_hit_ratio",
         question="cache",
-        source="redis",
         title="Redis keyspace hit ratio",
         alert="PerfRedisHitRatioLow",
         above=False,
         unit="percentunit",
         levels=Levels(0.80, 0.70, "10m", "10m"),
-        labels=REMOTE,
-        record="job_instance_target:perf_redis_keyspace_hit:ratio_rate{w}",
+        record="perf_redis_keyspace_hit:ratio_rate{w}",
         formula=REDIS_OWN_EXCLUDED_RATIO,
         meaning="Most cache lookups miss, so requests fall through to PostgreSQL and the API gets "
         "slower (the application aims at 70-90 % hits).",
@@ -404,14 +415,13 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="app_cache_hit_ratio",
         question="cache",
-        source="app",
         title="Application cache hit ratio",
         alert="PerfAppCacheHitRatioLow",
         above=False,
         unit="percentunit",
         levels=Levels(0.80, 0.70, "10m", "10m"),
-        labels=(*REMOTE, "namespace"),
-        record="job_instance_target_namespace:perf_app_cache_hit:ratio_rate{w}",
+        by=("namespace",),
+        record="perf_app_cache_hit:ratio_rate{w}",
         formula=counter_ratio("perf_app_cache_hits_total", "perf_app_cache_misses_total"),
         meaning="One cache namespace of the application mostly misses; the work it should save is "
         "done on every request.",
@@ -423,14 +433,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="postgres_connection_utilisation",
         question="pools",
-        source="postgres",
         title="PostgreSQL connection utilisation",
         alert="PerfPostgresConnectionsSaturated",
         above=True,
         unit="percentunit",
         levels=Levels(0.80, 0.90),
-        labels=REMOTE,
-        record="job_instance_target:perf_postgres_connections:utilisation",
+        record="perf_postgres_connections:utilisation",
         formula=CONNECTIONS_OF_USABLE,
         meaning="Connections approach max_connections minus the superuser reserve; new "
         "connections will fail with 'too many clients'.",
@@ -442,14 +450,13 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="pgbouncer_waiting_clients",
         question="pools",
-        source="pgbouncer",
         title="PgBouncer waiting clients",
         alert="PerfPgBouncerClientsWaiting",
         above=True,
         unit="short",
         levels=Levels(0, 10, "2m", "2m"),
-        labels=(*REMOTE, "pool"),
-        record="job_instance_target_pool:perf_pgbouncer_clients_waiting:sum",
+        by=("pool",),
+        record="perf_pgbouncer_clients_waiting:sum",
         formula=gauge_sum("perf_pgbouncer_clients", state="waiting"),
         meaning="Clients queue for a server connection: the pool is too small for the load or "
         "server connections are held too long.",
@@ -461,14 +468,13 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="pgbouncer_max_wait",
         question="pools",
-        source="pgbouncer",
         title="PgBouncer longest client wait",
         alert="PerfPgBouncerMaxWaitHigh",
         above=True,
         unit="s",
         levels=Levels(0.1, 1.0, "2m", "2m"),
-        labels=(*REMOTE, "pool"),
-        record="job_instance_target_pool:perf_pgbouncer_max_wait_seconds:max",
+        by=("pool",),
+        record="perf_pgbouncer_max_wait_seconds:max",
         formula=gauge_max("perf_pgbouncer_max_wait_seconds"),
         meaning="The oldest waiting client has waited this long for a server connection; every "
         "request through this pool pays it.",
@@ -478,14 +484,13 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="app_pool_utilisation",
         question="pools",
-        source="app",
         title="Application pool utilisation",
         alert="PerfAppPoolSaturated",
         above=True,
         unit="percentunit",
         levels=Levels(0.80, 0.95),
-        labels=(*REMOTE, "pool"),
-        record="job_instance_target_pool:perf_app_pool:utilisation",
+        by=("pool",),
+        record="perf_app_pool:utilisation",
         formula=POOL_BUSY_OF_MAX,
         meaning="Almost every connection of the application's asyncpg pool is busy; the next "
         "requests will wait in acquire().",
@@ -496,14 +501,13 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="app_pool_waiting",
         question="pools",
-        source="app",
         title="Application pool waiters",
         alert="PerfAppPoolWaiters",
         above=True,
         unit="short",
         levels=Levels(0, 5, "2m", "2m"),
-        labels=(*REMOTE, "pool"),
-        record="job_instance_target_pool:perf_app_pool_acquire_waiting:sum",
+        by=("pool",),
+        record="perf_app_pool_acquire_waiting:sum",
         formula=gauge_sum("perf_app_pool_acquire_waiting"),
         meaning="Requests are waiting for a connection from the application's pool.",
         diagnosis="See pool utilisation and acquire latency on the pools dashboard.",
@@ -512,14 +516,13 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="app_pool_acquire_p99",
         question="pools",
-        source="app",
         title="Application pool acquire latency p99",
         alert="PerfAppPoolAcquireSlow",
         above=True,
         unit="s",
         levels=Levels(0.05, 0.5),
-        labels=(*REMOTE, "pool"),
-        record="job_instance_target_pool:perf_app_pool_acquire_seconds:p99_rate{w}",
+        by=("pool",),
+        record="perf_app_pool_acquire_seconds:p99_rate{w}",
         formula=p99("perf_app_pool_acquire_seconds_bucket"),
         meaning="Getting a connection from the pool takes long; it adds to every request's "
         "latency and ends in acquire timeouts.",
@@ -529,14 +532,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="postgres_probe_p99",
         question="queries",
-        source="postgres",
         title="PostgreSQL probe latency p99",
         alert="PerfPostgresProbeSlow",
         above=True,
         unit="s",
         levels=Levels(0.05, 0.2),
-        labels=REMOTE,
-        record="job_instance_target:perf_postgres_probe_duration_seconds:p99_rate{w}",
+        record="perf_postgres_probe_duration_seconds:p99_rate{w}",
         formula=p99("perf_postgres_probe_duration_seconds_bucket"),
         meaning="A trivial SELECT 1 round trip is slow: the server, the network or the host is "
         "overloaded.",
@@ -546,14 +547,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="redis_probe_p99",
         question="queries",
-        source="redis",
         title="Redis probe latency p99",
         alert="PerfRedisProbeSlow",
         above=True,
         unit="s",
         levels=Levels(0.01, 0.05),
-        labels=REMOTE,
-        record="job_instance_target:perf_redis_probe_duration_seconds:p99_rate{w}",
+        record="perf_redis_probe_duration_seconds:p99_rate{w}",
         formula=p99("perf_redis_probe_duration_seconds_bucket"),
         meaning="A PING round trip is slow: Redis is busy with slow commands, swapping or "
         "persisting, or the network is congested.",
@@ -565,14 +564,13 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="postgres_statement_mean_latency",
         question="queries",
-        source="postgres",
         title="PostgreSQL statement mean latency",
         alert="PerfPostgresStatementSlow",
         above=True,
         unit="s",
         levels=Levels(0.1, 0.5, "10m", "10m"),
-        labels=(*REMOTE, "datname", "queryid"),
-        record="job_instance_target_datname_queryid:perf_postgres_statement_exec_seconds:mean_rate{w}",
+        by=("datname", "queryid"),
+        record="perf_postgres_statement_exec_seconds:mean_rate{w}",
         formula=counter_quotient(
             "perf_postgres_statement_exec_seconds_total", "perf_postgres_statement_calls_total"
         ),
@@ -585,14 +583,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="postgres_longest_transaction",
         question="queries",
-        source="postgres",
         title="PostgreSQL longest running transaction",
         alert="PerfPostgresLongTransaction",
         above=True,
         unit="s",
         levels=Levels(300, 1800, "1m", "1m"),
-        labels=REMOTE,
-        record="job_instance_target:perf_postgres_transaction_max_age_seconds:max",
+        record="perf_postgres_transaction_max_age_seconds:max",
         formula=gauge_max("perf_postgres_transaction_max_age_seconds"),
         meaning="A transaction has been open for long: it holds locks and stops vacuum from "
         "removing dead rows.",
@@ -603,14 +599,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="postgres_idle_in_transaction",
         question="queries",
-        source="postgres",
         title="PostgreSQL longest idle in transaction",
         alert="PerfPostgresIdleInTransaction",
         above=True,
         unit="s",
         levels=Levels(60, 600, "1m", "1m"),
-        labels=REMOTE,
-        record="job_instance_target:perf_postgres_idle_in_transaction_max_age_seconds:max",
+        record="perf_postgres_idle_in_transaction_max_age_seconds:max",
         formula=gauge_max("perf_postgres_idle_in_transaction_max_age_seconds"),
         meaning="A session opened a transaction and went idle: a connection leak in the "
         "application that also holds locks.",
@@ -621,14 +615,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="redis_memory_utilisation",
         question="resources",
-        source="redis",
         title="Redis memory utilisation",
         alert="PerfRedisMemoryHigh",
         above=True,
         unit="percentunit",
         levels=Levels(0.80, 0.95),
-        labels=REMOTE,
-        record="job_instance_target:perf_redis_memory_used_bytes:ratio_max",
+        record="perf_redis_memory_used_bytes:ratio_max",
         formula=gauge_quotient(
             "perf_redis_memory_used_bytes", "perf_redis_memory_max_bytes", limited=True
         ),
@@ -641,14 +633,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="redis_evictions",
         question="resources",
-        source="redis",
         title="Redis evictions",
         alert="PerfRedisEvictions",
         above=True,
         unit="ops",
         levels=Levels(0, 10),
-        labels=REMOTE,
-        record="job_instance_target:perf_redis_evicted_keys:rate{w}",
+        record="perf_redis_evicted_keys:rate{w}",
         formula=counter_rate("perf_redis_evicted_keys_total"),
         meaning="Redis evicts keys to stay under maxmemory: cached values disappear before their "
         "TTL and the hit ratio drops.",
@@ -658,14 +648,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="redis_rejected_connections",
         question="resources",
-        source="redis",
         title="Redis rejected connections",
         alert="PerfRedisRejectedConnections",
         above=True,
         unit="ops",
         levels=Levels(0, 1, "1m", "1m"),
-        labels=REMOTE,
-        record="job_instance_target:perf_redis_rejected_connections:rate{w}",
+        record="perf_redis_rejected_connections:rate{w}",
         formula=counter_rate("perf_redis_rejected_connections_total"),
         meaning="Redis refuses connections because maxclients is reached; the application falls "
         "back to its in-memory cache or fails.",
@@ -675,14 +663,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="host_cpu_utilisation",
         question="resources",
-        source="host",
         title="Host CPU utilisation",
         alert="PerfHostCpuHigh",
         above=True,
         unit="percentunit",
         levels=Levels(0.80, 0.95, "15m", "15m"),
-        labels=LOCAL,
-        record="job_instance:perf_host_cpu_utilisation:rate{w}",
+        record="perf_host_cpu_utilisation:rate{w}",
         formula=CPU_BUSY,
         meaning="The host's CPUs are nearly always busy; every request queues for CPU.",
         diagnosis="Load average against CPU count; which process uses the CPU (top).",
@@ -691,14 +677,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="host_memory_utilisation",
         question="resources",
-        source="host",
         title="Host memory utilisation",
         alert="PerfHostMemoryHigh",
         above=True,
         unit="percentunit",
         levels=Levels(0.90, 0.95, "15m", "15m"),
-        labels=LOCAL,
-        record="job_instance:perf_host_memory_utilisation:ratio",
+        record="perf_host_memory_utilisation:ratio",
         formula=gauge_quotient(
             "perf_host_memory_available_bytes", "perf_host_memory_total_bytes", busy=True
         ),
@@ -709,14 +693,12 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="host_cgroup_memory_utilisation",
         question="resources",
-        source="host",
         title="Container memory utilisation",
         alert="PerfHostCgroupMemoryHigh",
         above=True,
         unit="percentunit",
         levels=Levels(0.90, 0.95, "15m", "15m"),
-        labels=LOCAL,
-        record="job_instance:perf_host_cgroup_memory:ratio",
+        record="perf_host_cgroup_memory:ratio",
         formula=gauge_quotient(
             "perf_host_cgroup_memory_current_bytes",
             "perf_host_cgroup_memory_max_bytes",
@@ -729,14 +711,13 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="host_filesystem_avail_ratio",
         question="resources",
-        source="host",
         title="Filesystem space available",
         alert="PerfHostFilesystemAlmostFull",
         above=False,
         unit="percentunit",
         levels=Levels(0.05, 0.03, "30m", "30m"),
-        labels=(*LOCAL, "mountpoint"),
-        record="job_instance_mountpoint:perf_host_filesystem_avail:ratio",
+        by=("mountpoint",),
+        record="perf_host_filesystem_avail:ratio",
         formula=gauge_quotient(
             "perf_host_filesystem_avail_bytes", "perf_host_filesystem_size_bytes"
         ),
@@ -748,14 +729,13 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="host_filesystem_fill_hours",
         question="resources",
-        source="host",
         title="Filesystem predicted full in",
         alert="PerfHostFilesystemFillingUp",
         above=False,
         unit="h",
         levels=Levels(24, 4, "1h", "1h"),
-        labels=(*LOCAL, "mountpoint"),
-        record="job_instance_mountpoint:perf_host_filesystem_hours_until_full:deriv",
+        by=("mountpoint",),
+        record="perf_host_filesystem_hours_until_full:deriv",
         formula=HOURS_UNTIL_FULL,
         meaning="At the current rate of growth the filesystem is full within this many hours.",
         diagnosis="What is growing on the mountpoint (du, the dashboard's fill trend).",
@@ -764,14 +744,13 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="exporter_collector_success",
         question="exporter",
-        source="exporter",
         title="Collector success",
         alert="PerfExporterCollectorFailing",
         above=False,
         unit="short",
         levels=Levels(1, 1, "5m", "15m"),
-        labels=(*LOCAL, "collector", "target"),
-        record="job_instance_collector_target:perf_exporter_collector_success:min",
+        by=("collector", "target"),
+        record="perf_exporter_collector_success:min",
         formula=gauge_min("perf_exporter_collector_success"),
         meaning="The exporter cannot sample this target: it is down, refuses the exporter's "
         "credentials, or times out. Its series are absent meanwhile.",
@@ -782,14 +761,13 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="exporter_collector_staleness",
         question="exporter",
-        source="exporter",
         title="Time since last successful collection",
         alert="PerfExporterCollectorStale",
         above=True,
         unit="s",
         levels=Levels(120, 600, "5m", "5m"),
-        labels=(*LOCAL, "collector", "target"),
-        record="job_instance_collector_target:perf_exporter_collector_last_success:age",
+        by=("collector", "target"),
+        record="perf_exporter_collector_last_success:age",
         formula=SECONDS_SINCE_SUCCESS,
         meaning="The last good sample of this target is old: dashboards and the summary show a "
         "gap.",
