@@ -1,8 +1,8 @@
 """The signals of the performance summary: one :class:`Signal` entry each, everything in it.
 
 A signal carries its question, title, unit, direction, default levels, the PromQL of its
-recording rule and alert, the evaluation /summary does in the daemon, its runbook text and the
-name its dashboards place it by. The rule, dashboard, runbook and /summary code and
+recording rule and alert, the evaluation /summary does in the daemon, its runbook text and,
+through its source, its home dashboard. The rule, dashboard, runbook and /summary code and
 :class:`~exporter.mixin.thresholds.Thresholds` all read :data:`SIGNALS`, so a signal is defined
 exactly once; tests/integration/test_signal_agreement.py proves each signal's PromQL and its
 evaluation agree on the same input. Expressions are rendered from a :class:`Query`: the rules
@@ -33,6 +33,15 @@ LOCAL = ("job", "instance")
 SCRAPE_LABELS = frozenset(("job", "instance", "target"))
 
 SOURCES = ("postgres", "redis", "app", "pgbouncer", "host", "exporter")
+#: The dashboard each source's signals live on (the application's pools sit with PgBouncer's).
+HOME_DASHBOARD = {
+    "postgres": "postgres",
+    "redis": "redis",
+    "app": "pools",
+    "pgbouncer": "pools",
+    "host": "host",
+    "exporter": "overview",
+}
 Question = Literal["cache", "pools", "queries", "resources", "exporter"]
 
 
@@ -342,6 +351,11 @@ class Signal:
     def remote(self) -> bool:
         """Whether the series come from a remote source (and dashboards filter on target)."""
         return self.source not in ("host", "exporter")
+
+    @property
+    def dashboard(self) -> str:
+        """Its home dashboard: a signal not laid out there is added under "More signals"."""
+        return HOME_DASHBOARD[self.source]
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""The catalog: a signal is one complete entry, and Thresholds takes its levels from it."""
+"""The catalog: a signal is one complete entry; Thresholds and dashboards follow from it."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from exporter.mixin.catalog import BY_KEY, SIGNALS, Formula
+from exporter.mixin.dashboards import dashboards
+from exporter.mixin.dashboards.panels import Panels
 from exporter.mixin.thresholds import Thresholds
 
 
@@ -35,3 +37,17 @@ def test_threshold_defaults_are_the_catalog_levels() -> None:
 def test_every_signal_key_is_a_thresholds_key_and_no_other_level_exists() -> None:
     levels = {k for k, v in Thresholds().model_dump().items() if isinstance(v, dict)}
     assert levels == {s.key for s in SIGNALS}
+
+
+def test_a_signal_not_laid_out_gets_a_graph_on_its_home_dashboard() -> None:
+    data = Panels(Thresholds()).dashboard("perf-exporter-redis", "Redis", "no layout", [])
+    titles = [panel["title"] for panel in data["panels"]]
+    redis = [s.title for s in SIGNALS if s.source == "redis"]
+    assert titles == ["More signals", *redis]
+
+
+def test_every_signal_is_on_its_home_dashboard() -> None:
+    boards = dashboards(Thresholds())
+    for signal in SIGNALS:
+        panels = boards[f"{signal.dashboard}.json"]["panels"]
+        assert signal.title in {panel["title"] for panel in panels}, signal.key

@@ -21,7 +21,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_m
 from grafana_foundation_sdk.models import dashboard as dash_m
 
-from exporter.mixin.catalog import BY_KEY, Query, Signal
+from exporter.mixin.catalog import BY_KEY, SIGNALS, Query, Signal
 from exporter.mixin.thresholds import Thresholds
 
 DATASOURCE = dash_m.DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -172,7 +172,7 @@ def _variables(remote: bool) -> list[Any]:
 
 
 #: A dashboard row: its title and its panels, left to right.
-Row = tuple[str, Sequence[Any]]
+DashboardRow = tuple[str, Sequence[Any]]
 
 
 class Panels:
@@ -181,10 +181,12 @@ class Panels:
     def __init__(self, t: Thresholds, remote: bool = True) -> None:
         self.t = t
         self.remote = remote
+        self.placed: set[str] = set()
 
     def stat(self, key: str, width: int = 4) -> stat_b.Panel:
         """The worst current value of a signal, coloured at the alert levels."""
         signal = BY_KEY[key]
+        self.placed.add(key)
         expr = _worst(signal, signal.expr(signal_query(self.t, signal)))
         return (
             _of_signal(self.t, stat_b.Panel(), signal, expr, signal.title)
@@ -199,6 +201,7 @@ class Panels:
     def graph(self, key: str, width: int = 12) -> ts_b.Panel:
         """A signal over time per series, with the alert levels drawn as lines."""
         signal = BY_KEY[key]
+        self.placed.add(key)
         expr = signal.expr(signal_query(self.t, signal))
         return (
             _of_signal(self.t, ts_b.Panel(), signal, expr, _legend(signal))
@@ -227,10 +230,18 @@ class Panels:
         )
 
     def dashboard(
-        self, uid: str, title: str, description: str, rows: Sequence[Row]
+        self, uid: str, title: str, description: str, rows: Sequence[DashboardRow]
     ) -> dict[str, Any]:
-        """The Grafana JSON model of a dashboard of ``rows``."""
+        """The Grafana JSON model of a dashboard of ``rows``.
+
+        Signals whose home is this dashboard but that ``rows`` does not show get a graph each
+        in a last row, so a new signal is on a dashboard before anyone lays it out.
+        """
         t = self.t
+        name = uid.removeprefix("perf-exporter-")
+        unplaced = [s.key for s in SIGNALS if s.dashboard == name and s.key not in self.placed]
+        if unplaced:
+            rows = [*rows, ("More signals", [self.graph(key) for key in unplaced])]
         builder = (
             dash_b.Dashboard(title)
             .uid(uid)
