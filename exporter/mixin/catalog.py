@@ -8,6 +8,14 @@ exactly once; tests/integration/test_signal_agreement.py proves each signal's Pr
 evaluation agree on the same input. Expressions are rendered from a :class:`Query`: the rules
 pass the configured selector and rate window, the dashboards Grafana variables and
 ``$__rate_interval``.
+
+Adding a signal is one ``Signal(...)`` in :data:`SIGNALS` (its place in the tuple is its place
+in the rule files, runbooks and /summary). Its key starts with its source; ``formula`` is one of
+the shapes below (``counter_ratio``, ``p99``, ``gauge_max``...) or a new :class:`Formula` giving
+the PromQL and the same computation over a :class:`~exporter.summary.window.Window`. Then run
+``python -m exporter mixin --out .`` and commit the regenerated files: levels become a
+``thresholds:`` key, the signal gets alerts, a recording rule, a runbook section, a graph on its
+home dashboard and a row on /summary, and the agreement test covers it.
 """
 
 from __future__ import annotations
