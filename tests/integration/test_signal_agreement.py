@@ -8,8 +8,9 @@ is covered without an edit here, and a signal whose either side gives nothing fa
 Inputs are built from each metric's name so every signal gets a value that depends on every
 metric it reads: counters rise linearly at a different rate each (Prometheus' extrapolated rate
 is then exact), histograms have buckets the 99th percentile falls inside, gauges fall slowly
-(so the filesystem fill prediction has a trend). The exporter's own signals get the history
-of a collector that succeeded every run but the last.
+(so the filesystem fill prediction has a trend). The values prove the arithmetic, not a
+realistic server (a utilisation may exceed 1). The exporter's own signals get the history of a
+collector that succeeded every run but the last.
 """
 
 from __future__ import annotations
