@@ -22,11 +22,11 @@ from exporter import __version__, logs
 from exporter import config as config_module
 from exporter.config import Config, ConfigError, split_listen_address
 from exporter.listener import GuardedSite
-from exporter.mixin.signals import SummaryBoard
 from exporter.mixin.thresholds import Thresholds
 from exporter.scheduler import Scheduler, build_jobs
 from exporter.server import Handlers, build_app
 from exporter.snapshot import Snapshot
+from exporter.summary.board import SummaryBoard
 from exporter.webconfig import (
     LiveTLS,
     WebConfig,

@@ -1,7 +1,9 @@
-"""The mixin: thresholds and generators of alert rules, dashboards and the summary's signals.
+"""The mixin: the signal catalog, its thresholds, and the offline generators.
 
-``Thresholds`` is the single source of truth; :func:`exporter.mixin.generate.main` writes
-``alerts/``, ``dashboards/`` and ``docs/runbooks.md`` from it.
+:mod:`~exporter.mixin.catalog` is the single source of truth, ``Thresholds`` its levels with
+the config's overrides; :func:`exporter.mixin.generate.main` writes ``alerts/``,
+``dashboards/`` and ``docs/runbooks.md`` from them. The daemon evaluates the same catalog for
+/summary in :mod:`exporter.summary`.
 """
 
 from __future__ import annotations

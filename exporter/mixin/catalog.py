@@ -1,21 +1,56 @@
-"""The signals of the performance summary: what each measures, as PromQL, and what it means.
+"""The signals of the performance summary: one :class:`Signal` entry each, everything in it.
 
-One entry per signal; the rule, dashboard, runbook and /summary generators all read this list
-with a :class:`~exporter.mixin.thresholds.Thresholds`, so a signal is defined exactly once.
-Expressions are built from a :class:`Query` context: the rules pass the configured selector and
-rate window, the dashboards pass Grafana variables and ``$__rate_interval``.
+A signal carries its question, title, unit, direction, default levels, the PromQL of its
+recording rule and alert, the evaluation /summary does in the daemon, its runbook text and,
+through its source, its home dashboard. The rule, dashboard, runbook and /summary code and
+:class:`~exporter.mixin.thresholds.Thresholds` all read :data:`SIGNALS`, so a signal is defined
+exactly once; tests/integration/test_signal_agreement.py proves each signal's PromQL and its
+evaluation agree on the same input. Expressions are rendered from a :class:`Query`: the rules
+pass the configured selector and rate window, the dashboards Grafana variables and
+``$__rate_interval``.
+
+Adding a signal is one ``Signal(...)`` in :data:`SIGNALS` (its place in the tuple is its place
+in the rule files, runbooks and /summary). Its key starts with its source; ``formula`` is one of
+the shapes below (``counter_ratio``, ``p99``, ``gauge_max``...) or a new :class:`Formula` giving
+the PromQL and the same computation over a :class:`~exporter.summary.window.Window`. Then run
+``python -m exporter mixin --out .`` and commit the regenerated files: levels become a
+``thresholds:`` key, the signal gets alerts, a recording rule, a runbook section, a graph on its
+home dashboard and a row on /summary, and the agreement test covers it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from exporter.summary.window import (
+    Values,
+    Window,
+    divide,
+    less_own,
+    one_minus,
+    ratio,
+    subtract,
+)
 
 # Labels every remote-source series carries after the scrape.
 REMOTE = ("job", "instance", "target")
 LOCAL = ("job", "instance")
-WAITING = 'state="waiting"'
-IDLE = 'mode="idle"'
+#: Labels the scrape adds; the daemon's evaluation sees one target's samples without them.
+SCRAPE_LABELS = frozenset(("job", "instance", "target"))
+
+SOURCES = ("postgres", "redis", "app", "pgbouncer", "host", "exporter")
+#: The dashboard each source's signals live on (the application's pools sit with PgBouncer's).
+HOME_DASHBOARD = {
+    "postgres": "postgres",
+    "redis": "redis",
+    "app": "pools",
+    "pgbouncer": "pools",
+    "host": "host",
+    "exporter": "overview",
+}
+Question = Literal["cache", "pools", "queries", "resources", "exporter"]
 
 
 @dataclass(frozen=True)
@@ -39,78 +74,344 @@ def _by(labels: tuple[str, ...]) -> str:
     return ", ".join(labels)
 
 
-def _ratio(q: Query, good: str, bad: str, by: tuple[str, ...]) -> str:
-    g = f"sum by ({_by(by)}) ({q.rate(good)})"
-    b = f"sum by ({_by(by)}) ({q.rate(bad)})"
-    return f"{g} / ({g} + {b})"
+def _matchers(match: dict[str, str]) -> str:
+    return ", ".join(f'{k}="{v}"' for k, v in match.items())
 
 
-def _own_excluded_ratio(
-    q: Query, good: str, bad: str, own_good: str, own_bad: str, by: tuple[str, ...]
-) -> str:
-    """A hit ratio without the lookups the exporter itself caused (Redis counts its TTL checks)."""
-    g = f"(sum by ({_by(by)}) ({q.rate(good)}) - sum by ({_by(by)}) ({q.rate(own_good)}))"
-    b = f"(sum by ({_by(by)}) ({q.rate(bad)}) - sum by ({_by(by)}) ({q.rate(own_bad)}))"
-    return f"{g} / ({g} + {b})"
+PromQL = Callable[[Query, tuple[str, ...]], str]
+#: The daemon's twin of the PromQL: a window and the labels a series is grouped by.
+Evaluation = Callable[[Window, tuple[str, ...]], Values]
 
 
-def _p99(q: Query, bucket: str, by: tuple[str, ...]) -> str:
-    return f"histogram_quantile(0.99, sum by ({_by((*by, 'le'))}) ({q.rate(bucket)}))"
+@dataclass(frozen=True)
+class Formula:
+    """How a signal is computed, twice: as PromQL and over the daemon's :class:`Window`.
+
+    ``promql`` gets the labels of the result (job and instance included), ``evaluate`` the
+    labels the daemon groups one target's samples by (the scrape adds the others).
+    """
+
+    promql: PromQL
+    evaluate: Evaluation
+    #: The metrics it reads, in the order the runbook lists them.
+    metrics: tuple[str, ...]
+
+
+def counter_ratio(good: str, bad: str) -> Formula:
+    """``good / (good + bad)`` of two counters' rates: a hit ratio."""
+
+    def promql(q: Query, by: tuple[str, ...]) -> str:
+        g = f"sum by ({_by(by)}) ({q.rate(good)})"
+        b = f"sum by ({_by(by)}) ({q.rate(bad)})"
+        return f"{g} / ({g} + {b})"
+
+    return Formula(promql, lambda v, by: ratio(v.delta(good, by), v.delta(bad, by)), (good, bad))
+
+
+def counter_quotient(num: str, den: str) -> Formula:
+    """One counter's rate over another's: seconds per call."""
+    return Formula(
+        lambda q, by: f"sum by ({_by(by)}) ({q.rate(num)}) / sum by ({_by(by)}) ({q.rate(den)})",
+        lambda v, by: divide(v.delta(num, by), v.delta(den, by)),
+        (num, den),
+    )
+
+
+def counter_rate(name: str) -> Formula:
+    """Events per second."""
+    return Formula(
+        lambda q, by: f"sum by ({_by(by)}) ({q.rate(name)})",
+        lambda v, by: v.rate(name, by),
+        (name,),
+    )
+
+
+def p99(bucket: str) -> Formula:
+    """The 99th percentile of a histogram over the window."""
+    return Formula(
+        lambda q, by: f"histogram_quantile(0.99, sum by ({_by((*by, 'le'))}) ({q.rate(bucket)}))",
+        lambda v, by: v.quantile(0.99, bucket, by),
+        (bucket,),
+    )
+
+
+def _gauge(agg: Literal["sum", "max", "min"], name: str, match: dict[str, str]) -> Formula:
+    return Formula(
+        lambda q, by: f"{agg} by ({_by(by)}) ({q.m(name, _matchers(match))})",
+        lambda v, by: v.gauge(name, by, agg, **match),
+        (name,),
+    )
+
+
+def gauge_sum(name: str, **match: str) -> Formula:
+    """A gauge summed over the series of one result series (waiting clients of every user)."""
+    return _gauge("sum", name, match)
+
+
+def gauge_max(name: str) -> Formula:
+    """The largest value of a gauge (the oldest transaction)."""
+    return _gauge("max", name, {})
+
+
+def gauge_min(name: str) -> Formula:
+    """The smallest value of a gauge (any failing collection fails the series)."""
+    return _gauge("min", name, {})
+
+
+def gauge_quotient(num: str, den: str, *, limited: bool = False, busy: bool = False) -> Formula:
+    """``num / den`` of two gauges; ``busy`` gives ``1 - num / den`` (used from available).
+
+    ``limited`` is for a limit of 0 meaning none (maxmemory, a cgroup without memory.max): the
+    ``> 0`` filter drops those series instead of dividing by 0.
+    """
+
+    def promql(q: Query, by: tuple[str, ...]) -> str:
+        d = f"max by ({_by(by)}) ({q.m(den)})"
+        text = f"max by ({_by(by)}) ({q.m(num)}) / {f'({d} > 0)' if limited else d}"
+        return f"1 - {text}" if busy else text
+
+    def evaluate(v: Window, by: tuple[str, ...]) -> Values:
+        share = divide(v.gauge(num, by, "max"), v.gauge(den, by, "max"))
+        return one_minus(share) if busy else share
+
+    return Formula(promql, evaluate, (num, den))
+
+
+# --- formulas of one signal each ---
+
+_HITS, _MISSES = "perf_redis_keyspace_hits_total", "perf_redis_keyspace_misses_total"
+_OWN_HITS = "perf_redis_exporter_keyspace_hits_total"
+_OWN_MISSES = "perf_redis_exporter_keyspace_misses_total"
+
+
+def _own_excluded(q: Query, by: tuple[str, ...], total: str, own: str) -> str:
+    return f"(sum by ({_by(by)}) ({q.rate(total)}) - sum by ({_by(by)}) ({q.rate(own)}))"
+
+
+# the namespace scan's TTL lookups count as keyspace hits inside Redis; the collector reports how
+# many it caused so the ratio is the application's own
+REDIS_OWN_EXCLUDED_RATIO = Formula(
+    lambda q, by: (
+        f"{_own_excluded(q, by, _HITS, _OWN_HITS)} / ({_own_excluded(q, by, _HITS, _OWN_HITS)}"
+        f" + {_own_excluded(q, by, _MISSES, _OWN_MISSES)})"
+    ),
+    lambda v, by: ratio(
+        less_own(v.delta(_HITS, by), v.delta(_OWN_HITS, by)),
+        less_own(v.delta(_MISSES, by), v.delta(_OWN_MISSES, by)),
+    ),
+    (_HITS, _MISSES, _OWN_HITS, _OWN_MISSES),
+)
+
+_CONNECTIONS = "perf_postgres_connections"
+_MAX_CONNECTIONS = "perf_postgres_max_connections"
+_RESERVED = "perf_postgres_superuser_reserved_connections"
+
+# the superuser reserve is not usable by the application
+CONNECTIONS_OF_USABLE = Formula(
+    lambda q, by: (
+        f"sum by ({_by(by)}) ({q.m(_CONNECTIONS)}) / on ({_by(by)}) "
+        f"(max by ({_by(by)}) ({q.m(_MAX_CONNECTIONS)}) - on ({_by(by)}) "
+        f"max by ({_by(by)}) ({q.m(_RESERVED)}))"
+    ),
+    lambda v, by: divide(
+        v.gauge(_CONNECTIONS, by),
+        subtract(v.gauge(_MAX_CONNECTIONS, by, "max"), v.gauge(_RESERVED, by, "max")),
+    ),
+    (_CONNECTIONS, _MAX_CONNECTIONS, _RESERVED),
+)
+
+_POOL = ("perf_app_pool_size", "perf_app_pool_idle", "perf_app_pool_max")
+
+# connections in use are the pool's open ones less its idle ones
+POOL_BUSY_OF_MAX = Formula(
+    lambda q, by: (
+        f"(sum by ({_by(by)}) ({q.m(_POOL[0])}) - sum by ({_by(by)}) "
+        f"({q.m(_POOL[1])})) / sum by ({_by(by)}) ({q.m(_POOL[2])})"
+    ),
+    lambda v, by: divide(
+        subtract(v.gauge(_POOL[0], by), v.gauge(_POOL[1], by)), v.gauge(_POOL[2], by)
+    ),
+    _POOL,
+)
+
+_CPU, _IDLE = "perf_host_cpu_seconds_total", 'mode="idle"'
+
+CPU_BUSY = Formula(
+    lambda q, by: (
+        f"1 - sum by ({_by(by)}) ({q.rate(_CPU, _IDLE)}) / sum by ({_by(by)}) ({q.rate(_CPU)})"
+    ),
+    lambda v, by: one_minus(
+        {
+            k: v.delta(_CPU, by, mode="idle").get(k, 0.0) / t
+            for k, t in v.delta(_CPU, by).items()
+            if t > 0
+        }
+    ),
+    (_CPU,),
+)
+
+_AVAIL = "perf_host_filesystem_avail_bytes"
+
+# only shrinking filesystems get a value: growth or no change means never full
+HOURS_UNTIL_FULL = Formula(
+    lambda q, by: (
+        f"max by ({_by(by)}) ({q.m(_AVAIL)}) / "
+        f"-(max by ({_by(by)}) (deriv({q.m(_AVAIL)}[{q.predict_window}])) < 0) / 3600"
+    ),
+    lambda v, by: {
+        k: a / -d / 3600
+        for k, d in v.deriv(_AVAIL, by).items()
+        if d < 0 and (a := v.gauge(_AVAIL, by, "max").get(k)) is not None
+    },
+    (_AVAIL,),
+)
+
+_LAST_SUCCESS = "perf_exporter_collector_last_success_timestamp_seconds"
+
+SECONDS_SINCE_SUCCESS = Formula(
+    lambda q, by: f"time() - max by ({_by(by)}) ({q.m(_LAST_SUCCESS)})",
+    lambda v, by: {k: v.t_now - t for k, t in v.gauge(_LAST_SUCCESS, by, "max").items()},
+    (_LAST_SUCCESS,),
+)
+
+
+class Levels(NamedTuple):
+    """A signal's default warning and critical levels and how long each holds before alerting."""
+
+    warn: float
+    crit: float
+    for_warn: str = "5m"
+    for_crit: str = "5m"
+
+
+@dataclass(frozen=True)
+class UnitFormat:
+    """How values of one Grafana unit read in thresholds, on /summary and in alert text."""
+
+    level: Callable[[float], str]
+    display: Callable[[float], str]
+    template: str
+
+
+UNITS: dict[str, UnitFormat] = {
+    "percentunit": UnitFormat(
+        lambda v: f"{v * 100:g}%",
+        lambda v: f"{v * 100:.1f} %",
+        "{{ $value | humanizePercentage }}",
+    ),
+    "s": UnitFormat(
+        lambda v: f"{v * 1000:g}ms" if v < 1 else f"{v:g}s",
+        lambda v: f"{v * 1000:.1f} ms" if v < 1 else f"{v:.1f} s",
+        "{{ $value | humanizeDuration }}",
+    ),
+    "h": UnitFormat(lambda v: f"{v:g}h", lambda v: f"{v:.1f} h", '{{ printf "%.1f" $value }}h'),
+    "ops": UnitFormat(lambda v: f"{v:g}/s", lambda v: f"{v:.2f}/s", '{{ printf "%.2f" $value }}/s'),
+    "short": UnitFormat(lambda v: f"{v:g}", lambda v: f"{v:g}", '{{ printf "%.0f" $value }}'),
+}
 
 
 @dataclass(frozen=True)
 class Signal:
-    """One thing the summary judges; ``key`` names its levels in Thresholds."""
+    """One thing the summary judges, with everything rules, dashboards and /summary need.
 
+    ``key`` names its levels under ``thresholds:``; ``formula`` is required, so a signal cannot
+    exist without the evaluation /summary does.
+    """
+
+    #: Starts with the source it reads (postgres, redis, app, pgbouncer, host, exporter).
     key: str
-    source: str  # postgres | redis | app | pgbouncer | host | exporter
+    #: Which question of the summary it answers.
+    question: Question
     title: str
     alert: str
     #: True when values above the levels are bad, False when values below them are.
     above: bool
-    #: Grafana unit id; also decides how values are printed (percentunit, s, short, ops, h).
+    #: Grafana unit id; also decides how values are printed (see UNITS).
     unit: str
-    #: Labels identifying one series of the result (job and instance included).
-    labels: tuple[str, ...]
+    levels: Levels
+    #: ``metric:operation`` of the recording rule; the labels make its level (``{w}``: window).
     record: str
-    build: Callable[[Query, tuple[str, ...]], str]
-    metrics: tuple[str, ...]
+    formula: Formula
     meaning: str
     diagnosis: str
     mitigation: str
+    #: Labels a series has beyond the source's own (job, instance and, if remote, target).
+    by: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"{self.key}: a key starts with its source, one of {SOURCES}")
+        if self.unit not in UNITS:
+            raise ValueError(f"{self.key}: unit {self.unit!r} is none of {', '.join(UNITS)}")
+        if not (callable(self.formula.promql) and callable(self.formula.evaluate)):
+            raise TypeError(f"{self.key}: a signal needs both its PromQL and its evaluation")
 
     @property
     def anchor(self) -> str:
         return self.alert.lower()
 
     @property
+    def source(self) -> str:
+        """The collector whose samples it reads ("exporter": the exporter's own runs)."""
+        return self.key.split("_", 1)[0]
+
+    @property
     def remote(self) -> bool:
         """Whether the series come from a remote source (and dashboards filter on target)."""
         return self.source not in ("host", "exporter")
 
+    @property
+    def dashboard(self) -> str:
+        """Its home dashboard: a signal not laid out there is added under "More signals"."""
+        return HOME_DASHBOARD[self.source]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Labels identifying one series of the result (job and instance included)."""
+        return (*(REMOTE if self.remote else LOCAL), *self.by)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self.formula.metrics
+
+    @property
+    def series_by(self) -> tuple[str, ...]:
+        """The labels the daemon groups one target's samples by (the scrape adds the rest)."""
+        return tuple(label for label in self.labels if label not in SCRAPE_LABELS)
+
     def expr(self, q: Query) -> str:
-        return self.build(q, self.labels)
+        return self.formula.promql(q, self.labels)
+
+    def evaluate(self, window: Window) -> Values:
+        """This signal over one target's window, as /summary shows it."""
+        return self.formula.evaluate(window, self.series_by)
 
     def record_name(self, window: str) -> str:
-        return self.record.replace("{w}", window)
+        """``level:metric:operation``, the level naming the labels it keeps."""
+        return f"{'_'.join(self.labels)}:{self.record.replace('{w}', window)}"
+
+    def format_level(self, value: float) -> str:
+        """A threshold as people read it: 80%, 200ms, 24h, 0."""
+        return UNITS[self.unit].level(value)
+
+    def display(self, value: float | None) -> str:
+        """A current value as /summary prints it."""
+        return "no data" if value is None else UNITS[self.unit].display(value)
 
 
 SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="postgres_cache_hit_ratio",
-        source="postgres",
+        question="cache",
         title="PostgreSQL buffer cache hit ratio",
         alert="PerfPostgresCacheHitRatioLow",
         above=False,
         unit="percentunit",
-        labels=REMOTE,
-        record="job_instance_target:perf_postgres_blocks_hit:ratio_rate{w}",
-        build=lambda q, by: _ratio(
-            q, "perf_postgres_blocks_hit_total", "perf_postgres_blocks_read_total", by
-        ),
-        metrics=("perf_postgres_blocks_hit_total", "perf_postgres_blocks_read_total"),
-        meaning="Reads are served from disk instead of shared_buffers: queries slow down and "
-        "the disk gets busy.",
+        levels=Levels(0.95, 0.90, "10m", "10m"),
+        record="perf_postgres_blocks_hit:ratio_rate{w}",
+        formula=counter_ratio("perf_postgres_blocks_hit_total", "perf_postgres_blocks_read_total"),
+        meaning="Reads are served from disk instead of shared_buffers: queries slow down and the "
+        "disk gets busy.",
         diagnosis="Compare the hit ratio per database and the tables with most reads on the "
         "PostgreSQL dashboard; look for new sequential scans over large tables.",
         mitigation="Add the missing index the summary recommends, raise shared_buffers if the "
@@ -118,31 +419,16 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="redis_hit_ratio",
-        source="redis",
+        question="cache",
         title="Redis keyspace hit ratio",
         alert="PerfRedisHitRatioLow",
         above=False,
         unit="percentunit",
-        labels=REMOTE,
-        record="job_instance_target:perf_redis_keyspace_hit:ratio_rate{w}",
-        # the namespace scan's TTL lookups count as keyspace hits inside Redis; the collector
-        # reports how many it caused so the ratio is the application's own
-        build=lambda q, by: _own_excluded_ratio(
-            q,
-            "perf_redis_keyspace_hits_total",
-            "perf_redis_keyspace_misses_total",
-            "perf_redis_exporter_keyspace_hits_total",
-            "perf_redis_exporter_keyspace_misses_total",
-            by,
-        ),
-        metrics=(
-            "perf_redis_keyspace_hits_total",
-            "perf_redis_keyspace_misses_total",
-            "perf_redis_exporter_keyspace_hits_total",
-            "perf_redis_exporter_keyspace_misses_total",
-        ),
-        meaning="Most cache lookups miss, so requests fall through to PostgreSQL and the API "
-        "gets slower (the application aims at 70-90 % hits).",
+        levels=Levels(0.80, 0.70, "10m", "10m"),
+        record="perf_redis_keyspace_hit:ratio_rate{w}",
+        formula=REDIS_OWN_EXCLUDED_RATIO,
+        meaning="Most cache lookups miss, so requests fall through to PostgreSQL and the API gets "
+        "slower (the application aims at 70-90 % hits).",
         diagnosis="Check evictions and memory on the Redis dashboard, TTLs per namespace and "
         "whether a deploy changed cache keys or flushed the cache.",
         mitigation="Give Redis more maxmemory if it evicts, lengthen TTLs of hot namespaces, or "
@@ -150,19 +436,17 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="app_cache_hit_ratio",
-        source="app",
+        question="cache",
         title="Application cache hit ratio",
         alert="PerfAppCacheHitRatioLow",
         above=False,
         unit="percentunit",
-        labels=(*REMOTE, "namespace"),
-        record="job_instance_target_namespace:perf_app_cache_hit:ratio_rate{w}",
-        build=lambda q, by: _ratio(
-            q, "perf_app_cache_hits_total", "perf_app_cache_misses_total", by
-        ),
-        metrics=("perf_app_cache_hits_total", "perf_app_cache_misses_total"),
-        meaning="One cache namespace of the application mostly misses; the work it should save "
-        "is done on every request.",
+        levels=Levels(0.80, 0.70, "10m", "10m"),
+        by=("namespace",),
+        record="perf_app_cache_hit:ratio_rate{w}",
+        formula=counter_ratio("perf_app_cache_hits_total", "perf_app_cache_misses_total"),
+        meaning="One cache namespace of the application mostly misses; the work it should save is "
+        "done on every request.",
         diagnosis="Find the namespace on the app dashboard; compare with its TTL and with "
         "invalidations done by the application.",
         mitigation="Lengthen the namespace's TTL, stop invalidating it on unrelated writes, or "
@@ -170,23 +454,14 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="postgres_connection_utilisation",
-        source="postgres",
+        question="pools",
         title="PostgreSQL connection utilisation",
         alert="PerfPostgresConnectionsSaturated",
         above=True,
         unit="percentunit",
-        labels=REMOTE,
-        record="job_instance_target:perf_postgres_connections:utilisation",
-        build=lambda q, by: (
-            f"sum by ({_by(by)}) ({q.m('perf_postgres_connections')}) / on ({_by(by)}) "
-            f"(max by ({_by(by)}) ({q.m('perf_postgres_max_connections')}) - on ({_by(by)}) "
-            f"max by ({_by(by)}) ({q.m('perf_postgres_superuser_reserved_connections')}))"
-        ),
-        metrics=(
-            "perf_postgres_connections",
-            "perf_postgres_max_connections",
-            "perf_postgres_superuser_reserved_connections",
-        ),
+        levels=Levels(0.80, 0.90),
+        record="perf_postgres_connections:utilisation",
+        formula=CONNECTIONS_OF_USABLE,
         meaning="Connections approach max_connections minus the superuser reserve; new "
         "connections will fail with 'too many clients'.",
         diagnosis="See connections by state and application on the PostgreSQL dashboard; many "
@@ -196,15 +471,15 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="pgbouncer_waiting_clients",
-        source="pgbouncer",
+        question="pools",
         title="PgBouncer waiting clients",
         alert="PerfPgBouncerClientsWaiting",
         above=True,
         unit="short",
-        labels=(*REMOTE, "pool"),
-        record="job_instance_target_pool:perf_pgbouncer_clients_waiting:sum",
-        build=lambda q, by: f"sum by ({_by(by)}) ({q.m('perf_pgbouncer_clients', WAITING)})",
-        metrics=("perf_pgbouncer_clients",),
+        levels=Levels(0, 10, "2m", "2m"),
+        by=("pool",),
+        record="perf_pgbouncer_clients_waiting:sum",
+        formula=gauge_sum("perf_pgbouncer_clients", state="waiting"),
         meaning="Clients queue for a server connection: the pool is too small for the load or "
         "server connections are held too long.",
         diagnosis="Compare active servers with the pool size and look at query time on the "
@@ -214,15 +489,15 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="pgbouncer_max_wait",
-        source="pgbouncer",
+        question="pools",
         title="PgBouncer longest client wait",
         alert="PerfPgBouncerMaxWaitHigh",
         above=True,
         unit="s",
-        labels=(*REMOTE, "pool"),
-        record="job_instance_target_pool:perf_pgbouncer_max_wait_seconds:max",
-        build=lambda q, by: f"max by ({_by(by)}) ({q.m('perf_pgbouncer_max_wait_seconds')})",
-        metrics=("perf_pgbouncer_max_wait_seconds",),
+        levels=Levels(0.1, 1.0, "2m", "2m"),
+        by=("pool",),
+        record="perf_pgbouncer_max_wait_seconds:max",
+        formula=gauge_max("perf_pgbouncer_max_wait_seconds"),
         meaning="The oldest waiting client has waited this long for a server connection; every "
         "request through this pool pays it.",
         diagnosis="Same as waiting clients: pool size against active servers and query time.",
@@ -230,18 +505,15 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="app_pool_utilisation",
-        source="app",
+        question="pools",
         title="Application pool utilisation",
         alert="PerfAppPoolSaturated",
         above=True,
         unit="percentunit",
-        labels=(*REMOTE, "pool"),
-        record="job_instance_target_pool:perf_app_pool:utilisation",
-        build=lambda q, by: (
-            f"(sum by ({_by(by)}) ({q.m('perf_app_pool_size')}) - sum by ({_by(by)}) "
-            f"({q.m('perf_app_pool_idle')})) / sum by ({_by(by)}) ({q.m('perf_app_pool_max')})"
-        ),
-        metrics=("perf_app_pool_size", "perf_app_pool_idle", "perf_app_pool_max"),
+        levels=Levels(0.80, 0.95),
+        by=("pool",),
+        record="perf_app_pool:utilisation",
+        formula=POOL_BUSY_OF_MAX,
         meaning="Almost every connection of the application's asyncpg pool is busy; the next "
         "requests will wait in acquire().",
         diagnosis="Check acquire latency and waiters, then slow statements holding connections.",
@@ -250,30 +522,30 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="app_pool_waiting",
-        source="app",
+        question="pools",
         title="Application pool waiters",
         alert="PerfAppPoolWaiters",
         above=True,
         unit="short",
-        labels=(*REMOTE, "pool"),
-        record="job_instance_target_pool:perf_app_pool_acquire_waiting:sum",
-        build=lambda q, by: f"sum by ({_by(by)}) ({q.m('perf_app_pool_acquire_waiting')})",
-        metrics=("perf_app_pool_acquire_waiting",),
+        levels=Levels(0, 5, "2m", "2m"),
+        by=("pool",),
+        record="perf_app_pool_acquire_waiting:sum",
+        formula=gauge_sum("perf_app_pool_acquire_waiting"),
         meaning="Requests are waiting for a connection from the application's pool.",
         diagnosis="See pool utilisation and acquire latency on the pools dashboard.",
         mitigation="As for a saturated pool.",
     ),
     Signal(
         key="app_pool_acquire_p99",
-        source="app",
+        question="pools",
         title="Application pool acquire latency p99",
         alert="PerfAppPoolAcquireSlow",
         above=True,
         unit="s",
-        labels=(*REMOTE, "pool"),
-        record="job_instance_target_pool:perf_app_pool_acquire_seconds:p99_rate{w}",
-        build=lambda q, by: _p99(q, "perf_app_pool_acquire_seconds_bucket", by),
-        metrics=("perf_app_pool_acquire_seconds_bucket",),
+        levels=Levels(0.05, 0.5),
+        by=("pool",),
+        record="perf_app_pool_acquire_seconds:p99_rate{w}",
+        formula=p99("perf_app_pool_acquire_seconds_bucket"),
         meaning="Getting a connection from the pool takes long; it adds to every request's "
         "latency and ends in acquire timeouts.",
         diagnosis="See pool utilisation and waiters; check PostgreSQL connection saturation.",
@@ -281,31 +553,29 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="postgres_probe_p99",
-        source="postgres",
+        question="queries",
         title="PostgreSQL probe latency p99",
         alert="PerfPostgresProbeSlow",
         above=True,
         unit="s",
-        labels=REMOTE,
-        record="job_instance_target:perf_postgres_probe_duration_seconds:p99_rate{w}",
-        build=lambda q, by: _p99(q, "perf_postgres_probe_duration_seconds_bucket", by),
-        metrics=("perf_postgres_probe_duration_seconds_bucket",),
-        meaning="A trivial SELECT 1 round trip is slow: the server, the network or the host "
-        "is overloaded.",
+        levels=Levels(0.05, 0.2),
+        record="perf_postgres_probe_duration_seconds:p99_rate{w}",
+        formula=p99("perf_postgres_probe_duration_seconds_bucket"),
+        meaning="A trivial SELECT 1 round trip is slow: the server, the network or the host is "
+        "overloaded.",
         diagnosis="Check host CPU and load, PostgreSQL connections and locks, and network.",
         mitigation="Remove the overload (runaway queries, CPU contention) before tuning queries.",
     ),
     Signal(
         key="redis_probe_p99",
-        source="redis",
+        question="queries",
         title="Redis probe latency p99",
         alert="PerfRedisProbeSlow",
         above=True,
         unit="s",
-        labels=REMOTE,
-        record="job_instance_target:perf_redis_probe_duration_seconds:p99_rate{w}",
-        build=lambda q, by: _p99(q, "perf_redis_probe_duration_seconds_bucket", by),
-        metrics=("perf_redis_probe_duration_seconds_bucket",),
+        levels=Levels(0.01, 0.05),
+        record="perf_redis_probe_duration_seconds:p99_rate{w}",
+        formula=p99("perf_redis_probe_duration_seconds_bucket"),
         meaning="A PING round trip is slow: Redis is busy with slow commands, swapping or "
         "persisting, or the network is congested.",
         diagnosis="Look at command latency and calls on the Redis dashboard (KEYS, large "
@@ -315,40 +585,33 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="postgres_statement_mean_latency",
-        source="postgres",
+        question="queries",
         title="PostgreSQL statement mean latency",
         alert="PerfPostgresStatementSlow",
         above=True,
         unit="s",
-        labels=(*REMOTE, "datname", "queryid"),
-        record="job_instance_target_datname_queryid:perf_postgres_statement_exec_seconds:mean_rate{w}",
-        build=lambda q, by: (
-            f"sum by ({_by(by)}) ({q.rate('perf_postgres_statement_exec_seconds_total')}) / "
-            f"sum by ({_by(by)}) ({q.rate('perf_postgres_statement_calls_total')})"
+        levels=Levels(0.1, 0.5, "10m", "10m"),
+        by=("datname", "queryid"),
+        record="perf_postgres_statement_exec_seconds:mean_rate{w}",
+        formula=counter_quotient(
+            "perf_postgres_statement_exec_seconds_total", "perf_postgres_statement_calls_total"
         ),
-        metrics=(
-            "perf_postgres_statement_exec_seconds_total",
-            "perf_postgres_statement_calls_total",
-        ),
-        meaning="A statement's mean execution time over the window (execution seconds over "
-        "calls, both rates of counters) exceeds what a cached endpoint can afford.",
-        diagnosis="Find the queryid on the PostgreSQL dashboard (enable statement_text to see "
-        "the text) and EXPLAIN ANALYZE it.",
+        meaning="A statement's mean execution time over the window (execution seconds over calls, "
+        "both rates of counters) exceeds what a cached endpoint can afford.",
+        diagnosis="Find the queryid on the PostgreSQL dashboard (enable statement_text to see the "
+        "text) and EXPLAIN ANALYZE it.",
         mitigation="Add the index it needs, cache its result, or rewrite it.",
     ),
     Signal(
         key="postgres_longest_transaction",
-        source="postgres",
+        question="queries",
         title="PostgreSQL longest running transaction",
         alert="PerfPostgresLongTransaction",
         above=True,
         unit="s",
-        labels=REMOTE,
-        record="job_instance_target:perf_postgres_transaction_max_age_seconds:max",
-        build=lambda q, by: (
-            f"max by ({_by(by)}) ({q.m('perf_postgres_transaction_max_age_seconds')})"
-        ),
-        metrics=("perf_postgres_transaction_max_age_seconds",),
+        levels=Levels(300, 1800, "1m", "1m"),
+        record="perf_postgres_transaction_max_age_seconds:max",
+        formula=gauge_max("perf_postgres_transaction_max_age_seconds"),
         meaning="A transaction has been open for long: it holds locks and stops vacuum from "
         "removing dead rows.",
         diagnosis="Find it in pg_stat_activity ordered by xact_start.",
@@ -357,17 +620,14 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="postgres_idle_in_transaction",
-        source="postgres",
+        question="queries",
         title="PostgreSQL longest idle in transaction",
         alert="PerfPostgresIdleInTransaction",
         above=True,
         unit="s",
-        labels=REMOTE,
-        record="job_instance_target:perf_postgres_idle_in_transaction_max_age_seconds:max",
-        build=lambda q, by: (
-            f"max by ({_by(by)}) ({q.m('perf_postgres_idle_in_transaction_max_age_seconds')})"
-        ),
-        metrics=("perf_postgres_idle_in_transaction_max_age_seconds",),
+        levels=Levels(60, 600, "1m", "1m"),
+        record="perf_postgres_idle_in_transaction_max_age_seconds:max",
+        formula=gauge_max("perf_postgres_idle_in_transaction_max_age_seconds"),
         meaning="A session opened a transaction and went idle: a connection leak in the "
         "application that also holds locks.",
         diagnosis="pg_stat_activity where state = 'idle in transaction', by application_name.",
@@ -376,19 +636,16 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="redis_memory_utilisation",
-        source="redis",
+        question="resources",
         title="Redis memory utilisation",
         alert="PerfRedisMemoryHigh",
         above=True,
         unit="percentunit",
-        labels=REMOTE,
-        record="job_instance_target:perf_redis_memory_used_bytes:ratio_max",
-        # maxmemory 0 means unlimited: the > 0 filter drops those targets instead of dividing by 0
-        build=lambda q, by: (
-            f"max by ({_by(by)}) ({q.m('perf_redis_memory_used_bytes')}) / "
-            f"(max by ({_by(by)}) ({q.m('perf_redis_memory_max_bytes')}) > 0)"
+        levels=Levels(0.80, 0.95),
+        record="perf_redis_memory_used_bytes:ratio_max",
+        formula=gauge_quotient(
+            "perf_redis_memory_used_bytes", "perf_redis_memory_max_bytes", limited=True
         ),
-        metrics=("perf_redis_memory_used_bytes", "perf_redis_memory_max_bytes"),
         meaning="Redis is close to maxmemory; it will evict keys or refuse writes depending on "
         "maxmemory-policy.",
         diagnosis="Memory per namespace and keys without TTL on the Redis dashboard.",
@@ -397,143 +654,126 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="redis_evictions",
-        source="redis",
+        question="resources",
         title="Redis evictions",
         alert="PerfRedisEvictions",
         above=True,
         unit="ops",
-        labels=REMOTE,
-        record="job_instance_target:perf_redis_evicted_keys:rate{w}",
-        build=lambda q, by: f"sum by ({_by(by)}) ({q.rate('perf_redis_evicted_keys_total')})",
-        metrics=("perf_redis_evicted_keys_total",),
-        meaning="Redis evicts keys to stay under maxmemory: cached values disappear before "
-        "their TTL and the hit ratio drops.",
+        levels=Levels(0, 10),
+        record="perf_redis_evicted_keys:rate{w}",
+        formula=counter_rate("perf_redis_evicted_keys_total"),
+        meaning="Redis evicts keys to stay under maxmemory: cached values disappear before their "
+        "TTL and the hit ratio drops.",
         diagnosis="Memory utilisation and namespaces without TTL.",
         mitigation="As for high Redis memory.",
     ),
     Signal(
         key="redis_rejected_connections",
-        source="redis",
+        question="resources",
         title="Redis rejected connections",
         alert="PerfRedisRejectedConnections",
         above=True,
         unit="ops",
-        labels=REMOTE,
-        record="job_instance_target:perf_redis_rejected_connections:rate{w}",
-        build=lambda q, by: (
-            f"sum by ({_by(by)}) ({q.rate('perf_redis_rejected_connections_total')})"
-        ),
-        metrics=("perf_redis_rejected_connections_total",),
-        meaning="Redis refuses connections because maxclients is reached; the application "
-        "falls back to its in-memory cache or fails.",
+        levels=Levels(0, 1, "1m", "1m"),
+        record="perf_redis_rejected_connections:rate{w}",
+        formula=counter_rate("perf_redis_rejected_connections_total"),
+        meaning="Redis refuses connections because maxclients is reached; the application falls "
+        "back to its in-memory cache or fails.",
         diagnosis="Connected clients against maxclients; which clients leak connections.",
         mitigation="Use a bounded connection pool in every client and raise maxclients.",
     ),
     Signal(
         key="host_cpu_utilisation",
-        source="host",
+        question="resources",
         title="Host CPU utilisation",
         alert="PerfHostCpuHigh",
         above=True,
         unit="percentunit",
-        labels=LOCAL,
-        record="job_instance:perf_host_cpu_utilisation:rate{w}",
-        build=lambda q, by: (
-            f"1 - sum by ({_by(by)}) ({q.rate('perf_host_cpu_seconds_total', IDLE)}) / "
-            f"sum by ({_by(by)}) ({q.rate('perf_host_cpu_seconds_total')})"
-        ),
-        metrics=("perf_host_cpu_seconds_total",),
+        levels=Levels(0.80, 0.95, "15m", "15m"),
+        record="perf_host_cpu_utilisation:rate{w}",
+        formula=CPU_BUSY,
         meaning="The host's CPUs are nearly always busy; every request queues for CPU.",
         diagnosis="Load average against CPU count; which process uses the CPU (top).",
         mitigation="Find the hot process, scale out, or give the host more CPU.",
     ),
     Signal(
         key="host_memory_utilisation",
-        source="host",
+        question="resources",
         title="Host memory utilisation",
         alert="PerfHostMemoryHigh",
         above=True,
         unit="percentunit",
-        labels=LOCAL,
-        record="job_instance:perf_host_memory_utilisation:ratio",
-        build=lambda q, by: (
-            f"1 - max by ({_by(by)}) ({q.m('perf_host_memory_available_bytes')}) / "
-            f"max by ({_by(by)}) ({q.m('perf_host_memory_total_bytes')})"
+        levels=Levels(0.90, 0.95, "15m", "15m"),
+        record="perf_host_memory_utilisation:ratio",
+        formula=gauge_quotient(
+            "perf_host_memory_available_bytes", "perf_host_memory_total_bytes", busy=True
         ),
-        metrics=("perf_host_memory_available_bytes", "perf_host_memory_total_bytes"),
         meaning="Little memory is available; the kernel will swap or kill processes.",
         diagnosis="Which process grows (a leak shows as steady growth), swap usage.",
         mitigation="Restart the leaking process and fix the leak, or add memory.",
     ),
     Signal(
         key="host_cgroup_memory_utilisation",
-        source="host",
+        question="resources",
         title="Container memory utilisation",
         alert="PerfHostCgroupMemoryHigh",
         above=True,
         unit="percentunit",
-        labels=LOCAL,
-        record="job_instance:perf_host_cgroup_memory:ratio",
-        # no memory limit: the > 0 filter drops the series instead of dividing by 0
-        build=lambda q, by: (
-            f"max by ({_by(by)}) ({q.m('perf_host_cgroup_memory_current_bytes')}) / "
-            f"(max by ({_by(by)}) ({q.m('perf_host_cgroup_memory_max_bytes')}) > 0)"
+        levels=Levels(0.90, 0.95, "15m", "15m"),
+        record="perf_host_cgroup_memory:ratio",
+        formula=gauge_quotient(
+            "perf_host_cgroup_memory_current_bytes",
+            "perf_host_cgroup_memory_max_bytes",
+            limited=True,
         ),
-        metrics=("perf_host_cgroup_memory_current_bytes", "perf_host_cgroup_memory_max_bytes"),
         meaning="The container uses most of its memory limit; the OOM killer is next.",
         diagnosis="Memory of the processes in the container over time.",
         mitigation="Fix the growth or raise the container's memory limit.",
     ),
     Signal(
         key="host_filesystem_avail_ratio",
-        source="host",
+        question="resources",
         title="Filesystem space available",
         alert="PerfHostFilesystemAlmostFull",
         above=False,
         unit="percentunit",
-        labels=(*LOCAL, "mountpoint"),
-        record="job_instance_mountpoint:perf_host_filesystem_avail:ratio",
-        build=lambda q, by: (
-            f"max by ({_by(by)}) ({q.m('perf_host_filesystem_avail_bytes')}) / "
-            f"max by ({_by(by)}) ({q.m('perf_host_filesystem_size_bytes')})"
+        levels=Levels(0.05, 0.03, "30m", "30m"),
+        by=("mountpoint",),
+        record="perf_host_filesystem_avail:ratio",
+        formula=gauge_quotient(
+            "perf_host_filesystem_avail_bytes", "perf_host_filesystem_size_bytes"
         ),
-        metrics=("perf_host_filesystem_avail_bytes", "perf_host_filesystem_size_bytes"),
         meaning="The filesystem is nearly full; PostgreSQL and Redis persistence fail when it is.",
         diagnosis="du on the mountpoint: WAL, logs, RDB/AOF files, temp files.",
-        mitigation="Remove what is not needed (old logs, stale WAL from a dead replication "
-        "slot) and grow the volume.",
+        mitigation="Remove what is not needed (old logs, stale WAL from a dead replication slot) "
+        "and grow the volume.",
     ),
     Signal(
         key="host_filesystem_fill_hours",
-        source="host",
+        question="resources",
         title="Filesystem predicted full in",
         alert="PerfHostFilesystemFillingUp",
         above=False,
         unit="h",
-        labels=(*LOCAL, "mountpoint"),
-        record="job_instance_mountpoint:perf_host_filesystem_hours_until_full:deriv",
-        # only shrinking filesystems get a value: growth or no change means never full
-        build=lambda q, by: (
-            f"max by ({_by(by)}) ({q.m('perf_host_filesystem_avail_bytes')}) / "
-            f"-(max by ({_by(by)}) (deriv({q.m('perf_host_filesystem_avail_bytes')}"
-            f"[{q.predict_window}])) < 0) / 3600"
-        ),
-        metrics=("perf_host_filesystem_avail_bytes",),
+        levels=Levels(24, 4, "1h", "1h"),
+        by=("mountpoint",),
+        record="perf_host_filesystem_hours_until_full:deriv",
+        formula=HOURS_UNTIL_FULL,
         meaning="At the current rate of growth the filesystem is full within this many hours.",
         diagnosis="What is growing on the mountpoint (du, the dashboard's fill trend).",
         mitigation="Stop the growth or grow the volume before it is full.",
     ),
     Signal(
         key="exporter_collector_success",
-        source="exporter",
+        question="exporter",
         title="Collector success",
         alert="PerfExporterCollectorFailing",
         above=False,
         unit="short",
-        labels=(*LOCAL, "collector", "target"),
-        record="job_instance_collector_target:perf_exporter_collector_success:min",
-        build=lambda q, by: f"min by ({_by(by)}) ({q.m('perf_exporter_collector_success')})",
-        metrics=("perf_exporter_collector_success",),
+        levels=Levels(1, 1, "5m", "15m"),
+        by=("collector", "target"),
+        record="perf_exporter_collector_success:min",
+        formula=gauge_min("perf_exporter_collector_success"),
         meaning="The exporter cannot sample this target: it is down, refuses the exporter's "
         "credentials, or times out. Its series are absent meanwhile.",
         diagnosis="The exporter's log says why once per state change; "
@@ -542,20 +782,17 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         key="exporter_collector_staleness",
-        source="exporter",
+        question="exporter",
         title="Time since last successful collection",
         alert="PerfExporterCollectorStale",
         above=True,
         unit="s",
-        labels=(*LOCAL, "collector", "target"),
-        record="job_instance_collector_target:perf_exporter_collector_last_success:age",
-        build=lambda q, by: (
-            f"time() - max by ({_by(by)}) "
-            f"({q.m('perf_exporter_collector_last_success_timestamp_seconds')})"
-        ),
-        metrics=("perf_exporter_collector_last_success_timestamp_seconds",),
-        meaning="The last good sample of this target is old: dashboards and the summary show "
-        "a gap.",
+        levels=Levels(120, 600, "5m", "5m"),
+        by=("collector", "target"),
+        record="perf_exporter_collector_last_success:age",
+        formula=SECONDS_SINCE_SUCCESS,
+        meaning="The last good sample of this target is old: dashboards and the summary show a "
+        "gap.",
         diagnosis="As for a failing collector.",
         mitigation="As for a failing collector.",
     ),

@@ -9,37 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.mixin.catalog import SIGNALS, Query, Signal
+from exporter.mixin.catalog import SIGNALS, UNITS, Query, Signal
 from exporter.mixin.thresholds import Thresholds
 
 
 def rule_query(t: Thresholds) -> Query:
     return Query(selector=t.selector, window=t.rate_window, predict_window=t.predict_window)
-
-
-def format_level(signal: Signal, value: float) -> str:
-    """A threshold as people read it: 80%, 200ms, 24h, 0."""
-    if signal.unit == "percentunit":
-        return f"{value * 100:g}%"
-    if signal.unit == "s":
-        return f"{value * 1000:g}ms" if value < 1 else f"{value:g}s"
-    if signal.unit == "h":
-        return f"{value:g}h"
-    if signal.unit == "ops":
-        return f"{value:g}/s"
-    return f"{value:g}"
-
-
-def _value_template(signal: Signal) -> str:
-    if signal.unit == "percentunit":
-        return "{{ $value | humanizePercentage }}"
-    if signal.unit == "s":
-        return "{{ $value | humanizeDuration }}"
-    if signal.unit == "h":
-        return '{{ printf "%.1f" $value }}h'
-    if signal.unit == "ops":
-        return '{{ printf "%.2f" $value }}/s'
-    return '{{ printf "%.0f" $value }}'
 
 
 def _subject(signal: Signal) -> str:
@@ -60,6 +35,7 @@ def alert_rules(t: Thresholds) -> list[dict[str, Any]]:
         level = t.level(signal.key)
         op = ">" if signal.above else "<"
         word = "above" if signal.above else "below"
+        shown = UNITS[signal.unit].template
         for severity, value, hold in (
             (t.severity_warning, level.warn, level.for_warn),
             (t.severity_critical, level.crit, level.for_crit),
@@ -73,8 +49,8 @@ def alert_rules(t: Thresholds) -> list[dict[str, Any]]:
                     "annotations": {
                         "summary": f"{signal.title} is {word} its {severity} level.",
                         "description": (
-                            f"{signal.title} of {_subject(signal)} is {_value_template(signal)}, "
-                            f"{word} the {severity} level of {format_level(signal, value)}."
+                            f"{signal.title} of {_subject(signal)} is {shown}, "
+                            f"{word} the {severity} level of {signal.format_level(value)}."
                         ),
                         "runbook_url": t.runbook(signal.anchor),
                     },

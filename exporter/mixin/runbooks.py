@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from exporter.mixin.catalog import SIGNALS
-from exporter.mixin.rules import format_level
 from exporter.mixin.thresholds import Thresholds
 
 
@@ -23,8 +22,8 @@ def runbooks_markdown(t: Thresholds) -> str:
         lines += [
             f"## {s.alert}",
             "",
-            f"**Signal**: {s.title} ({word} {format_level(s, level.warn)} for {level.for_warn}: "
-            f"warning; {word} {format_level(s, level.crit)} for {level.for_crit}: critical). "
+            f"**Signal**: {s.title} ({word} {s.format_level(level.warn)} for {level.for_warn}: "
+            f"warning; {word} {s.format_level(level.crit)} for {level.for_crit}: critical). "
             f"Metrics: {', '.join(f'`{m}`' for m in s.metrics)}.",
             "",
             f"**Meaning**: {s.meaning}",

@@ -1,8 +1,9 @@
 """The performance-summary thresholds: one typed object feeding alerts, dashboards and /summary.
 
 Every signal has a ``warn`` and a ``crit`` level and the ``for:`` durations the alerts wait
-before firing. Whether a signal is bad above or below its levels is fixed by the signal (see
-:mod:`exporter.mixin.catalog`), so an override can move a level but never flip its meaning.
+before firing; the defaults are the ``levels`` of its entry in :mod:`exporter.mixin.catalog`
+(the only list of them). Whether a signal is bad above or below its levels is fixed by the
+signal too, so an override can move a level but never flip its meaning.
 
 Defaults follow the reference application (cache hit rate 70-90 %, cached endpoints under
 200 ms, an asyncpg pool of 20) and the mixins' conventions (node-mixin for host signals).
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.config import ConfigError
+from exporter.mixin.catalog import SIGNALS
 from exporter.schema import Model, ValidationError, field_validator, model_validator
 
 _PROM_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
@@ -47,12 +49,25 @@ class Level(Model):
         return _prom_duration(value)
 
 
-def _level(warn: float, crit: float, for_warn: str = "5m", for_crit: str = "5m") -> Level:
-    return Level(warn=warn, crit=crit, for_warn=for_warn, for_crit=for_crit)
+def _with_signal_levels(cls: type[Thresholds]) -> type[Thresholds]:
+    """Give ``cls`` one :class:`Level` field per signal, defaulting to the catalog's levels.
+
+    The fields are added before the schema first reads the class's type hints, so config
+    overrides, unknown keys and error paths behave as for fields written out by hand.
+    """
+    for signal in SIGNALS:
+        cls.__annotations__[signal.key] = Level
+        setattr(cls, signal.key, Level(**signal.levels._asdict()))
+    return cls
 
 
+@_with_signal_levels
 class Thresholds(Model):
-    """Levels per signal plus the selectors and names the generated rules use."""
+    """Levels per signal plus the selectors and names the generated rules use.
+
+    Besides the settings below, every signal of :data:`~exporter.mixin.catalog.SIGNALS` is a
+    :class:`Level` field named by its key (``thresholds.redis_hit_ratio``).
+    """
 
     #: Label matchers added to every selector of the rules (the job that scrapes the exporter).
     selector: str = 'job="perf-exporter"'
@@ -66,37 +81,6 @@ class Thresholds(Model):
     runbook_url: str = (
         "https://github.com/perf-exporter/perf-exporter/blob/main/docs/runbooks.md#{anchor}"
     )
-
-    # --- cache hit ratios (bad below) ---
-    postgres_cache_hit_ratio: Level = _level(0.95, 0.90, "10m", "10m")
-    redis_hit_ratio: Level = _level(0.80, 0.70, "10m", "10m")
-    app_cache_hit_ratio: Level = _level(0.80, 0.70, "10m", "10m")
-    # --- pool usage (bad above) ---
-    postgres_connection_utilisation: Level = _level(0.80, 0.90)
-    pgbouncer_waiting_clients: Level = _level(0, 10, "2m", "2m")
-    pgbouncer_max_wait: Level = _level(0.1, 1.0, "2m", "2m")
-    app_pool_utilisation: Level = _level(0.80, 0.95)
-    app_pool_waiting: Level = _level(0, 5, "2m", "2m")
-    app_pool_acquire_p99: Level = _level(0.05, 0.5)
-    # --- latency (bad above) ---
-    postgres_probe_p99: Level = _level(0.05, 0.2)
-    redis_probe_p99: Level = _level(0.01, 0.05)
-    postgres_statement_mean_latency: Level = _level(0.1, 0.5, "10m", "10m")
-    postgres_longest_transaction: Level = _level(300, 1800, "1m", "1m")
-    postgres_idle_in_transaction: Level = _level(60, 600, "1m", "1m")
-    # --- redis memory (bad above) ---
-    redis_memory_utilisation: Level = _level(0.80, 0.95)
-    redis_evictions: Level = _level(0, 10)
-    redis_rejected_connections: Level = _level(0, 1, "1m", "1m")
-    # --- host (node-mixin conventions) ---
-    host_cpu_utilisation: Level = _level(0.80, 0.95, "15m", "15m")
-    host_memory_utilisation: Level = _level(0.90, 0.95, "15m", "15m")
-    host_cgroup_memory_utilisation: Level = _level(0.90, 0.95, "15m", "15m")
-    host_filesystem_avail_ratio: Level = _level(0.05, 0.03, "30m", "30m")
-    host_filesystem_fill_hours: Level = _level(24, 4, "1h", "1h")
-    # --- the exporter itself ---
-    exporter_collector_success: Level = _level(1, 1, "5m", "15m")
-    exporter_collector_staleness: Level = _level(120, 600, "5m", "5m")
 
     @field_validator("rate_window", "predict_window")
     @classmethod
@@ -128,8 +112,6 @@ class Thresholds(Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
-        from exporter.mixin.catalog import SIGNALS
-
         bad = []
         for signal in SIGNALS:
             level = self.level(signal.key)

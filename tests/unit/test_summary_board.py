@@ -13,8 +13,10 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.base import Collected
-from exporter.mixin.signals import SummaryBoard, histogram_quantile, sparkline
 from exporter.mixin.thresholds import Thresholds
+from exporter.summary.board import SummaryBoard
+from exporter.summary.page import sparkline
+from exporter.summary.window import histogram_quantile
 
 
 def redis(
@@ -198,27 +200,28 @@ def test_overridden_thresholds_change_the_status() -> None:
     assert row(board, "redis_hit_ratio")["status"] == "warn"
 
 
-def test_host_cpu_memory_and_filesystem_fill_prediction() -> None:
-    def host(idle: float, user: float, avail: float) -> list[Metric]:
-        cpu = CounterMetricFamily("perf_host_cpu_seconds", "cpu", labels=["mode"])
-        cpu.add_metric(["idle"], idle)
-        cpu.add_metric(["user"], user)
-        fs_avail = GaugeMetricFamily(
-            "perf_host_filesystem_avail_bytes", "a", labels=["mountpoint", "device", "fstype"]
-        )
-        fs_avail.add_metric(["/", "/dev/vda", "ext4"], avail)
-        fs_size = GaugeMetricFamily(
-            "perf_host_filesystem_size_bytes", "s", labels=["mountpoint", "device", "fstype"]
-        )
-        fs_size.add_metric(["/", "/dev/vda", "ext4"], 1000.0)
-        return [
-            cpu,
-            fs_avail,
-            fs_size,
-            GaugeMetricFamily("perf_host_memory_available_bytes", "a", value=50.0),
-            GaugeMetricFamily("perf_host_memory_total_bytes", "t", value=1000.0),
-        ]
+def host(idle: float, user: float, avail: float) -> list[Metric]:
+    cpu = CounterMetricFamily("perf_host_cpu_seconds", "cpu", labels=["mode"])
+    cpu.add_metric(["idle"], idle)
+    cpu.add_metric(["user"], user)
+    fs_avail = GaugeMetricFamily(
+        "perf_host_filesystem_avail_bytes", "a", labels=["mountpoint", "device", "fstype"]
+    )
+    fs_avail.add_metric(["/", "/dev/vda", "ext4"], avail)
+    fs_size = GaugeMetricFamily(
+        "perf_host_filesystem_size_bytes", "s", labels=["mountpoint", "device", "fstype"]
+    )
+    fs_size.add_metric(["/", "/dev/vda", "ext4"], 1000.0)
+    return [
+        cpu,
+        fs_avail,
+        fs_size,
+        GaugeMetricFamily("perf_host_memory_available_bytes", "a", value=50.0),
+        GaugeMetricFamily("perf_host_memory_total_bytes", "t", value=1000.0),
+    ]
 
+
+def test_host_cpu_memory_and_filesystem_fill_prediction() -> None:
     board = SummaryBoard()
     board.update("host", "local", host(100, 100, 900), {}, now=0.0)
     board.update("host", "local", host(110, 190, 540), {}, now=3600.0)
@@ -228,6 +231,15 @@ def test_host_cpu_memory_and_filesystem_fill_prediction() -> None:
     # 360 bytes an hour gone, 540 left: full in 1.5 h, under the 4 h critical level
     fill = row(board, "host_filesystem_fill_hours")
     assert fill["value"] == 1.5 and fill["status"] == "crit"
+
+
+def test_fill_prediction_keeps_its_trend_across_a_failed_host_run() -> None:
+    board = SummaryBoard()
+    board.update("host", "local", host(100, 100, 900), {}, now=0.0)
+    board.failed("host", "local", now=1800.0)
+    board.update("host", "local", host(110, 190, 540), {}, now=3600.0)
+    # the first hour's sample still counts: 360 bytes an hour gone, 540 left
+    assert row(board, "host_filesystem_fill_hours")["value"] == 1.5
 
 
 def test_record_accepts_the_core_scheduler_results() -> None:

@@ -1,0 +1,256 @@
+"""The summary board: every signal per target, its status, recent history and the score.
+
+The same signals and :class:`~exporter.mixin.thresholds.Thresholds` as the alerts, evaluated
+by the daemon itself over its last interval (see :mod:`exporter.summary.window`). Each series
+keeps a short history for an inline SVG sparkline. Pure: no HTTP, no clock reads except the
+defaults of ``as_json``/``as_html``.
+
+**Score** (0-100): every signal with a current value counts once, at the status of its worst
+series: ok = 1, warn = 0.5, crit = 0; the score is ``round(100 * sum / count)``. Signals without
+data (a source not configured, a first sample with no delta yet) do not count; with no signal
+at all the score is ``null``. The summary has no ``for:``: it shows now, the alerts wait.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from prometheus_client.metrics_core import Metric
+
+from exporter import __version__
+from exporter.mixin.catalog import BY_KEY, SIGNALS, Signal
+from exporter.mixin.thresholds import Thresholds
+from exporter.summary.page import render_html
+from exporter.summary.window import LabelKey, Samples, Trails, Values, Window, samples_of
+
+Status = Literal["ok", "warn", "crit"]
+WEIGHT: dict[Status, float] = {"ok": 1.0, "warn": 0.5, "crit": 0.0}
+SCORE_FORMULA = (
+    "round(100 * mean over signals with data of (ok=1, warn=0.5, crit=0)), "
+    "each signal at the status of its worst row"
+)
+#: Signals about the exporter's own runs: evaluated for every collector, from the board's record.
+OWN = tuple(s for s in SIGNALS if s.source == "exporter")
+STALENESS = BY_KEY["exporter_collector_staleness"]
+
+
+def status_of(signal: Signal, value: float, t: Thresholds) -> Status:
+    """ok, warn or crit with the alerts' strict comparisons."""
+    level = t.level(signal.key)
+    if signal.above:
+        return "crit" if value > level.crit else "warn" if value > level.warn else "ok"
+    return "crit" if value < level.crit else "warn" if value < level.warn else "ok"
+
+
+@dataclass
+class _Source:
+    """The last two samples of one (collector, target)."""
+
+    now: Samples = field(default_factory=dict)
+    before: Samples | None = None
+    t_now: float = 0.0
+    t_before: float = 0.0
+    up: bool = True
+    last_run: float = 0.0
+    last_success: float | None = None
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    # recent gauge values for trends; they outlive a failed run, as the filesystem does
+    trails: Trails = field(default_factory=dict)
+
+
+@dataclass
+class SignalSeries:
+    """One series of one signal on one target, with its recent values."""
+
+    signal: Signal
+    collector: str
+    target: str
+    labels: LabelKey
+    value: float | None = None
+    updated: float = 0.0
+    history: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=60))
+
+
+class SummaryBoard:
+    """Signals per target, their statuses, history and the overall score.
+
+    The daemon calls :meth:`update` after every successful collection, :meth:`failed` after a
+    failed one and :meth:`drop` when a reload removes a target.
+    """
+
+    def __init__(self, thresholds: Thresholds | None = None, history: int = 60) -> None:
+        self.thresholds = thresholds or Thresholds()
+        self.history = history
+        self._sources: dict[tuple[str, str], _Source] = {}
+        # series by (signal key, collector, target), then by labels: an update touches only the
+        # series of its own target, so a cycle costs the same with 1 or 100 targets
+        self._series: dict[tuple[str, str, str], dict[LabelKey, SignalSeries]] = {}
+
+    # --- input ---------------------------------------------------------------------------
+
+    def update(
+        self,
+        collector: str,
+        target: str,
+        families: Sequence[Metric],
+        facts: Mapping[str, Any],
+        now: float,
+    ) -> None:
+        """A successful collection of ``collector`` for ``target`` at ``now``."""
+        src = self._sources.get((collector, target))
+        if src is None or not src.up:
+            src = _Source(trails=src.trails if src is not None else {})
+            self._sources[(collector, target)] = src
+        else:
+            src.before, src.t_before = src.now, src.t_now
+        src.now, src.t_now = samples_of(families), now
+        src.up, src.last_run, src.last_success, src.facts = True, now, now, dict(facts)
+        window = Window(src.now, now, src.before, src.t_before, src.trails, self.history)
+        for signal in SIGNALS:
+            if signal.source == collector:
+                self._set(signal, collector, target, signal.evaluate(window), now)
+        self._set_own(collector, target, now)
+
+    def failed(self, collector: str, target: str, now: float) -> None:
+        """A failed collection: the target's signals have no value until it recovers."""
+        src = self._sources.setdefault((collector, target), _Source())
+        src.up, src.before, src.now, src.facts = False, None, {}, {}
+        src.last_run = now
+        for key, series in self._series.items():
+            if key[1:3] != (collector, target):
+                continue
+            for one in series.values():
+                if one.signal.source != "exporter":
+                    one.value = None
+        self._set_own(collector, target, now)
+
+    def drop(self, collector: str, target: str) -> None:
+        """Forget a target (removed by a config reload)."""
+        self._sources.pop((collector, target), None)
+        for key in [k for k in self._series if k[1:3] == (collector, target)]:
+            del self._series[key]
+
+    # the core's scheduler speaks Collected | None and a set of live keys
+    def record(self, collector: str, target: str, result: Any, now: float) -> None:
+        """``result`` is a ``Collected`` (families, facts) or None for a failed run."""
+        if result is None:
+            self.failed(collector, target, now)
+        else:
+            self.update(collector, target, result.families, result.facts, now)
+
+    def forget_except(self, keys: set[tuple[str, str]]) -> None:
+        for key in [k for k in self._sources if k not in keys]:
+            self.drop(*key)
+
+    def _set(self, signal: Signal, collector: str, target: str, values: Values, now: float) -> None:
+        series = self._series.setdefault((signal.key, collector, target), {})
+        for labels, old in series.items():
+            if labels not in values:
+                old.value = None
+        for labels, value in values.items():
+            if not math.isfinite(value):
+                continue
+            one = series.get(labels)
+            if one is None:
+                one = SignalSeries(
+                    signal, collector, target, labels, history=deque(maxlen=self.history)
+                )
+                series[labels] = one
+            one.value, one.updated = value, now
+            one.history.append((now, value))
+
+    def _set_own(self, collector: str, target: str, now: float) -> None:
+        """The exporter's signals, from the samples its self-metrics show for this run."""
+        src = self._sources[(collector, target)]
+        labels = {"collector": collector}
+        own: Samples = {"perf_exporter_collector_success": [(labels, 1.0 if src.up else 0.0)]}
+        if src.last_success is not None:
+            own["perf_exporter_collector_last_success_timestamp_seconds"] = [
+                (labels, src.last_success)
+            ]
+        window = Window(own, now)
+        for signal in OWN:
+            # history gets one point per run; the staleness shown is recomputed on every read
+            self._set(signal, collector, target, signal.evaluate(window), now)
+
+    # --- output --------------------------------------------------------------------------
+
+    def rows(self, now: float) -> list[dict[str, Any]]:
+        t = self.thresholds
+        out = []
+        order = {s.key: i for i, s in enumerate(SIGNALS)}
+        for one in sorted(
+            (one for series in self._series.values() for one in series.values()),
+            key=lambda r: (order[r.signal.key], r.collector, r.target, r.labels),
+        ):
+            signal = one.signal
+            level = t.level(signal.key)
+            value = one.value
+            src = self._sources.get((one.collector, one.target))
+            if signal is STALENESS and src is not None and src.last_success is not None:
+                value = now - src.last_success  # grows between runs; reading changes nothing
+            out.append(
+                {
+                    "signal": signal.key,
+                    "title": signal.title,
+                    "source": signal.source,
+                    "collector": one.collector,
+                    "target": one.target,
+                    "labels": dict(one.labels),
+                    "value": value,
+                    "display": signal.display(value),
+                    "unit": signal.unit,
+                    "bad_when": "above" if signal.above else "below",
+                    "warn": level.warn,
+                    "crit": level.crit,
+                    "status": None if value is None else status_of(signal, value, t),
+                    "alert": signal.alert,
+                    "runbook_url": t.runbook(signal.anchor),
+                    "history": [v for _, v in one.history],
+                }
+            )
+        return out
+
+    def as_json(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        rows = self.rows(now)
+        worst: dict[str, Status] = {}
+        for row in rows:
+            status = row["status"]
+            if status is None:
+                continue
+            old = worst.get(row["signal"])
+            if old is None or WEIGHT[status] < WEIGHT[old]:
+                worst[row["signal"]] = status
+        score = round(100 * sum(WEIGHT[s] for s in worst.values()) / len(worst)) if worst else None
+        sources: dict[str, dict[str, Any]] = {}
+        recommendations: list[Any] = []
+        for (collector, target), src in sorted(self._sources.items()):
+            sources.setdefault(collector, {})[target] = {
+                "up": src.up,
+                "last_run": src.last_run,
+                "last_success": src.last_success,
+                "facts": dict(src.facts),
+            }
+            for item in src.facts.get("index_recommendations") or []:
+                recommendations.append(
+                    {"target": target, **item} if isinstance(item, dict) else item
+                )
+        return {
+            "version": __version__,
+            "generated_at": now,
+            "score": score,
+            "score_formula": SCORE_FORMULA,
+            "status": {k: worst[k] for k in worst},
+            "signals": rows,
+            "sources": sources,
+            "index_recommendations": recommendations,
+        }
+
+    def as_html(self, now: float | None = None) -> str:
+        return render_html(self.as_json(now))
