@@ -9,12 +9,14 @@ over the same span, which is what ``rate(samples) / rate(rounds)`` reads.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 from postgres_support import collect_until_ok, collector, registry, wait_for
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from servers import PostgresServer
 
 from exporter.collectors.base import Collected
@@ -169,6 +171,14 @@ async def test_a_held_access_exclusive_lock_shows_as_lock_samples_and_a_chain(
     assert chain["waiting"] == 1
     assert chain["transaction_age_seconds"] >= 1.0
     assert "query" not in chain  # statement_text is off
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make setup` installs the prometheus package"
+    text = generate_latest(b).decode()
+    assert "perf_postgres_statement_wait_samples_total{" in text
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
 
     await holder.execute("ROLLBACK")
     await asyncio.gather(*sessions.tasks)
