@@ -2,10 +2,11 @@
 
 One dedicated asyncpg connection per target (``application_name=perf-exporter``, read-only,
 ``statement_timeout`` and ``lock_timeout`` derived from the target's timeout), reopened with
-:class:`ReconnectBackoff` after any failure. A cycle runs at most five statements (see
-:mod:`exporter.collectors.postgres_queries`), all on statistics views and catalogs. Works with a
-role that only has ``pg_monitor`` (see ``docs/postgres.md``). Sample output (the snapshot adds
-``target``)::
+:class:`ReconnectBackoff` after any failure. A cycle runs a handful of statements (see
+:mod:`exporter.collectors.postgres_queries`), all on statistics views and catalogs; between
+cycles :mod:`exporter.collectors.postgres_activity` samples wait events and blocking on the same
+connection. Works with a role that only has ``pg_monitor`` (see ``docs/postgres.md``). Sample
+output (the snapshot adds ``target``; the wait and blocking series are shown there)::
 
     perf_postgres_probe_duration_seconds_bucket{le="0.0005"} 41.0
     perf_postgres_probe_duration_seconds_count 42.0
@@ -38,8 +39,9 @@ role that only has ``pg_monitor`` (see ``docs/postgres.md``). Sample output (the
 Per-table series describe the database the target connects to. Facts for /summary:
 ``cache_hit_ratio`` (over the last interval), ``connections``, ``max_connections``,
 ``superuser_reserved_connections``, ``probe_seconds``, ``longest_transaction_seconds``,
-``longest_idle_in_transaction_seconds``, ``stat_statements_available``, ``replication_lag_seconds``
-and ``index_recommendations`` (advice only; nothing is ever run on the database).
+``longest_idle_in_transaction_seconds``, ``stat_statements_available``, ``replication_lag_seconds``,
+``index_recommendations`` (advice only; nothing is ever run on the database) and ``blocking``
+(the roots of the lock-blocking chains).
 """
 
 from __future__ import annotations
