@@ -382,7 +382,9 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             "stat_statements_available": available,
             "replication_lag_seconds": server["replica_lag_seconds"],
             "index_recommendations": recommendations,
-            "blocking": await self._blocking_facts(conn, server["pgss_schema"], blocking),
+            "blocking": await self._blocking_facts(
+                conn, server["pgss_schema"] if available else None, blocking
+            ),
         }
         # a family without samples (no standbys, no tables yet) is only noise on the page
         return Collected(families=[f for f in families if f.samples], facts=facts)

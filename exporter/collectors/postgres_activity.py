@@ -425,12 +425,20 @@ class ActivitySampler:
         when sampling is off).
         """
         self.start(version_num)
-        latest = self.latest
+        latest: Sample | None = self.latest
         if latest is None or latest.taken < time.monotonic() - 2 * self.interval:
-            latest = await self.take(fetch, conn, version_num)
-        families = blocking_families(datnames, latest.blocking)
-        if self.enabled:
-            families = wait_families(self.counts, self._listed()) + families
+            try:
+                latest = await self.take(fetch, conn, version_num)
+            except asyncpg.PostgresError as exc:
+                # the server refused the sample: the rest of the cycle still counts (a lost
+                # connection fails the cycle's next statement anyway)
+                self.counts.errors += 1
+                self._report(f"sampling pg_stat_activity failed ({_describe(exc)})")
+                latest = None
+        families = wait_families(self.counts, self._listed()) if self.enabled else []
+        if latest is None:
+            return families, Blocking(blocked={}, roots=[]), None
+        families += blocking_families(datnames, latest.blocking)
         return families, latest.blocking, _query_id_problem(version_num, latest.compute_query_id)
 
 

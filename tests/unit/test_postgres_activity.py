@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
@@ -199,3 +200,21 @@ async def test_a_sampler_without_a_connection_takes_no_round() -> None:
     await asyncio.sleep(0.35)
     await sampler.close()
     assert sampler.counts.rounds == 0 and sampler.counts.errors == 0
+
+
+async def test_a_refused_sample_in_the_cycle_costs_the_blocking_gauges_not_the_cycle() -> None:
+    async def refuse(*_args: object) -> list[object]:
+        raise asyncpg.InsufficientPrivilegeError("permission denied for function pg_blocking_pids")
+
+    sampler = act.ActivitySampler(
+        connection=lambda: None,
+        lock=asyncio.Lock(),
+        interval=0.0,
+        timeout=1.0,
+        databases=None,
+        listed=frozenset,
+        log_extra={},
+    )
+    families, blocking, problem = await sampler.cycle(refuse, None, 150000, ["app"])  # type: ignore[arg-type]
+    assert families == [] and blocking.roots == [] and problem is None
+    assert sampler.counts.errors == 1
