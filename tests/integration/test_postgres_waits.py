@@ -284,3 +284,24 @@ async def test_close_stops_the_sampler(server: PostgresServer, sessions: Session
         server.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'perf-exporter'")
         == "0"
     )
+
+
+async def test_a_pg_monitor_role_samples_the_sessions_of_other_roles(
+    server: PostgresServer, sessions: Sessions
+) -> None:
+    db = create_db(server, "monitored")
+    server.sql("CREATE ROLE wait_monitor LOGIN")
+    server.sql("GRANT pg_monitor TO wait_monitor")
+    sleeper = await sessions.open(db, "sleeper")  # a superuser's session
+    sessions.run(sleeper.fetchval("SELECT pg_sleep(30)"))
+    await active_in(server, db, 1, "the sleeper")
+    coll = collector(
+        dsn=server.dsn_for("wait_monitor"),
+        databases=[db],
+        settings={"wait_sample_interval": 0.1},
+    )
+    sessions.collectors.append(coll)
+    labels = {"datname": db, "wait_event_type": "Timeout", "wait_event": "PgSleep"}
+    _first, _second, sleeps, rounds = await growth(coll, 1.0, SAMPLES, labels)
+    assert rounds >= 3
+    assert sleeps == rounds
