@@ -43,6 +43,17 @@ def _redis_cell(record: Record) -> str:
     return cell
 
 
+def _pg_cell(record: Record) -> str:
+    """Statements per collection, and the wait samples taken between collections with their
+    server time (runs before the wait sampler existed have none)."""
+    cell = f"{record['pg_statements_per_collection']}"
+    samples = record.get("pg_wait_samples_per_collection")
+    if samples is not None:
+        server_ms = record.get("pg_wait_sample_server_ms_per_collection")
+        cell += f" (+{samples:g} wait samples, {server_ms:g} ms)"
+    return cell
+
+
 def write_jsonl(records: Iterable[Record], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
@@ -268,7 +279,8 @@ def markdown(records: list[Record]) -> str:
             "extrapolated to 15 s)",
             "",
             "| targets | series | RSS MB | CPU per round ms | % core at 15 s | seq p50/p99 ms "
-            "| 4 scrapers p99 ms | req/s | PG statements per collection "
+            "| 4 scrapers p99 ms | req/s "
+            "| PG statements per collection (+ wait samples, server time) "
             "| Redis commands per collection (inside scripts), Redis time "
             "| collection ms (pg / redis, max) |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -284,7 +296,7 @@ def markdown(records: list[Record]) -> str:
                 f"| {_fmt(_value(r, 'cpu_per_round_ms'))} "
                 f"| {_fmt(_value(r, 'cpu_core_pct_at_15s'))} "
                 f"| {r['seq_p50_ms']} / {r['seq_p99_ms']} | {r['wrk_p99_ms']} | {r['wrk_rps']} "
-                f"| {r['pg_statements_per_collection']} | {_redis_cell(r)} "
+                f"| {_pg_cell(r)} | {_redis_cell(r)} "
                 f"| {_fmt(pg_ms)} / {_fmt(redis_ms)} |"
             )
         lines += [

@@ -15,7 +15,12 @@ from typing import Any
 from bench.exporters import perf_exporter_config, start_perf_exporter
 from bench.measure import Servers, collector_durations, last_success, ms
 from bench.scrape import Scraper, body_stats, percentile, run_wrk, sequential
-from bench.server_load import SCRIPT_INNER_COMMANDS, pg_calls_by_role, split_script_calls
+from bench.server_load import (
+    SCRIPT_INNER_COMMANDS,
+    pg_calls_by_role,
+    pg_wait_sampling,
+    split_script_calls,
+)
 
 PRODUCTION_INTERVAL = 15.0
 
@@ -65,6 +70,7 @@ def measure_targets(
         time.sleep(min(interval, 2.0))  # let the first rounds' connection set-up settle
         cpu0 = proc.cpu_seconds()
         pg0 = pg_calls_by_role(servers.pg_sql, ["bench_perf"])["bench_perf"]
+        samples0, sample_ms0 = pg_wait_sampling(servers.pg_sql, "bench_perf")
         redis0 = servers.redis.by_command()
         usec0 = servers.redis.usec
         start = time.monotonic()
@@ -72,6 +78,8 @@ def measure_targets(
         elapsed = time.monotonic() - start
         cpu = proc.cpu_seconds() - cpu0
         pg = pg_calls_by_role(servers.pg_sql, ["bench_perf"])["bench_perf"] - pg0
+        samples1, sample_ms1 = pg_wait_sampling(servers.pg_sql, "bench_perf")
+        samples, sample_ms = samples1 - samples0, sample_ms1 - sample_ms0
         redis1 = servers.redis.by_command()
         by_command = {
             name: calls - redis0.get(name, 0)
@@ -125,6 +133,13 @@ def measure_targets(
             "wrk_p50_ms": ms(wrk.p50),
             "wrk_p99_ms": ms(wrk.p99),
             "pg_statements_per_collection": round(pg / pg_cycles, 2) if pg_cycles else None,
+            # the wait sampler's statements between collections, and their server time
+            "pg_wait_samples_per_collection": (
+                round(samples / pg_cycles, 2) if pg_cycles else None
+            ),
+            "pg_wait_sample_server_ms_per_collection": (
+                round(sample_ms / pg_cycles, 3) if pg_cycles else None
+            ),
             "redis_commands_per_collection": (
                 round(commands / redis_cycles, 2) if redis_cycles else None
             ),

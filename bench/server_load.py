@@ -35,19 +35,39 @@ def split_script_calls(by_command: dict[str, int]) -> tuple[int, int]:
     return sum(by_command.values()) - inside, inside
 
 
+#: perf-exporter's wait sampler is the only statement calling this function: its samples run on
+#: their own clock (1 per second per target), not per scrape or per collection, so they are
+#: counted apart (:func:`pg_wait_sampling`), together with the one a cycle takes itself when no
+#: sample is recent (the first cycle, or sampling off).
+WAIT_SAMPLE_MARK = "pg_blocking_pids("
+
+
 def pg_calls_by_role(sql: SqlRunner, roles: Iterable[str]) -> dict[str, int]:
-    """Total ``calls`` in pg_stat_statements for each role (0 for a role with none)."""
+    """Total ``calls`` in pg_stat_statements for each role (0 for a role with none), the wait
+    sampler's statements left out."""
     names = list(roles)
     quoted = ", ".join(f"'{name}'" for name in names)
     out = sql(
         "SELECT r.rolname, sum(s.calls) FROM pg_stat_statements s "
-        f"JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname IN ({quoted}) GROUP BY 1"
+        f"JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname IN ({quoted}) "
+        f"AND s.query NOT LIKE '%{WAIT_SAMPLE_MARK}%' GROUP BY 1"
     )
     calls = dict.fromkeys(names, 0)
     for line in out.splitlines():
         role, total = line.split("|")
         calls[role] = int(total)
     return calls
+
+
+def pg_wait_sampling(sql: SqlRunner, role: str) -> tuple[int, float]:
+    """(calls, server execution milliseconds) of perf-exporter's wait samples by ``role``."""
+    out = sql(
+        "SELECT coalesce(sum(s.calls), 0), coalesce(sum(s.total_exec_time), 0) "
+        "FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid "
+        f"WHERE r.rolname = '{role}' AND s.query LIKE '%{WAIT_SAMPLE_MARK}%'"
+    )
+    calls, exec_ms = out.split("|")
+    return int(calls), float(exec_ms)
 
 
 class RedisCommandCounter:

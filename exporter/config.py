@@ -67,6 +67,17 @@ def parse_duration(value: object) -> object:
 Duration = Annotated[float, Before(parse_duration), Field(gt=0, le=86400)]
 
 
+def parse_duration_or_off(value: object) -> object:
+    """A duration, or ``0``/``off``/``false`` (YAML reads a bare ``off`` as false) for none."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "false")):
+        return 0.0
+    return parse_duration(value)
+
+
+#: A duration where 0 (or ``off``) switches the thing off.
+OptionalDuration = Annotated[float, Before(parse_duration_or_off), Field(ge=0, le=86400)]
+
+
 def _hidden_userinfo(url: str) -> str | None:
     """The text between ``://`` and the last ``@`` when the parser did not see it as userinfo.
 
@@ -188,6 +199,16 @@ class PostgresSettings(CollectorSettings):
     index_advice_min_seq_scans: int = Field(50, ge=1)
     #: ... reading at least this many rows per scan on average looks like it misses an index.
     index_advice_min_rows_per_scan: int = Field(10_000, ge=1)
+    #: Seconds between two pg_stat_activity samples (wait events, blocking) taken between
+    #: cycles; 0 or off: none (blocking is then read once per cycle).
+    wait_sample_interval: OptionalDuration = 1.0
+
+    @field_validator("wait_sample_interval")
+    @classmethod
+    def _wait_sample_interval(cls, value: float) -> float:
+        if 0 < value < 0.1:
+            raise ValueError("must be off (0) or at least 100ms")
+        return value
 
 
 class RedisSettings(CollectorSettings):

@@ -2,10 +2,11 @@
 
 One dedicated asyncpg connection per target (``application_name=perf-exporter``, read-only,
 ``statement_timeout`` and ``lock_timeout`` derived from the target's timeout), reopened with
-:class:`ReconnectBackoff` after any failure. A cycle runs at most five statements (see
-:mod:`exporter.collectors.postgres_queries`), all on statistics views and catalogs. Works with a
-role that only has ``pg_monitor`` (see ``docs/postgres.md``). Sample output (the snapshot adds
-``target``)::
+:class:`ReconnectBackoff` after any failure. A cycle runs a handful of statements (see
+:mod:`exporter.collectors.postgres_queries`), all on statistics views and catalogs; between
+cycles :mod:`exporter.collectors.postgres_activity` samples wait events and blocking on the same
+connection. Works with a role that only has ``pg_monitor`` (see ``docs/postgres.md``). Sample
+output (the snapshot adds ``target``; the wait and blocking series are shown there)::
 
     perf_postgres_probe_duration_seconds_bucket{le="0.0005"} 41.0
     perf_postgres_probe_duration_seconds_count 42.0
@@ -40,8 +41,9 @@ role that only has ``pg_monitor`` (see ``docs/postgres.md``). Sample output (the
 Per-table series describe the database the target connects to. Facts for /summary:
 ``cache_hit_ratio`` (over the last interval), ``connections``, ``max_connections``,
 ``superuser_reserved_connections``, ``probe_seconds``, ``longest_transaction_seconds``,
-``longest_idle_in_transaction_seconds``, ``stat_statements_available``, ``replication_lag_seconds``
-and ``index_recommendations`` (advice only; nothing is ever run on the database).
+``longest_idle_in_transaction_seconds``, ``stat_statements_available``, ``replication_lag_seconds``,
+``index_recommendations`` (advice only; nothing is ever run on the database) and ``blocking``
+(the roots of the lock-blocking chains).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from typing import Any, ClassVar
 import asyncpg
 from prometheus_client.metrics_core import Metric
 
+from exporter.collectors import postgres_activity as act
 from exporter.collectors import postgres_families as fam
 from exporter.collectors import postgres_queries as sql
 from exporter.collectors.base import Collected, CollectError, Collector, ReconnectBackoff
@@ -180,6 +183,22 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
         self._pgss_notice: str | None = None
         self._statements = 0
         self._query_seconds = 0.0
+        self._query_id_notice: str | None = None
+        # one statement at a time on an asyncpg connection: the cycle and the sampler take turns
+        self._lock = asyncio.Lock()
+        self._activity = act.ActivitySampler(
+            connection=lambda: self._conn,
+            lock=self._lock,
+            interval=settings.wait_sample_interval,
+            timeout=self.timeout,
+            databases=None if target.databases == "all" else list(target.databases),
+            listed=self.listed_queryids,
+            log_extra={"collector": self.name, "target": target.name},
+        )
+
+    def listed_queryids(self) -> frozenset[int]:
+        """The queryids whose statement series are exported (per-statement waits follow)."""
+        return frozenset(int(key.queryid) for key in self._accounts.listed)
 
     @property
     def listed_statements(self) -> frozenset[StatementKey]:
@@ -237,6 +256,7 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
 
     async def close(self) -> None:
         """Say goodbye politely on shutdown or reload; cut the socket if that takes too long."""
+        await self._activity.close()
         conn, self._conn = self._conn, None
         if conn is None or conn.is_closed():
             return
@@ -257,7 +277,7 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
         self._statements = 0
         self._query_seconds = 0.0
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout), self._lock:
                 if self._conn is None:
                     self._conn = await self._connect()
                 result = await self._sample(self._conn)
@@ -330,6 +350,15 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             )
         )
 
+        activity, blocking, problem = await self._activity.cycle(
+            self._fetch, conn, server["version_num"], [d["datname"] for d in databases]
+        )
+        families += activity
+        if available and problem != self._query_id_notice:
+            if problem is not None:
+                logger.info(problem, extra={"collector": self.name, "target": self.target.name})
+            self._query_id_notice = problem
+
         blocks = {d["datname"]: (int(d["blks_hit"]), int(d["blks_read"])) for d in databases}
         ratio = fam.hit_ratio(self._previous_blocks, blocks)
         self._previous_blocks = blocks
@@ -361,6 +390,9 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             "stat_statements_available": available,
             "replication_lag_seconds": server["replica_lag_seconds"],
             "index_recommendations": recommendations,
+            "blocking": await self._blocking_facts(
+                conn, server["pgss_schema"] if available else None, blocking
+            ),
         }
         # a family without samples (no standbys, no tables yet) is only noise on the page
         return Collected(families=[f for f in families if f.samples], facts=facts)
@@ -434,11 +466,28 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             # an id whose text is gone (evicted) is remembered as "" so it is not asked again
             self._texts.update(dict.fromkeys(missing, ""))
             for row in rows:
-                text = row["query"] or ""
-                # utility statements are not normalised before PostgreSQL 16: ALTER ROLE ...
-                # PASSWORD '...' would put a password into a label
-                if "password" in text.lower():
-                    text = "<not shown: the statement mentions a password>"
-                self._texts[str(row["queryid"])] = fam.normalize_query(text, limit)
+                self._texts[str(row["queryid"])] = fam.statement_text(row["query"] or "", limit)
         self._texts = {q: t for q, t in self._texts.items() if q in wanted}
         return self._texts
+
+    # --- blocking chains ------------------------------------------------------------------
+
+    async def _blocking_facts(
+        self, conn: asyncpg.Connection, schema: str | None, blocking: act.Blocking
+    ) -> list[dict[str, Any]]:
+        """The chains for /summary; the root's normalized statement text only when
+        ``statement_text`` is on (from pg_stat_statements, never pg_stat_activity's raw text,
+        which carries literal values)."""
+        chains = [dict(root) for root in blocking.roots]
+        if not self.settings.statement_text:
+            return chains
+        ids = sorted({c["queryid"] for c in chains if c["queryid"] not in (None, "0")})
+        texts = {q: self._texts[q] for q in ids if self._texts.get(q)}
+        missing = [int(q) for q in ids if q not in texts]
+        if missing and schema is not None:
+            limit = self.settings.statement_text_max_length
+            for row in await self._fetch(conn, sql.statement_text_sql(schema), missing):
+                texts[str(row["queryid"])] = fam.statement_text(row["query"] or "", limit)
+        for chain in chains:
+            chain["query"] = texts.get(chain["queryid"] or "")
+        return chains

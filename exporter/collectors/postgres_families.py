@@ -351,6 +351,17 @@ def statement_view_families(deallocations: int | None, reset_time: float | None)
     return families
 
 
+def statement_text(text: str, max_length: int) -> str:
+    """A statement's text as shown in labels and /summary: normalized, never a password.
+
+    Utility statements are not normalised before PostgreSQL 16: ALTER ROLE ... PASSWORD '...'
+    would put a password into a label.
+    """
+    if "password" in text.lower():
+        return "<not shown: the statement mentions a password>"
+    return normalize_query(text, max_length)
+
+
 def normalize_query(text: str, max_length: int) -> str:
     """One line, single spaces, at most ``max_length`` characters (``...`` marks a cut)."""
     flat = " ".join(text.split())

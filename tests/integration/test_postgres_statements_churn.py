@@ -72,10 +72,17 @@ async def test_counters_never_decrease_and_count_every_call_under_eviction_and_r
     coll = collector(
         dsn=server.dsn,
         databases=["churn"],
-        settings={"statements_top_n": TOP_N, "statements_window": "300ms"},
+        settings={
+            "statements_top_n": TOP_N,
+            "statements_window": "300ms",
+            "wait_sample_interval": "off",
+        },
     )
-    # the same view unfiltered: the exporters' own statements count there too
-    everything = collector(dsn=server.dsn, settings={"statements_top_n": TOP_N})
+    # the same view unfiltered: the exporters' own statements count there too (the background
+    # wait sampler is off so that they are exactly the ones its cycles report)
+    everything = collector(
+        dsn=server.dsn, settings={"statements_top_n": TOP_N, "wait_sample_interval": "off"}
+    )
     work = await asyncpg.connect(server.dsn_for("postgres", "churn"))
     admin = await asyncpg.connect(server.dsn)
     seen: dict[tuple[str, tuple[str, ...]], float] = {}

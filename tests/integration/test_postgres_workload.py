@@ -288,7 +288,12 @@ async def test_statement_text_is_normalized_cut_and_fetched_once(server: Postgre
     coll = collector(
         dsn=server.dsn,
         databases=[db],
-        settings={"statements_top_n": 2, "statement_text": True, "statement_text_max_length": 24},
+        settings={
+            "statements_top_n": 2,
+            "statement_text": True,
+            "statement_text_max_length": 24,
+            "wait_sample_interval": "off",
+        },
     )
     try:
         first = await coll.collect()
@@ -312,10 +317,10 @@ async def test_statement_text_is_normalized_cut_and_fetched_once(server: Postgre
         assert sample.labels["query"] == expected
         assert len(sample.labels["query"]) <= 24
     statements = registry(first).get_sample_value("perf_postgres_collector_statements")
-    # probe, server, statements and, the first time only, the text lookup (no tables: the
-    # connected database is not in `databases`)
-    assert statements == 4
-    assert registry(second).get_sample_value("perf_postgres_collector_statements") == 3
+    # probe, server, statements, activity (sampling off: read in the cycle) and, the first
+    # time only, the text lookup (no tables: the connected database is not in `databases`)
+    assert statements == 5
+    assert registry(second).get_sample_value("perf_postgres_collector_statements") == 4
 
 
 async def test_tables_and_index_advice_come_from_the_statistics_views(
@@ -376,7 +381,7 @@ async def test_tables_and_index_advice_come_from_the_statistics_views(
 
 
 async def test_session_is_named_and_bounded_by_timeouts(server: PostgresServer) -> None:
-    coll = collector(dsn=server.dsn, timeout=0.8)
+    coll = collector(dsn=server.dsn, timeout=0.8, settings={"wait_sample_interval": "off"})
     try:
         result = await coll.collect()
         line = server.sql(
@@ -388,7 +393,8 @@ async def test_session_is_named_and_bounded_by_timeouts(server: PostgresServer) 
     assert coll.session_settings()["statement_timeout"] == "720ms"
     assert coll.session_settings()["lock_timeout"] == "400ms"
     reg = registry(result)
-    assert reg.get_sample_value("perf_postgres_collector_statements") == 4
+    # probe, server, tables, statements, activity (sampling off: read in the cycle)
+    assert reg.get_sample_value("perf_postgres_collector_statements") == 5
     assert 0 < reg.get_sample_value("perf_postgres_collector_query_duration_seconds") < 0.8
 
 

@@ -1,0 +1,220 @@
+"""The wait sampler's pure parts: chain roots, counting, families, the setting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors import postgres_activity as act
+from exporter.config import ConfigError, PostgresSettings, load
+
+
+class _Families:
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def registry(families: Iterable[Metric]) -> CollectorRegistry:
+    reg = CollectorRegistry()
+    reg.register(_Families(families))
+    return reg
+
+
+def test_a_chain_has_one_root_with_everyone_behind_it() -> None:
+    # 30 waits for 20, which waits for 10; 40 waits for 20 too
+    roots = act.chain_roots({20: [10], 30: [20], 40: [20, 30]})
+    assert roots == {10: {20, 30, 40}}
+
+
+def test_independent_chains_have_their_own_roots_and_a_waiter_counts_for_each() -> None:
+    roots = act.chain_roots({2: [1], 4: [3], 5: [1, 3]})
+    assert roots == {1: {2, 5}, 3: {4, 5}}
+
+
+def test_a_cycle_has_no_root_and_an_empty_blocker_list_blocks_nobody() -> None:
+    assert act.chain_roots({1: [2], 2: [1]}) == {}
+    assert act.chain_roots({7: []}) == {}
+
+
+def test_blocking_counts_waiters_per_database_and_describes_the_roots() -> None:
+    waiters = [
+        {"pid": 20, "datname": "app", "blockers": [10], "wait_seconds": 3.5},
+        {"pid": 30, "datname": "app", "blockers": [20], "wait_seconds": 1.0},
+        {"pid": 50, "datname": "jobs", "blockers": [0], "wait_seconds": None},
+    ]
+    sessions = [
+        {
+            "pid": 10,
+            "datname": "app",
+            "application_name": "migrate",
+            "state": "idle in transaction",
+            "transaction_age": 42.0,
+            "query_id": "77",
+        },
+        {"pid": 20, "datname": "app", "application_name": "api", "state": "active"},
+    ]
+    blocking = act.blocking_from(waiters, sessions)
+    assert blocking.blocked == {"app": (2, 3.5), "jobs": (1, 0.0)}
+    assert blocking.roots == [
+        {
+            "pid": 10,
+            "datname": "app",
+            "application_name": "migrate",
+            "state": "idle in transaction",
+            "transaction_age_seconds": 42.0,
+            "waiting": 2,
+            "queryid": "77",
+        },
+        {
+            "pid": 0,
+            "datname": "",
+            "application_name": "",
+            "state": "prepared transaction",
+            "transaction_age_seconds": None,
+            "waiting": 1,
+            "queryid": None,
+        },
+    ]
+
+
+def test_counts_add_per_wait_event_and_per_listed_statement_only() -> None:
+    counts = act.WaitCounts()
+    rows = [
+        {"datname": "app", "type": "CPU", "event": "CPU", "query_id": 5, "n": 3},
+        {"datname": "app", "type": "Lock", "event": "relation", "query_id": 5, "n": 1},
+        {"datname": "app", "type": "IO", "event": "DataFileRead", "query_id": 6, "n": 2},
+        {"datname": "app", "type": "CPU", "event": "CPU", "query_id": None, "n": 1},
+    ]
+    counts.add(rows, {5})
+    counts.add(rows[:1], {5, 6})
+    assert counts.rounds == 2
+    assert counts.samples == {
+        ("app", "CPU", "CPU"): 7,
+        ("app", "Lock", "relation"): 1,
+        ("app", "IO", "DataFileRead"): 2,
+    }
+    assert counts.statements == {("5", "app", "CPU"): 6, ("5", "app", "Lock"): 1}
+
+
+def test_statement_waits_are_exported_for_listed_statements_and_kept_for_later() -> None:
+    counts = act.WaitCounts()
+    counts.add([{"datname": "app", "type": "CPU", "event": "CPU", "query_id": 5, "n": 2}], {5})
+    name = "perf_postgres_statement_wait_samples_total"
+    labels = {"queryid": "5", "datname": "app", "wait_event_type": "CPU"}
+    assert registry(act.wait_families(counts, {5})).get_sample_value(name, labels) == 2
+    assert registry(act.wait_families(counts, {9})).get_sample_value(name, labels) is None
+    # listed again later: the count goes on from where it was, never from zero
+    counts.add([{"datname": "app", "type": "CPU", "event": "CPU", "query_id": 5, "n": 1}], {5})
+    reg = registry(act.wait_families(counts, {5}))
+    assert reg.get_sample_value(name, labels) == 3
+    assert reg.get_sample_value("perf_postgres_wait_sample_rounds_total") == 2
+    assert (
+        reg.get_sample_value(
+            "perf_postgres_wait_samples_total",
+            {"datname": "app", "wait_event_type": "CPU", "wait_event": "CPU"},
+        )
+        == 3
+    )
+
+
+def test_blocking_families_give_zeros_for_quiet_databases_and_bound_application_names() -> None:
+    roots = [
+        {"datname": "app", "application_name": f"job{i % 12}", "waiting": 1} for i in range(14)
+    ]
+    blocking = act.Blocking(blocked={"app": (14, 9.5)}, roots=roots)
+    reg = registry(act.blocking_families(["app", "quiet"], blocking))
+    assert reg.get_sample_value("perf_postgres_blocked_sessions", {"datname": "quiet"}) == 0
+    assert reg.get_sample_value("perf_postgres_blocked_max_seconds", {"datname": "quiet"}) == 0
+    assert reg.get_sample_value("perf_postgres_blocked_sessions", {"datname": "app"}) == 14
+    assert reg.get_sample_value("perf_postgres_blocked_max_seconds", {"datname": "app"}) == 9.5
+    name = "perf_postgres_blocking_sessions"
+    # job0 and job1 have two roots each and come first; the 10-name bound puts job10 and
+    # job11 into "other"
+    assert reg.get_sample_value(name, {"datname": "app", "application_name": "job0"}) == 2
+    assert reg.get_sample_value(name, {"datname": "app", "application_name": "other"}) == 2
+    shown = [
+        s for f in act.blocking_families(["app"], blocking) if f.name == name for s in f.samples
+    ]
+    assert len(shown) == act.ROOT_APPLICATIONS_MAX + 1
+    assert sum(s.value for s in shown) == 14
+
+
+def test_the_sample_statement_reads_waitstart_and_query_id_only_where_they_exist() -> None:
+    modern, old = act.activity_sql(150000), act.activity_sql(130000)
+    assert "waitstart" in modern and "query_id AS query_id" in modern
+    assert "waitstart" not in old and "NULL::bigint AS query_id" in old
+    assert "current_setting('compute_query_id')" not in old
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"), [("1s", 1.0), ("250ms", 0.25), ("off", 0.0), (False, 0.0), (0, 0.0)]
+)
+def test_wait_sample_interval_takes_a_duration_or_off(given: object, seconds: float) -> None:
+    settings = PostgresSettings.model_validate({"wait_sample_interval": given})
+    assert settings.wait_sample_interval == seconds
+
+
+def test_wait_sample_interval_defaults_to_one_second_and_refuses_a_tiny_one() -> None:
+    assert PostgresSettings().wait_sample_interval == 1.0
+    with pytest.raises(ConfigError) as err:
+        load(None, {"collectors.postgres.wait_sample_interval": "10ms"}, environ={})
+    assert err.value.problems == [
+        "collectors.postgres.wait_sample_interval: must be off (0) or at least 100ms"
+    ]
+
+
+async def test_a_disabled_sampler_never_starts_and_close_is_harmless() -> None:
+    sampler = act.ActivitySampler(
+        connection=lambda: None,
+        lock=asyncio.Lock(),
+        interval=0.0,
+        timeout=1.0,
+        databases=None,
+        listed=frozenset,
+        log_extra={},
+    )
+    sampler.start(150000)
+    assert sampler._task is None
+    await sampler.close()
+
+
+async def test_a_sampler_without_a_connection_takes_no_round() -> None:
+    sampler = act.ActivitySampler(
+        connection=lambda: None,
+        lock=asyncio.Lock(),
+        interval=0.1,
+        timeout=1.0,
+        databases=None,
+        listed=frozenset,
+        log_extra={},
+    )
+    sampler.start(150000)
+    await asyncio.sleep(0.35)
+    await sampler.close()
+    assert sampler.counts.rounds == 0 and sampler.counts.errors == 0
+
+
+async def test_a_refused_sample_in_the_cycle_costs_the_blocking_gauges_not_the_cycle() -> None:
+    async def refuse(*_args: object) -> list[object]:
+        raise asyncpg.InsufficientPrivilegeError("permission denied for function pg_blocking_pids")
+
+    sampler = act.ActivitySampler(
+        connection=lambda: None,
+        lock=asyncio.Lock(),
+        interval=0.0,
+        timeout=1.0,
+        databases=None,
+        listed=frozenset,
+        log_extra={},
+    )
+    families, blocking, problem = await sampler.cycle(refuse, None, 150000, ["app"])  # type: ignore[arg-type]
+    assert families == [] and blocking.roots == [] and problem is None
+    assert sampler.counts.errors == 1
