@@ -20,9 +20,11 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from scramp import ScramClient, ScramException
+if TYPE_CHECKING:
+    from scramp import ScramClient
 
 Row = dict[str, str | None]
 
@@ -196,11 +198,16 @@ class AdminConsole:
             mechanisms = payload[4:].split(b"\0")
             if b"SCRAM-SHA-256" not in mechanisms:
                 raise ProtocolError("the server offers no SASL mechanism we support")
+            # imported here: scramp (with asn1crypto) costs about 2 MiB, paid by SCRAM users only
+            from scramp import ScramClient
+
             # without channel binding: the console is reached without TLS
             scram = ScramClient(["SCRAM-SHA-256"], address.user, password or "")
             first = scram.get_client_first().encode()
             self._send(b"p", b"SCRAM-SHA-256\0" + struct.pack("!i", len(first)) + first)
         elif code == 11 and scram is not None:  # SASL continue
+            from scramp import ScramException
+
             try:
                 scram.set_server_first(payload[4:].decode())
                 final = scram.get_client_final()
@@ -208,6 +215,8 @@ class AdminConsole:
                 raise ProtocolError(f"the server's SCRAM challenge is invalid: {exc}") from None
             self._send(b"p", final.encode())
         elif code == 12 and scram is not None:  # SASL final
+            from scramp import ScramException
+
             try:
                 scram.set_server_final(payload[4:].decode())
             except ScramException:
