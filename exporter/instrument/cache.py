@@ -75,8 +75,9 @@ class CacheStats:
             kind = field.rpartition(":")[2]
             setattr(self, kind, getattr(self, kind) + n)
 
-    def _counted(self, func: Callable[P, R], on_return: Callable[[Any], None]) -> Callable[P, R]:
-        """``func`` (sync or async) with an exception counted as an error, a return passed on."""
+    def _counted(self, func: Callable[P, R], *, get: bool) -> Callable[P, R]:
+        """``func`` (sync or async) counted: an exception is an error; a return is a hit or a
+        miss (``get``) or a set. Inline branches, not a callback: this runs on every cache call."""
         if inspect.iscoroutinefunction(func):
             afunc = cast(Callable[P, Awaitable[Any]], func)
             publisher = self.publisher
@@ -90,7 +91,12 @@ class CacheStats:
                 except Exception:
                     self.errors += 1
                     raise
-                on_return(result)
+                if not get:
+                    self.sets += 1
+                elif result is None:
+                    self.misses += 1
+                else:
+                    self.hits += 1
                 return result
 
             return cast(Callable[P, R], awrapper)
@@ -102,27 +108,23 @@ class CacheStats:
             except Exception:
                 self.errors += 1
                 raise
-            on_return(result)
+            if not get:
+                self.sets += 1
+            elif result is None:
+                self.misses += 1
+            else:
+                self.hits += 1
             return result
 
         return wrapper
 
-    def _got(self, value: Any) -> None:
-        if value is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-
-    def _stored(self, _result: Any) -> None:
-        self.sets += 1
-
     def track_get(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate a cache get (sync or async): ``None`` is a miss, a value a hit."""
-        return self._counted(func, self._got)
+        return self._counted(func, get=True)
 
     def track_set(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate a cache set (sync or async): each call that returns is a set."""
-        return self._counted(func, self._stored)
+        return self._counted(func, get=False)
 
     async def close(self) -> None:
         """Send this namespace's last counts and stop publishing it (its publisher runs on)."""
