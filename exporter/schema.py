@@ -361,7 +361,8 @@ def _checked(
         value = _typed(hint, [info], value, loc, errors)
     if value is not _FAIL:
         value = _apply([getattr(cls, m) for m in spec.after.get(name, ())], value, loc, errors)
-    return value
+    # a validator may hand back a fresh plain list or dict: the model keeps it read-only
+    return value if value is _FAIL else _freeze(value)
 
 
 def _apply(

@@ -10,13 +10,23 @@ from typing import Any, Literal
 import pytest
 
 from exporter.config import Config
-from exporter.schema import FrozenDict, FrozenList, Model, ValidationError
+from exporter.schema import FrozenDict, FrozenList, Model, ValidationError, field_validator
+from exporter.webconfig import WebConfig
 
 
 class Tagged(Model):
     tags: list[str] = []
     labels: dict[str, str] = {}
     extra: dict[str, Any] = {}
+
+
+class Cleaned(Model):
+    names: list[str] = []
+
+    @field_validator("names")
+    @classmethod
+    def _strip(cls, value: list[str]) -> list[str]:
+        return [name.strip() for name in value]  # a plain list, handed back
 
 
 class Either(Model):
@@ -62,6 +72,16 @@ def test_a_loaded_config_is_read_only_inside() -> None:
     assert isinstance(config.thresholds, FrozenDict)
     with pytest.raises(TypeError):
         config.targets.redis.clear()
+
+
+def test_what_a_validator_hands_back_is_frozen_too() -> None:
+    cleaned = Cleaned.model_validate({"names": [" a "]})
+    assert cleaned.names == ["a"]
+    with pytest.raises(TypeError):
+        cleaned.names.append("b")
+    web = WebConfig.model_validate({"http_server_config": {"headers": {"x-frame-options": "DENY"}}})
+    with pytest.raises(TypeError):
+        web.http_server_config.headers["X-Frame-Options"] = "SAMEORIGIN"
 
 
 def test_a_union_keeps_the_value_of_its_own_type() -> None:
