@@ -72,7 +72,7 @@ async def main() -> None:
 
     redis = aioredis.from_url(args.redis)
     publisher = Publisher(redis, prefix=f"perf:bench:{os.getpid()}:", ttl=10)
-    stats = CacheStats(redis, "bench", publisher=publisher)
+    stats = CacheStats("bench", publisher)
     store = {"present": b"value"}
 
     async def bare_get() -> Any:
@@ -96,7 +96,7 @@ async def main() -> None:
         async with timed_pool.acquire():
             pass
 
-    reporter = PoolReporter(timed_pool, "bench", publisher=publisher)
+    reporter = PoolReporter(timed_pool, "bench", publisher)
 
     async def bare_context() -> None:
         async with _ReadyContext():

@@ -47,7 +47,7 @@ class Cache:
     def __init__(self, redis: aioredis.Redis, publisher: Publisher) -> None:
         self.redis = redis
         self.memory: dict[str, tuple[float, str]] = {}
-        self.stats = {ns: CacheStats(redis, ns, publisher=publisher) for ns in NAMESPACES}
+        self.stats = {ns: CacheStats(ns, publisher) for ns in NAMESPACES}
 
     @staticmethod
     def key(namespace: str, raw: str) -> str:
@@ -110,9 +110,9 @@ class Service:
             command_timeout=60,
         )
         redis = aioredis.from_url(redis_url, decode_responses=True, socket_timeout=1.0)
-        # one publisher per process: one pipelined round trip per second for everything
+        # one publisher per process, owned here: one pipelined round trip per second for all
         publisher = Publisher(redis, prefix=prefix)
-        reporter = PoolReporter(pool, "main", publisher=publisher)
+        reporter = PoolReporter(pool, "main", publisher)
         return cls(pool, redis, publisher, reporter)
 
     async def item(self, item_id: int) -> dict[str, Any]:

@@ -112,6 +112,11 @@ def overrides_from(args: argparse.Namespace) -> dict[str, object]:
     return out
 
 
+#: The generator-only dependency, and the extra that installs it.
+MIXIN_SDK = "grafana_foundation_sdk"
+MIXIN_INSTALL = "pip install 'perf-exporter[mixin]'"
+
+
 def _error(lines: Sequence[str]) -> None:
     for line in lines:
         print(f"perf-exporter: {line}", file=sys.stderr)  # noqa: T201 - CLI output
@@ -121,8 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["mixin"]:
         # python -m exporter mixin [--config FILE] --out DIR: generate rules and dashboards
-        from exporter.mixin.generate import main as mixin_main
-
+        try:
+            from exporter.mixin.generate import main as mixin_main
+        except ModuleNotFoundError as exc:
+            # the dashboard SDK is an extra: the daemon's own install does not carry it
+            if (exc.name or "").partition(".")[0] != MIXIN_SDK:
+                raise
+            _error([f"the mixin generator needs {MIXIN_SDK}; install it with: {MIXIN_INSTALL}"])
+            return 2
         return mixin_main(argv[1:])
     args = build_parser().parse_args(argv)
     path = args.config_file

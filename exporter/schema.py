@@ -13,13 +13,16 @@ its fields with type hints and defaults::
         @classmethod
         def _url(cls, value: str) -> str: ...
 
-``Redis.model_validate(data)`` returns a frozen instance or raises :class:`ValidationError`
+``Redis.model_validate(data)`` returns a frozen instance (its lists and mappings are read-only
+too, so an equal instance stays equal and its hash stays put) or raises :class:`ValidationError`
 whose ``errors()`` are ``(location, message)`` pairs such as ``(("targets", "redis", 0,
 "scan_count"), "must be at least 10")``. Messages are our own sentences and never quote the
 input, so a password in the wrong place does not end up in an error.
 
 Supported field types: ``bool``, ``int``, ``float``, ``str``, ``Path``, ``Any``, ``Literal``,
-unions (``X | None``, and unions of different shapes such as ``list[str] | Split``),
+unions (``X | None``, and unions of different shapes such as ``list[str] | Split``; a value
+that is already of one branch's exact type takes that branch, otherwise the first branch that
+validates it wins),
 ``list[X]``, ``tuple[X, ...]``, ``dict[str, X]``, nested models and ``Annotated[X, Before(fn),
 Field(...)]``. Input is read the lenient way a config file and the environment need: ``"15"`` is
 an int, ``"yes"`` a bool; a string field takes only strings.
@@ -27,7 +30,6 @@ an int, ``"yes"`` a bool; a string field takes only strings.
 
 from __future__ import annotations
 
-import copy
 import math
 import types
 import typing
@@ -74,6 +76,59 @@ def location(loc: Loc) -> str:
             # a key from the file may hold anything: newlines must not forge extra log lines
             out += ("." if out else "") + repr(part)
     return out or "(top level)"
+
+
+class FrozenList(list[Any]):
+    """A list that refuses changes: the list fields of a frozen model."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> Any:
+        raise TypeError("settings are read-only: copy the list to change it")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+    def __copy__(self) -> FrozenList:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenList:
+        return self
+
+    def __reduce__(self) -> Any:
+        return (FrozenList, (list(self),))
+
+
+class FrozenDict(dict[Any, Any]):
+    """A mapping that refuses changes: the mapping fields of a frozen model."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> Any:
+        raise TypeError("settings are read-only: copy the mapping to change it")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenDict:
+        return self
+
+    def __reduce__(self) -> Any:
+        return (FrozenDict, (dict(self),))
+
+
+def _freeze(value: Any) -> Any:
+    """Lists and mappings (also inside ``Any`` fields and defaults) as read-only containers."""
+    if isinstance(value, FrozenList | FrozenDict):
+        return value
+    if isinstance(value, list):
+        return FrozenList(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return FrozenDict({k: _freeze(v) for k, v in value.items()})
+    return value
 
 
 class FieldInfo:
@@ -239,10 +294,10 @@ class Model:
                 given.add(name)
                 value = _checked(cls, spec, name, hint, info, data[name], (*loc, name), errors)
             elif info.factory is not None:
-                value = info.factory()
+                value = _freeze(info.factory())
             elif info.default is not _MISSING:
-                # a fresh list or mapping per instance, as if it had been written in the file
-                value = copy.copy(info.default)
+                # read-only, so one default list or mapping can serve every instance
+                value = _freeze(info.default)
             else:
                 errors.append(((*loc, name), "is required"))
                 continue
@@ -266,7 +321,7 @@ class Model:
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         for key, value in (update or {}).items():
-            object.__setattr__(new, key, value)
+            object.__setattr__(new, key, _freeze(value))
         object.__setattr__(new, "model_fields_set", self.model_fields_set | set(update or {}))
         return new
 
@@ -306,7 +361,8 @@ def _checked(
         value = _typed(hint, [info], value, loc, errors)
     if value is not _FAIL:
         value = _apply([getattr(cls, m) for m in spec.after.get(name, ())], value, loc, errors)
-    return value
+    # a validator may hand back a fresh plain list or dict: the model keeps it read-only
+    return value if value is _FAIL else _freeze(value)
 
 
 def _apply(
@@ -340,7 +396,7 @@ def _typed(
 def _validate(tp: Any, value: Any, loc: Loc, errors: list[tuple[Loc, str]]) -> Any:
     """``value`` converted to ``tp``; on a problem, append it to ``errors`` and return _FAIL."""
     if tp is Any:
-        return value
+        return _freeze(value)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
@@ -353,13 +409,24 @@ def _validate(tp: Any, value: Any, loc: Loc, errors: list[tuple[Loc, str]]) -> A
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
-        fitting = [a for a in options if _fits(a, value)]
+        if len(options) == 1:
+            return _validate(options[0], value, loc, errors)
+        # the branch of the value's own type first ("15" stays a string in int | str), then
+        # every branch of its shape in order, until one validates it
+        exact = [a for a in options if _exact(a, value)]
+        fitting = exact + [a for a in options if a not in exact and _fits(a, value)]
         if not fitting:
-            if len(options) == 1:
-                return _validate(options[0], value, loc, errors)
             errors.append((loc, "must be " + " or ".join(_describe(a) for a in options)))
             return _FAIL
-        return _validate(fitting[0], value, loc, errors)
+        first_problems: list[tuple[Loc, str]] | None = None
+        for branch in fitting:
+            problems: list[tuple[Loc, str]] = []
+            result = _validate(branch, value, loc, problems)
+            if not problems:
+                return result
+            first_problems = first_problems if first_problems is not None else problems
+        errors.extend(first_problems or [])
+        return _FAIL
     if origin is Literal:
         if isinstance(value, str) and value in args:
             return value
@@ -371,9 +438,9 @@ def _validate(tp: Any, value: Any, loc: Loc, errors: list[tuple[Loc, str]]) -> A
             return _FAIL
         item_type = args[0] if args else Any
         items = [_validate(item_type, v, (*loc, i), errors) for i, v in enumerate(value)]
-        if _FAIL in items:
+        if any(item is _FAIL for item in items):
             return _FAIL
-        return tuple(items) if origin is tuple else items
+        return tuple(items) if origin is tuple else FrozenList(items)
     if origin is dict:
         if not isinstance(value, dict):
             errors.append((loc, "must be a mapping"))
@@ -385,9 +452,9 @@ def _validate(tp: Any, value: Any, loc: Loc, errors: list[tuple[Loc, str]]) -> A
                 errors.append(((*loc, key), "keys must be strings"))
                 continue
             out[key] = _validate(value_type, item, (*loc, key), errors)
-        if _FAIL in out.values() or len(out) < len(value):
+        if any(item is _FAIL for item in out.values()) or len(out) < len(value):
             return _FAIL
-        return out
+        return FrozenDict(out)
     if isinstance(tp, type) and issubclass(tp, Model):
         if isinstance(value, tp):
             return value
@@ -449,6 +516,22 @@ def _scalar(tp: Any, value: Any) -> Any:
     raise TypeError(f"settings field type {tp!r} is not supported")
 
 
+def _exact(tp: Any, value: Any) -> bool:
+    """Whether ``value`` already is of ``tp``'s type, with no conversion (``"15"`` is no int)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _exact(typing.get_args(tp)[0], value)
+    if origin is Literal:
+        return isinstance(value, str) and value in typing.get_args(tp)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp in (int, float):
+        return isinstance(value, tp) and not isinstance(value, bool)
+    if tp in (str, Path):
+        return isinstance(value, tp)
+    return False  # containers and models: their shape decides (_fits)
+
+
 def _fits(tp: Any, value: Any) -> bool:
     """Whether ``value`` has the shape of ``tp`` (which branch of a union to validate with)."""
     origin = typing.get_origin(tp)
@@ -494,8 +577,10 @@ def _number(value: float) -> str:
 def _dump(value: Any) -> Any:
     if isinstance(value, Model):
         return value.model_dump()
-    if isinstance(value, list | tuple):
-        return type(value)(_dump(v) for v in value)
+    if isinstance(value, tuple):
+        return tuple(_dump(v) for v in value)
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
     if isinstance(value, dict):
         return {k: _dump(v) for k, v in value.items()}
     return value

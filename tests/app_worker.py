@@ -46,12 +46,12 @@ class Worker:
             opts["dsn"], min_size=1, max_size=opts["pool_max"], statement_cache_size=0
         )
         self.reporter = PoolReporter(
-            self.pool, "main", publisher=self.publisher, interval=opts["pool_interval"]
+            self.pool, "main", self.publisher, interval=opts["pool_interval"]
         )
 
     def cache(self, namespace: str) -> CacheStats:
         if namespace not in self.caches:
-            self.caches[namespace] = CacheStats(None, namespace, publisher=self.publisher)
+            self.caches[namespace] = CacheStats(namespace, self.publisher)
         return self.caches[namespace]
 
     async def run_cache(self, cmd: dict[str, Any]) -> None:

@@ -6,7 +6,8 @@ sends every query with the extended protocol (Parse/Bind/Execute), even with
 ``fetch("SHOW POOLS")`` fails with "extended query protocol not supported by admin console".
 asyncpg's simple-protocol path (``execute`` without arguments) discards the rows. So this module
 speaks the few messages the console needs: startup, authentication (trust, cleartext, md5,
-SCRAM-SHA-256) and ``Query`` -> ``RowDescription``/``DataRow``/``CommandComplete``.
+SCRAM-SHA-256 through ``scramp``) and ``Query`` -> ``RowDescription``/``DataRow``/
+``CommandComplete``.
 
 Every value arrives as text (the simple protocol has no binary results); callers convert.
 TLS is not implemented: the console is normally reached on localhost or a unix socket.
@@ -15,13 +16,15 @@ TLS is not implemented: the console is normally reached on localhost or a unix s
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import hmac
 import os
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from scramp import ScramClient
 
 Row = dict[str, str | None]
 
@@ -157,7 +160,7 @@ class AdminConsole:
             body += key.encode() + b"\0" + value.encode() + b"\0"
         body += b"\0"
         self._writer.write(struct.pack("!i", len(body) + 4) + body)
-        scram: _Scram | None = None
+        scram: ScramClient | None = None
         while True:
             kind, payload = await self._receive()
             if kind == b"E":
@@ -174,8 +177,8 @@ class AdminConsole:
                 return
 
     async def _authenticate(
-        self, address: ConsoleAddress, payload: bytes, scram: _Scram | None
-    ) -> _Scram | None:
+        self, address: ConsoleAddress, payload: bytes, scram: ScramClient | None
+    ) -> ScramClient | None:
         code = struct.unpack("!i", payload[:4])[0]
         if code == 0:  # AuthenticationOk
             return scram
@@ -195,53 +198,32 @@ class AdminConsole:
             mechanisms = payload[4:].split(b"\0")
             if b"SCRAM-SHA-256" not in mechanisms:
                 raise ProtocolError("the server offers no SASL mechanism we support")
-            scram = _Scram(password or "")
-            first = scram.client_first().encode()
+            # imported here: scramp (with asn1crypto) costs about 2 MiB, paid by SCRAM users only
+            from scramp import ScramClient
+
+            # without channel binding: the console is reached without TLS
+            scram = ScramClient(["SCRAM-SHA-256"], address.user, password or "")
+            first = scram.get_client_first().encode()
             self._send(b"p", b"SCRAM-SHA-256\0" + struct.pack("!i", len(first)) + first)
         elif code == 11 and scram is not None:  # SASL continue
-            self._send(b"p", scram.client_final(payload[4:].decode()).encode())
+            from scramp import ScramException
+
+            try:
+                scram.set_server_first(payload[4:].decode())
+                final = scram.get_client_final()
+            except ScramException as exc:
+                raise ProtocolError(f"the server's SCRAM challenge is invalid: {exc}") from None
+            self._send(b"p", final.encode())
         elif code == 12 and scram is not None:  # SASL final
-            if not scram.verify_server(payload[4:].decode()):
-                raise ProtocolError("the server's SCRAM signature does not match")
+            from scramp import ScramException
+
+            try:
+                scram.set_server_final(payload[4:].decode())
+            except ScramException:
+                raise ProtocolError("the server's SCRAM signature does not match") from None
         else:
             raise ProtocolError(f"unsupported authentication request {code}")
         return scram
-
-
-class _Scram:
-    """Client side of SCRAM-SHA-256 (RFC 5802/7677) without channel binding."""
-
-    def __init__(self, password: str, user: str = "", nonce: str | None = None) -> None:
-        # PostgreSQL ignores the SCRAM user name (the startup packet has it), so it sends ""
-        self.password = password.encode()
-        self.nonce = nonce or base64.b64encode(os.urandom(18)).decode()
-        self.first_bare = f"n={user},r={self.nonce}"
-        self.auth_message = b""
-        self.salted = b""
-
-    def client_first(self) -> str:
-        return "n,," + self.first_bare
-
-    def client_final(self, server_first: str) -> str:
-        attrs = dict(item.split("=", 1) for item in server_first.split(","))
-        if not attrs.get("r", "").startswith(self.nonce):
-            raise ProtocolError("the server's SCRAM nonce does not extend ours")
-        salt = base64.b64decode(attrs["s"])
-        iterations = int(attrs["i"])
-        self.salted = hashlib.pbkdf2_hmac("sha256", self.password, salt, iterations)
-        without_proof = f"c=biws,r={attrs['r']}"
-        self.auth_message = f"{self.first_bare},{server_first},{without_proof}".encode()
-        client_key = hmac.digest(self.salted, b"Client Key", "sha256")
-        stored_key = hashlib.sha256(client_key).digest()
-        signature = hmac.digest(stored_key, self.auth_message, "sha256")
-        proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-        return f"{without_proof},p={base64.b64encode(proof).decode()}"
-
-    def verify_server(self, server_final: str) -> bool:
-        attrs = dict(item.split("=", 1) for item in server_final.split(","))
-        server_key = hmac.digest(self.salted, b"Server Key", "sha256")
-        expected = hmac.digest(server_key, self.auth_message, "sha256")
-        return hmac.compare_digest(base64.b64decode(attrs.get("v", "")), expected)
 
 
 def _row_description(body: bytes) -> list[str]:

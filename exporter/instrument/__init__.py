@@ -2,10 +2,11 @@
 
 Optional and framework-free: an app using asyncpg and ``redis.asyncio`` creates, at startup::
 
-    reporter = PoolReporter(pool, "main", redis)            # wraps pool.acquire
-    api_cache = CacheStats(redis, "api_response")           # count hits/misses/... per namespace
+    publisher = Publisher(redis)                    # one per process, owned by the app
+    PoolReporter(pool, "main", publisher)           # wraps pool.acquire
+    api_cache = CacheStats("api_response", publisher)  # hits/misses/... per namespace
 
-and closes them at shutdown (``await reporter.publisher.close()``). Every process publishes to
+and closes the publisher at shutdown (``await publisher.close()``). Every process publishes to
 its own Redis hashes (``<prefix>cache:<process>``, ``<prefix>pool:<process>:<name>``) with a
 TTL; the exporter sums the processes and keeps counters monotonic when workers come and go.
 See docs/instrument.md.

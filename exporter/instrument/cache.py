@@ -1,7 +1,7 @@
 """Cache statistics per namespace: hits, misses, sets, errors and fallbacks to memory.
 
-Counting is an integer increment in this process; the shared :class:`Publisher` flushes the
-differences to Redis once a second in one pipelined round trip, never once per call.
+Counting is an integer increment in this process; the application's :class:`Publisher` flushes
+the differences to Redis once a second in one pipelined round trip, never once per call.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
-from exporter.instrument.layout import CACHE_KINDS, DEFAULT_PREFIX
+from exporter.instrument.layout import CACHE_KINDS
 from exporter.instrument.publisher import Publisher
 
 P = ParamSpec("P")
@@ -25,28 +25,21 @@ class CacheStats:
     cache does those things, or decorate the cache's get with :meth:`track_get` (a ``None``
     result is a miss, an exception an error) and its set with :meth:`track_set`.
 
-    Meant for asyncio code: create it while the event loop runs (in the app's startup) so the
-    publisher's flush task starts; the counters are plain integers, not guarded for threads.
+    The ``publisher`` the application created ships the counts; closing these stats detaches
+    them from it and leaves the publisher (and every other namespace) running. Meant for
+    asyncio code: the counters are plain integers, not guarded for threads.
     """
 
-    def __init__(
-        self,
-        redis: Any,
-        namespace: str,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        publisher: Publisher | None = None,
-        **publisher_options: Any,
-    ) -> None:
+    def __init__(self, namespace: str, publisher: Publisher) -> None:
         self.namespace = namespace
-        self.publisher = publisher or Publisher.shared(redis, prefix, **publisher_options)
+        self.publisher = publisher
         self.hits = 0
         self.misses = 0
         self.sets = 0
         self.errors = 0
         self.fallbacks = 0
         self._fields = {kind: f"{namespace}:{kind}" for kind in CACHE_KINDS}
-        self.publisher.add_cache(self)
+        publisher.add_cache(self)
 
     def hit(self) -> None:
         self.hits += 1
@@ -74,7 +67,6 @@ class CacheStats:
             "fallbacks": self.fallbacks,
         }
         self.hits = self.misses = self.sets = self.errors = self.fallbacks = 0
-        self.publisher.ensure_started()
         return {self._fields[kind]: n for kind, n in counts.items() if n}
 
     def give_back(self, deltas: dict[str, int]) -> None:
@@ -83,72 +75,57 @@ class CacheStats:
             kind = field.rpartition(":")[2]
             setattr(self, kind, getattr(self, kind) + n)
 
-    def track_get(self, func: Callable[P, R]) -> Callable[P, R]:
-        """Decorate a cache get (sync or async): ``None`` is a miss, a value a hit."""
+    def _counted(self, func: Callable[P, R], *, get: bool) -> Callable[P, R]:
+        """``func`` (sync or async) counted: an exception is an error; a return is a hit or a
+        miss (``get``) or a set. Inline branches, not a callback: this runs on every cache call."""
         if inspect.iscoroutinefunction(func):
             afunc = cast(Callable[P, Awaitable[Any]], func)
+            publisher = self.publisher
 
             @functools.wraps(func)
-            async def aget(*args: P.args, **kwargs: P.kwargs) -> Any:
-                if not self.publisher.running:  # created before the loop ran: start now
-                    self.publisher.ensure_started()
-                try:
-                    value = await afunc(*args, **kwargs)
-                except Exception:
-                    self.errors += 1
-                    raise
-                if value is None:
-                    self.misses += 1
-                else:
-                    self.hits += 1
-                return value
-
-            return cast(Callable[P, R], aget)
-
-        @functools.wraps(func)
-        def get(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                value = func(*args, **kwargs)
-            except Exception:
-                self.errors += 1
-                raise
-            if value is None:
-                self.misses += 1
-            else:
-                self.hits += 1
-            return value
-
-        return get
-
-    def track_set(self, func: Callable[P, R]) -> Callable[P, R]:
-        """Decorate a cache set (sync or async): each call that returns is a set."""
-        if inspect.iscoroutinefunction(func):
-            afunc = cast(Callable[P, Awaitable[Any]], func)
-
-            @functools.wraps(func)
-            async def aset(*args: P.args, **kwargs: P.kwargs) -> Any:
+            async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                if not publisher.running:  # created before the loop ran: start now
+                    publisher.ensure_started()
                 try:
                     result = await afunc(*args, **kwargs)
                 except Exception:
                     self.errors += 1
                     raise
-                self.sets += 1
+                if not get:
+                    self.sets += 1
+                elif result is None:
+                    self.misses += 1
+                else:
+                    self.hits += 1
                 return result
 
-            return cast(Callable[P, R], aset)
+            return cast(Callable[P, R], awrapper)
 
         @functools.wraps(func)
-        def set_(*args: P.args, **kwargs: P.kwargs) -> R:
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
                 result = func(*args, **kwargs)
             except Exception:
                 self.errors += 1
                 raise
-            self.sets += 1
+            if not get:
+                self.sets += 1
+            elif result is None:
+                self.misses += 1
+            else:
+                self.hits += 1
             return result
 
-        return set_
+        return wrapper
+
+    def track_get(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Decorate a cache get (sync or async): ``None`` is a miss, a value a hit."""
+        return self._counted(func, get=True)
+
+    def track_set(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Decorate a cache set (sync or async): each call that returns is a set."""
+        return self._counted(func, get=False)
 
     async def close(self) -> None:
-        """Flush the last counts and stop the shared publisher (on application shutdown)."""
-        await self.publisher.close()
+        """Send this namespace's last counts and stop publishing it (its publisher runs on)."""
+        await self.publisher.remove_cache(self)

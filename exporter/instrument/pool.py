@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Generator
 from typing import Any
 
-from exporter.instrument.layout import ACQUIRE_BUCKETS, DEFAULT_PREFIX, bucket_field
+from exporter.instrument.layout import ACQUIRE_BUCKETS, bucket_field
 from exporter.instrument.publisher import Publisher
 
 
@@ -43,6 +43,8 @@ class _TimedAcquire:
 class PoolReporter:
     """Publishes one asyncpg pool's state every ``interval`` seconds under ``name``.
 
+    The application's ``publisher`` ships it; :meth:`close` removes this pool only.
+
     ``waiting`` counts callers inside ``acquire`` right now; ``timeouts`` the acquires that gave
     up; the latency histogram observes every successful acquire.
     """
@@ -51,16 +53,11 @@ class PoolReporter:
         self,
         pool: Any,
         name: str,
-        redis: Any = None,
+        publisher: Publisher,
         *,
-        prefix: str = DEFAULT_PREFIX,
         interval: float = 5.0,
         buckets: tuple[float, ...] = ACQUIRE_BUCKETS,
-        publisher: Publisher | None = None,
-        **publisher_options: Any,
     ) -> None:
-        if publisher is None and redis is None:
-            raise ValueError("give the Redis client to publish to, or a publisher")
         self.pool = pool
         self.name = name
         self.interval = interval
@@ -74,8 +71,8 @@ class PoolReporter:
         self._next_publish = 0.0
         self._original_class = type(pool)
         self._wrap()
-        self.publisher = publisher or Publisher.shared(redis, prefix, **publisher_options)
-        self.publisher.add_pool(self)
+        self.publisher = publisher
+        publisher.add_pool(self)
 
     def _wrap(self) -> None:
         base = self._original_class

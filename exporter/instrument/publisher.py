@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from exporter.instrument.layout import DEFAULT_PREFIX, cache_key, pool_key
 
@@ -32,14 +32,14 @@ def process_identity() -> str:
 
 
 class Publisher:
-    """Batches the counters of every :class:`CacheStats` and :class:`PoolReporter` of a process.
+    """Batches the counters of the :class:`CacheStats` and :class:`PoolReporter` given to it.
 
-    ``ttl`` (seconds) is how long a worker's keys outlive its last publish; the ``app``
-    collector's interval must be shorter, so it sees a dead worker's final counts before they
-    vanish. Use :meth:`shared` to get the publisher of a Redis client and prefix.
+    The application creates one per process (in its startup, while the event loop runs, so the
+    flush task starts), hands it to every stats object and closes it at shutdown: whoever
+    created it owns it, and nothing else stops it. ``ttl`` (seconds) is how long a worker's
+    keys outlive its last publish; the ``app`` collector's interval must be shorter, so it sees
+    a dead worker's final counts before they vanish.
     """
-
-    _shared: ClassVar[dict[tuple[int, str], Publisher]] = {}
 
     def __init__(
         self,
@@ -60,20 +60,11 @@ class Publisher:
         self._caches: list[CacheStats] = []
         self._pools: list[PoolReporter] = []
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self._cache_refreshed = 0.0
         #: Flushes that reached Redis, and those that failed (their counts were kept).
         self.flushes = 0
         self.failures = 0
-
-    @classmethod
-    def shared(cls, redis: Any, prefix: str = DEFAULT_PREFIX, **options: Any) -> Publisher:
-        """The publisher of this Redis client and prefix (``options`` apply on first use)."""
-        key = (id(redis), prefix)
-        publisher = cls._shared.get(key)
-        if publisher is None or publisher.redis is not redis:
-            publisher = cls(redis, prefix=prefix, **options)
-            cls._shared[key] = publisher
-        return publisher
 
     @property
     def running(self) -> bool:
@@ -81,7 +72,7 @@ class Publisher:
 
     def ensure_started(self) -> None:
         """Start the flush task if an event loop runs here (otherwise on a later call)."""
-        if self._task is not None:
+        if self._task is not None or self._closed:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -96,6 +87,25 @@ class Publisher:
     def add_pool(self, reporter: PoolReporter) -> None:
         self._pools.append(reporter)
         self.ensure_started()
+
+    async def remove_cache(self, stats: CacheStats) -> None:
+        """Forget one namespace after sending its last counts; the others keep publishing."""
+        if stats not in self._caches:
+            return
+        self._caches.remove(stats)
+        deltas = stats.take()
+        if not deltas:
+            return
+        key = cache_key(self.prefix, self.process)
+        pipe = self.redis.pipeline(transaction=False)
+        for field, delta in deltas.items():
+            pipe.hincrby(key, field, delta)
+        pipe.expire(key, max(1, round(self.ttl)))
+        try:
+            await pipe.execute()
+        except Exception as exc:  # nothing is left to retry them: say so once, never raise
+            log.warning("cannot publish the last stats of %s to Redis: %s", stats.namespace, exc)
+            self.failures += 1
 
     async def remove_pool(self, reporter: PoolReporter) -> None:
         """Forget a pool and delete its key at once (a closed pool has no size to report)."""
@@ -155,6 +165,7 @@ class Publisher:
 
     async def close(self) -> None:
         """Stop the task and send the last counts (call on application shutdown)."""
+        self._closed = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -164,6 +175,3 @@ class Publisher:
             reporter.unwrap()
             await self.remove_pool(reporter)
         await self.flush()
-        for key, publisher in list(self._shared.items()):
-            if publisher is self:
-                del self._shared[key]

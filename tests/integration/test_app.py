@@ -212,7 +212,7 @@ async def test_cache_counts_reach_redis_in_a_few_pipelined_flushes(
 ) -> None:
     client = aioredis.from_url(redis_server.url, decode_responses=True)
     publisher = Publisher(client, prefix=prefix, flush_interval=0.2, ttl=5)
-    stats = CacheStats(client, "api_response", publisher=publisher)
+    stats = CacheStats("api_response", publisher)
     try:
         started = time.monotonic()
         for i in range(2000):

@@ -11,7 +11,7 @@ from exporter.collectors.pgbouncer import (
     _with_max_wait_us,
     families_from,
 )
-from exporter.collectors.pgbouncer_console import ConsoleAddress, ConsoleError, _Scram
+from exporter.collectors.pgbouncer_console import ConsoleAddress, ConsoleError
 
 
 class _Families:
@@ -86,20 +86,6 @@ def test_console_address_prefers_the_configured_password() -> None:
 def test_console_address_defaults_and_unix_socket() -> None:
     addr = ConsoleAddress.from_dsn("postgresql://stats@/pgbouncer?host=/run/pgbouncer")
     assert (addr.host, addr.port, addr.password) == ("/run/pgbouncer", 6432, None)
-
-
-def test_scram_matches_the_rfc_7677_example() -> None:
-    scram = _Scram("pencil", user="user", nonce="rOprNGfwEbeRWgbNEkqO")
-    assert scram.client_first() == "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
-    server_first = (
-        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
-    )
-    assert scram.client_final(server_first) == (
-        "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-        "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
-    )
-    assert scram.verify_server("v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
-    assert not scram.verify_server("v=AAAATRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
 
 
 def test_auth_errors_are_recognised_by_sqlstate_or_text() -> None:
