@@ -13,7 +13,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from exporter.share import SOURCES  # noqa: E402 - needs the checkout on sys.path first
+from exporter.share import SOURCES
 
 shared = {f"exporter.share.{name}": repo_dir for name, (repo_dir, _) in SOURCES.items()}
 setup(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -74,8 +73,17 @@ def as_nobody(
     )
     clean_env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"}
     return run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-ec", "\n".join(script), "sh"]
-        + cmd,
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-ec",
+            "\n".join(script),
+            "sh",
+            *cmd,
+        ],
         env={**clean_env, **(env or {})},
         cwd="/",
     )
