@@ -20,6 +20,7 @@ SOURCES: dict[str, tuple[str, str]] = {
     "docs": ("docs", "runbooks.md"),
     "config": ("examples/config", "*.yml"),
     "systemd": ("examples/systemd", "perf-exporter.*"),
+    "kubernetes": ("examples/kubernetes", "*.yml"),
 }
 
 _HERE = Path(__file__).resolve().parent

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from deploy_support import (
     ROOT,
     as_nobody,
@@ -87,6 +88,37 @@ def test_installed_wheel_accepts_every_example_config_as_nobody(
     assert result.stdout.startswith("configuration OK: ")
 
 
+def _config_maps() -> list[tuple[str, str]]:
+    return [
+        (path.name, doc["metadata"]["name"])
+        for path in sorted((ROOT / "examples/kubernetes").glob("*.yml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc["kind"] == "ConfigMap"
+    ]
+
+
+@pytest.mark.parametrize(("file_name", "config_map"), _config_maps())
+def test_installed_wheel_accepts_the_kubernetes_configmaps_config_as_nobody(
+    installed: Installed, file_name: str, config_map: str
+) -> None:
+    shipped = installed.share / "kubernetes" / file_name
+    (doc,) = [
+        d
+        for d in yaml.safe_load_all(shipped.read_text())
+        if d and d["metadata"]["name"] == config_map
+    ]
+    (text,) = doc["data"].values()
+    config = world_readable_dir("perf-k8s-config-") / "perf-exporter.yml"
+    config.write_text(text)
+    config.chmod(0o644)
+    result = as_nobody(
+        [str(installed.bin / "perf-exporter"), "--check-config", "--config.file", str(config)],
+        secrets=password_files(yaml.safe_load(text)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("configuration OK: ")
+
+
 SHIPPED_DIRS = {repo_dir: name for name, (repo_dir, _) in SOURCES.items()}
 
 
@@ -113,6 +145,7 @@ def test_wheel_carries_the_committed_operator_files(installed: Installed) -> Non
         "docs/runbooks.md",
         "config/full.yml",
         "systemd/perf-exporter.service",
+        "kubernetes/prometheusrule.yml",
     ):
         assert f"exporter/share/{needed}" in shipped, needed
 
