@@ -150,12 +150,14 @@ def test_wheel_carries_the_committed_operator_files(installed: Installed) -> Non
         assert f"exporter/share/{needed}" in shipped, needed
 
 
+@pytest.mark.parametrize("config", [None, "minimal.yml"], ids=["no-config", "no-thresholds"])
 def test_installed_mixin_writes_the_shipped_files_without_the_generator(
-    installed: Installed,
+    installed: Installed, config: str | None
 ) -> None:
     out = world_readable_dir("perf-mixin-out-")
     out.chmod(0o777)
-    result = as_nobody([str(installed.bin / "perf-exporter"), "mixin", "--out", str(out)])
+    args = [] if config is None else ["--config", str(installed.share / "config" / config)]
+    result = as_nobody([str(installed.bin / "perf-exporter"), "mixin", *args, "--out", str(out)])
     assert result.returncode == 0, result.stdout + result.stderr
     written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
     committed = {
