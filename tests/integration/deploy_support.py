@@ -3,7 +3,9 @@ with secrets mounted where the example configs expect them."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -21,6 +23,7 @@ def world_readable_dir(prefix: str) -> Path:
     """A fresh directory outside pytest's private tmp (mode 0700), so ``nobody`` can enter it."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import configparser
 import itertools
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from daemon import Daemon
-from deploy_support import ROOT, run
+from deploy_support import ROOT, run, world_readable_dir
 
 pytestmark = pytest.mark.integration
 
@@ -105,8 +103,7 @@ class NotifySocket:
             self.env = "@" + name
         else:
             # unix socket paths are limited to 107 bytes: pytest's tmp_path may be longer
-            self.dir = tempfile.mkdtemp(prefix="perf-notify-")
-            self.env = os.path.join(self.dir, "notify")
+            self.env = str(world_readable_dir("perf-notify-") / "notify")
             self.sock.bind(self.env)
 
     def receive(self, timeout: float) -> tuple[str, float]:
