@@ -62,10 +62,11 @@ class SystemdNotifier:
         """Ping from the running loop while ``healthy()``; None when systemd wants no pings."""
         if self.watchdog_seconds is None:
             return None
-        return asyncio.get_running_loop().create_task(self._watchdog(healthy))
+        # half the timeout, as sd_watchdog_enabled(3) advises: one late ping is not a restart
+        interval = self.watchdog_seconds / 2
+        return asyncio.get_running_loop().create_task(self._watchdog(healthy, interval))
 
-    async def _watchdog(self, healthy: Callable[[], bool]) -> None:
-        interval = self.watchdog_seconds / 2 if self.watchdog_seconds else 1.0
+    async def _watchdog(self, healthy: Callable[[], bool], interval: float) -> None:
         while True:
             if healthy():
                 self.send("WATCHDOG=1")
