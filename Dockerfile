@@ -20,7 +20,8 @@ RUN python -m venv "$PREFIX" \
 
 # --- run: the venv on the same base, as an unprivileged user ---
 FROM ${PYTHON_IMAGE}
-RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin perf-exporter
+RUN groupadd --system --gid 10001 perf-exporter \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin perf-exporter
 COPY --from=build /opt/perf-exporter /opt/perf-exporter
 USER 10001:10001
 EXPOSE 9839
