@@ -40,9 +40,10 @@ format: python-packages
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Regenerate alerts/, dashboards/ and docs/runbooks.md (committed; a test compares them).
+# Regenerate alerts/, dashboards/, docs/runbooks.md and the PrometheusRule (committed; tests compare them).
 mixin: python-packages
 	$(BIN)/python -m exporter mixin --out .
+	$(BIN)/python -m exporter.mixin_k8s
 
 # perf-exporter against the Debian reference exporters (bounded: at most ten minutes)
 bench: setup

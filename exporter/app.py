@@ -23,6 +23,7 @@ from exporter import config as config_module
 from exporter.config import Config, ConfigError, split_listen_address
 from exporter.listener import GuardedSite
 from exporter.mixin.thresholds import Thresholds
+from exporter.notify import SystemdNotifier
 from exporter.scheduler import Scheduler, build_jobs
 from exporter.server import Handlers, build_app
 from exporter.snapshot import Snapshot
@@ -289,8 +290,14 @@ class Daemon:
                 "jobs": len(jobs),
             },
         )
+        notifier = SystemdNotifier.from_environ()
+        notifier.ready()
+        watchdog = notifier.start_watchdog(self.healthy)
         await self._stop.wait()
         log.info("shutting down")
+        notifier.stopping()
+        if watchdog is not None:
+            watchdog.cancel()
         expiry.cancel()
         if self._render_handle is not None:
             self._render_handle.cancel()

@@ -125,7 +125,13 @@ def _error(lines: Sequence[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["mixin"]:
-        # python -m exporter mixin [--config FILE] --out DIR: generate rules and dashboards
+        # python -m exporter mixin [--config FILE] --out DIR: generate rules and dashboards;
+        # an installed package writes out the files it ships when no thresholds change them
+        from exporter.share import mixin_from_package
+
+        shipped = mixin_from_package(argv[1:])
+        if shipped is not None:
+            return shipped
         try:
             from exporter.mixin.generate import main as mixin_main
         except ModuleNotFoundError as exc:
