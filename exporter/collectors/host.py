@@ -35,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.base import Collected, Collector
-from exporter.config import HostSettings, TargetConfig
+from exporter.config import HostSettings, TargetConfig, Timing
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -187,8 +187,10 @@ class HostCollector(Collector[TargetConfig, HostSettings]):
     name = "host"
     target_label = False
 
-    def __init__(self, target: TargetConfig, settings: HostSettings) -> None:
-        super().__init__(target, settings)
+    def __init__(
+        self, target: TargetConfig, settings: HostSettings, timing: Timing | None = None
+    ) -> None:
+        super().__init__(target, settings, timing)
         self._mount_include = re.compile(settings.mountpoint_include)
         self._mount_exclude = re.compile(settings.mountpoint_exclude)
         self._fstype_exclude = re.compile(settings.fstype_exclude)
