@@ -66,6 +66,8 @@ from exporter.collectors.redis_namespaces import (
 from exporter.config import DEFAULT_REDIS_URL, RedisSettings, RedisTarget, Timing
 
 CLIENT_NAME = "perf-exporter"
+#: The part of the cycle's timeout a connect (TCP and TLS handshake) may take.
+CONNECT_SHARE = 0.9
 #: Skip CLIENT SETINFO on connect: Redis < 7.2 answers it with an error that would show up in
 #: the very errorstats we report (redis-py 8 spells this driver_info=None, older lib_name=None).
 _NO_SETINFO: dict[str, Any] = (
@@ -81,7 +83,9 @@ def _connection_settings(
     """Connection class, its keyword arguments and a password-free ``where`` for messages."""
     kwargs: dict[str, Any] = {
         "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
+        # shorter than the cycle's timeout, so a connect that hangs (a TLS client on a plain
+        # port) is reported by the driver, which says it was connecting
+        "socket_connect_timeout": CONNECT_SHARE * timeout,
         "retry": Retry(NoBackoff(), 0),  # we decide when to retry: connected.Backoff
         "client_name": CLIENT_NAME,
         # RESP2: no HELLO, no maintenance-notification handshake, so the ACL stays minimal
@@ -232,8 +236,8 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
             # a TLS client talking to a plain port waits for a ServerHello that never comes
             return CollectError(
                 "connection",
-                f"the TLS handshake with {where} did not complete within {self.timeout:g}s "
-                "(does that port speak TLS?).",
+                f"the TLS handshake with {where} did not complete within "
+                f"{CONNECT_SHARE * self.timeout:g}s (does that port speak TLS?).",
             )
         if isinstance(exc, rx.TimeoutError | TimeoutError):
             return CollectError("timeout", f"{where} did not answer within {self.timeout:g}s.")
