@@ -31,13 +31,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.base import Collected, CollectError, parse_number
 from exporter.collectors.connected import ConnectedCollector
+from exporter.collectors.field_metric import FieldMetric
 from exporter.collectors.pgbouncer_console import (
     AdminConsole,
     ConsoleAddress,
@@ -51,14 +52,9 @@ MICROSECONDS = 1e-6
 
 
 @dataclass(frozen=True)
-class Column:
+class Column(FieldMetric):
     """One SHOW column as one metric; ``state`` adds a fixed ``state`` label value."""
 
-    column: str
-    metric: str
-    kind: Literal["gauge", "counter"]
-    help: str
-    scale: float = 1.0
     state: str | None = None
 
 
@@ -281,19 +277,15 @@ def families_from(
     rows = list(rows)
     for col in view.columns:
         for row in rows:
-            if col.column not in row:
+            if col.source not in row:
                 continue
-            value = parse_number(row[col.column])
+            value = parse_number(row[col.source])
             if value is None:
                 continue
             family = families.get(col.metric)
             labels = list(view.labels) + (["state"] if col.state is not None else [])
             if family is None:
-                if col.kind == "gauge":
-                    family = GaugeMetricFamily(col.metric, col.help, labels=labels)
-                else:
-                    family = CounterMetricFamily(col.metric, col.help, labels=labels)
-                families[col.metric] = family
+                family = families[col.metric] = col.family(labels)
             values = list(view.row_labels(row)) + ([col.state] if col.state is not None else [])
             family.add_metric(values, value * col.scale)
     return families
