@@ -56,6 +56,7 @@ from redis.backoff import NoBackoff
 
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.connected import ConnectedCollector
+from exporter.collectors.field_metric import FieldMetric
 from exporter.collectors.probe_histogram import ProbeHistogram
 from exporter.collectors.redis_info import Info, families_from_info, parse_info
 from exporter.collectors.redis_namespaces import (
@@ -125,6 +126,30 @@ def _connection_settings(
     kwargs["username"] = target.username or username
     kwargs["password"] = password_from_file or password
     return cls, kwargs, where
+
+
+#: Per-namespace counts of the last complete pass: NamespaceCounts attribute -> metric.
+NAMESPACE_METRICS: tuple[FieldMetric, ...] = (
+    FieldMetric(
+        "keys",
+        "perf_redis_namespace_keys",
+        "gauge",
+        "Keys per namespace at the last complete SCAN pass; keys matching no pattern are "
+        'namespace="other".',
+    ),
+    FieldMetric(
+        "keys_without_ttl",
+        "perf_redis_namespace_keys_without_ttl",
+        "gauge",
+        "Keys per namespace that never expire (a growing value is a cache leak).",
+    ),
+    FieldMetric(
+        "memory_bytes",
+        "perf_redis_namespace_memory_bytes",
+        "gauge",
+        "Approximate bytes per namespace: mean MEMORY USAGE of a sample times the key count.",
+    ),
+)
 
 
 def _raw(response: Any, **_: Any) -> Any:
@@ -306,30 +331,14 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
             )
         if scan.published is None:
             return out
-        keys = GaugeMetricFamily(
-            "perf_redis_namespace_keys",
-            "Keys per namespace at the last complete SCAN pass; keys matching no pattern are "
-            'namespace="other".',
-            labels=["namespace"],
-        )
-        no_ttl = GaugeMetricFamily(
-            "perf_redis_namespace_keys_without_ttl",
-            "Keys per namespace that never expire (a growing value is a cache leak).",
-            labels=["namespace"],
-        )
-        memory = GaugeMetricFamily(
-            "perf_redis_namespace_memory_bytes",
-            "Approximate bytes per namespace: mean MEMORY USAGE of a sample times the key count.",
-            labels=["namespace"],
-        )
+        shown = [
+            m for m in NAMESPACE_METRICS if m.source != "memory_bytes" or scan.budget.memory_sample
+        ]
+        families = [metric.family(["namespace"]) for metric in shown]
         for label, counts in sorted(scan.published.items()):
-            keys.add_metric([label], float(counts.keys))
-            no_ttl.add_metric([label], float(counts.keys_without_ttl))
-            if scan.budget.memory_sample:
-                memory.add_metric([label], counts.memory_bytes)
-        out.extend([keys, no_ttl])
-        if scan.budget.memory_sample:
-            out.append(memory)
+            for metric, family in zip(shown, families, strict=True):
+                family.add_metric([label], float(getattr(counts, metric.source)))
+        out.extend(families)
         return out
 
     def _facts(self, info: Info, probe_seconds: float) -> Mapping[str, Any]:

@@ -344,30 +344,31 @@ def _errorstats(info: Info) -> list[Metric]:
     return [errors] if errors.samples else []
 
 
-def _keyspace(info: Info) -> list[Metric]:
-    keys = GaugeMetricFamily("perf_redis_db_keys", "Keys per database.", labels=["db"])
-    expiring = GaugeMetricFamily(
-        "perf_redis_db_keys_expiring", "Keys with a TTL per database.", labels=["db"]
-    )
-    avg_ttl = GaugeMetricFamily(
+#: The fields of each ``db<N>`` line of INFO keyspace, labelled ``db``.
+KEYSPACE: tuple[FieldMetric, ...] = (
+    FieldMetric("keys", "perf_redis_db_keys", "gauge", "Keys per database."),
+    FieldMetric("expires", "perf_redis_db_keys_expiring", "gauge", "Keys with a TTL per database."),
+    FieldMetric(
+        "avg_ttl",
         "perf_redis_db_avg_ttl_seconds",
+        "gauge",
         "Estimated average remaining TTL of the expiring keys per database (0 if none).",
-        labels=["db"],
-    )
+        1e-3,
+    ),
+)
+
+
+def _keyspace(info: Info) -> list[Metric]:
+    families = [field.family(["db"]) for field in KEYSPACE]
     for key, value in info.items():
         if not (key.startswith("db") and key[2:].isdigit()):
             continue
         stats = parse_pairs(value)
-        db = key[2:]
-        for family, field, scale in (
-            (keys, "keys", 1.0),
-            (expiring, "expires", 1.0),
-            (avg_ttl, "avg_ttl", 1e-3),
-        ):
-            number = parse_number(stats.get(field))
+        for field, family in zip(KEYSPACE, families, strict=True):
+            number = parse_number(stats.get(field.source))
             if number is not None:
-                family.add_metric([db], number * scale)
-    return [f for f in (keys, expiring, avg_ttl) if f.samples]
+                family.add_metric([key[2:]], number * field.scale)
+    return [f for f in families if f.samples]
 
 
 def _replicas(info: Info) -> list[Metric]:
