@@ -344,17 +344,13 @@ def _errorstats(info: Info) -> list[Metric]:
     return [errors] if errors.samples else []
 
 
+_AVG_TTL = "Estimated average remaining TTL of the expiring keys per database (0 if none)."
+
 #: The fields of each ``db<N>`` line of INFO keyspace, labelled ``db``.
 KEYSPACE: tuple[FieldMetric, ...] = (
     FieldMetric("keys", "perf_redis_db_keys", "gauge", "Keys per database."),
     FieldMetric("expires", "perf_redis_db_keys_expiring", "gauge", "Keys with a TTL per database."),
-    FieldMetric(
-        "avg_ttl",
-        "perf_redis_db_avg_ttl_seconds",
-        "gauge",
-        "Estimated average remaining TTL of the expiring keys per database (0 if none).",
-        1e-3,
-    ),
+    FieldMetric("avg_ttl", "perf_redis_db_avg_ttl_seconds", "gauge", _AVG_TTL, 1e-3),
 )
 
 
