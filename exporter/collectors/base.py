@@ -71,6 +71,7 @@ class Collector(abc.ABC, Generic[TargetT, SettingsT]):
         # the scheduler always passes what config resolved; built by hand (tests, tools), the
         # same rules apply with the global defaults, so no collector has a default of its own
         resolved = timing if timing is not None else resolve_timing(settings, target)
+        #: Seconds between cycles, and how long one cycle may take (already capped by config).
         self.interval = resolved.interval
         self.timeout = resolved.timeout
 
