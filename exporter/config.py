@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -30,6 +31,8 @@ DEFAULT_PORT = 9839
 DEFAULT_LISTEN_ADDRESS = f":{DEFAULT_PORT}"
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_INTERVAL = 15.0
+DEFAULT_TIMEOUT = 5.0
 ENV_PREFIX = "PERF_EXPORTER_"
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
@@ -429,6 +432,37 @@ class Targets(Model):
         return self
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How often one collector samples one target, and how long one sample may take."""
+
+    interval: float
+    timeout: float
+
+
+def resolve_timing(
+    settings: CollectorSettings,
+    target: TargetConfig | None = None,
+    *,
+    interval: float = DEFAULT_INTERVAL,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Timing:
+    """Target override, then collector override, then the global value (``interval`` and
+    ``timeout``); the timeout is never longer than 90 % of the interval it belongs to.
+
+    The one place these rules live: the scheduler and every collector use what it returns.
+    """
+    chosen_interval = next(
+        (v for v in (target.interval if target else None, settings.interval) if v is not None),
+        interval,
+    )
+    chosen_timeout = next(
+        (v for v in (target.timeout if target else None, settings.timeout) if v is not None),
+        timeout,
+    )
+    return Timing(chosen_interval, min(chosen_timeout, 0.9 * chosen_interval))
+
+
 # --- the whole file -----------------------------------------------------------------------------
 
 
@@ -468,8 +502,8 @@ class LogSettings(Model):
 class Config(Model):
     """The validated configuration of one daemon."""
 
-    interval: Duration = 15.0
-    timeout: Duration = 5.0
+    interval: Duration = DEFAULT_INTERVAL
+    timeout: Duration = DEFAULT_TIMEOUT
     web: WebSettings = WebSettings()
     log: LogSettings = LogSettings()
     collectors: Collectors = Collectors()
@@ -480,28 +514,15 @@ class Config(Model):
     @model_validator(mode="after")
     def _timeout_fits(self) -> Config:
         # only a timeout the user set is an error; the 5 s default is capped to 90 % of a short
-        # interval by timeout_for, so `interval: 2s` alone just works
+        # interval by resolve_timing, so `interval: 2s` alone just works
         if "timeout" in self.model_fields_set and self.timeout >= self.interval:
             raise ValueError("timeout must be shorter than interval")
         return self
 
-    def interval_for(self, collector: str, target: TargetConfig | None = None) -> float:
-        """Target override, then collector override, then the global interval."""
+    def timing_for(self, collector: str, target: TargetConfig | None = None) -> Timing:
+        """The interval and timeout of one collector for one target (see :func:`resolve_timing`)."""
         settings: CollectorSettings = getattr(self.collectors, collector)
-        for value in (target.interval if target else None, settings.interval):
-            if value is not None:
-                return value
-        return self.interval
-
-    def timeout_for(self, collector: str, target: TargetConfig | None = None) -> float:
-        """Like :meth:`interval_for`, but never longer than 90 % of that interval."""
-        settings: CollectorSettings = getattr(self.collectors, collector)
-        timeout = self.timeout
-        for value in (target.timeout if target else None, settings.timeout):
-            if value is not None:
-                timeout = value
-                break
-        return min(timeout, 0.9 * self.interval_for(collector, target))
+        return resolve_timing(settings, target, interval=self.interval, timeout=self.timeout)
 
     def enabled(self, collector: str) -> bool:
         settings: CollectorSettings = getattr(self.collectors, collector)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -76,20 +75,16 @@ def _same(old: Job, new: Job) -> bool:
     )
 
 
-def classify(exc: BaseException) -> tuple[Reason, str]:
-    """Map an exception from a collector to an error reason and a one-sentence message."""
+def failure_reason(exc: BaseException) -> tuple[Reason, str]:
+    """The error reason and one-sentence message of a failed run.
+
+    Collectors translate their drivers' errors into :class:`CollectError`; the scheduler knows
+    no driver, so anything else is a timeout of its own backstop or ``other`` (a bug).
+    """
     if isinstance(exc, CollectError):
         return exc.reason, exc.message
     if isinstance(exc, TimeoutError):
         return "timeout", "the collection did not finish within its timeout"
-    if isinstance(
-        exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
-    ):
-        return "auth", "authentication failed"
-    if isinstance(exc, OSError):
-        return "connection", f"connection failed ({type(exc).__name__})"
-    if isinstance(exc, asyncpg.PostgresError):
-        return "query", f"query failed ({type(exc).__name__})"
     return "other", f"unexpected {type(exc).__name__}: {exc}"
 
 
@@ -108,31 +103,20 @@ def _register_secrets(target: TargetConfig) -> None:
 def build_jobs(config: Config) -> list[Job]:
     """One job per enabled collector and configured target (the host has exactly one)."""
     jobs = []
-    for name, cls in COLLECTORS.items():
+    for name in COLLECTORS:
         if not config.enabled(name):
             continue
+        cls = COLLECTORS[name]
         settings = getattr(config.collectors, name)
         if not cls.target_label:
-            target = TargetConfig(name=LOCAL_TARGET)
-            jobs.append(
-                Job(
-                    name,
-                    LOCAL_TARGET,
-                    cls(target, settings),
-                    config.interval_for(name),
-                    config.timeout_for(name),
-                )
-            )
-            continue
-        for target in getattr(config.targets, name, []):
+            targets: list[TargetConfig] = [TargetConfig(name=LOCAL_TARGET)]
+        else:
+            targets = list(getattr(config.targets, name, []))
+        for target in targets:
             _register_secrets(target)
-            interval = config.interval_for(name, target)
-            timeout = config.timeout_for(name, target)
-            # collectors size their reconnect backoff and server-side timeouts from the target;
-            # give them the effective values, or a global ``interval: 1s`` leaves them at their
-            # own defaults and a recovered server waits up to 15 s to be seen again
-            resolved = target.model_copy(update={"interval": interval, "timeout": timeout})
-            jobs.append(Job(name, target.name, cls(resolved, settings), interval, timeout))
+            timing = config.timing_for(name, target)
+            collector = cls(target, settings, timing)
+            jobs.append(Job(name, target.name, collector, timing.interval, timing.timeout))
     return jobs
 
 
@@ -274,7 +258,7 @@ class Scheduler:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            reason, message = classify(exc)
+            reason, message = failure_reason(exc)
             stats.errors[reason] += 1
             state = f"{reason}: {message}"
             if state != stats.state:

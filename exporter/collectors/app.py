@@ -33,7 +33,6 @@ Sample output (the snapshot adds ``target``)::
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from typing import Any, ClassVar
 
@@ -46,8 +45,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.metrics_core import Metric
 
-from exporter.collectors.base import Collected, CollectError, Collector, parse_number
-from exporter.config import AppSettings, AppTarget, redact_url
+from exporter.collectors.base import Collected, CollectError, parse_number
+from exporter.collectors.connected import ConnectedCollector
+from exporter.config import AppSettings, AppTarget, Timing, redact_url
 from exporter.instrument.layout import BUCKET, CACHE, CACHE_KINDS, POOL, POOL_GAUGES
 
 #: A counter series: (metric, label value...), e.g. ("hits", "api_response").
@@ -98,74 +98,52 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
-class AppCollector(Collector[AppTarget, AppSettings]):
+class AppCollector(ConnectedCollector[AppTarget, AppSettings, aioredis.Redis]):
     """One application's Redis of published stats; keeps counter bases between cycles."""
 
     name: ClassVar[str] = "app"
     up_metric: ClassVar[str | None] = "perf_app_up"
     up_help: ClassVar[str] = "1 when the last read of the application's published stats succeeded."
 
-    def __init__(self, target: AppTarget, settings: AppSettings) -> None:
-        super().__init__(target, settings)
-        self._client: aioredis.Redis | None = None
-        self._cancelled: aioredis.Redis | None = None
+    def __init__(
+        self, target: AppTarget, settings: AppSettings, timing: Timing | None = None
+    ) -> None:
+        super().__init__(target, settings, timing)
         self._sums = MonotonicSums()
         self._previous: dict[Series, float] | None = None
         self._where = redact_url(target.url)
 
-    @property
-    def _timeout(self) -> float | None:
-        """A configured per-target/collector timeout; otherwise the scheduler's applies alone."""
-        return self.target.timeout or self.settings.timeout
+    async def connect(self) -> aioredis.Redis:
+        return aioredis.from_url(
+            self.target.url,
+            password=self.read_password(),
+            decode_responses=True,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+        )
 
-    async def collect(self) -> Collected:
-        try:
-            async with asyncio.timeout(self._timeout):
-                hashes = await self._read()
-        except asyncio.CancelledError:
-            # cancelled mid-pipeline by the scheduler: start with fresh connections next time
-            self._cancelled, self._client = self._client, None
-            raise
-        except (TimeoutError, redis_errors.TimeoutError):
-            await self._drop()
-            raise CollectError(
-                "timeout", f"Redis at {self._where} did not answer in time"
-            ) from None
-        except redis_errors.AuthenticationError:
-            await self._drop()
-            raise CollectError("auth", f"Redis at {self._where} refused the login") from None
-        except redis_errors.ConnectionError as exc:
-            await self._drop()
-            raise CollectError(
-                "connection", f"cannot connect to Redis at {self._where}: {exc}"
-            ) from None
-        except redis_errors.ResponseError as exc:
-            await self._drop()
+    async def disconnect(self, conn: aioredis.Redis, *, abort: bool) -> None:
+        await conn.aclose()
+
+    def translate(self, exc: Exception) -> CollectError | None:
+        where = f"Redis at {self._where}"
+        if isinstance(exc, TimeoutError | redis_errors.TimeoutError):
+            return CollectError("timeout", f"{where} did not answer in time")
+        if isinstance(exc, redis_errors.AuthenticationError):
+            return CollectError("auth", f"{where} refused the login")
+        if isinstance(exc, redis_errors.ConnectionError):
+            return CollectError("connection", f"cannot connect to {where}: {exc}")
+        if isinstance(exc, redis_errors.ResponseError):
             text = str(exc)
             if text.startswith(("NOAUTH", "WRONGPASS", "NOPERM")):
-                raise CollectError(
-                    "auth", f"Redis at {self._where} refused the login or command"
-                ) from None
-            raise CollectError("query", f"Redis at {self._where} failed a read: {text}") from None
-        return self._build(hashes)
+                return CollectError("auth", f"{where} refused the login or command")
+            return CollectError("query", f"{where} failed a read: {text}")
+        return None
 
-    async def _read(self) -> dict[str, dict[str, str]]:
-        if self._cancelled is not None:
-            stale, self._cancelled = self._cancelled, None
-            await stale.aclose()
-        if self._client is None:
-            try:
-                password = self.target.password()
-            except OSError as exc:
-                raise CollectError("auth", f"cannot read the password ({exc.strerror}).") from None
-            self._client = aioredis.from_url(
-                self.target.url,
-                password=password,
-                decode_responses=True,
-                socket_timeout=self._timeout,
-                socket_connect_timeout=self._timeout,
-            )
-        client = self._client
+    async def sample(self, conn: aioredis.Redis) -> Collected:
+        return self._build(await self._read(conn))
+
+    async def _read(self, client: aioredis.Redis) -> dict[str, dict[str, str]]:
         keys: set[str] = set()
         match = _glob_escape(self.target.prefix) + "*"
         async for key in client.scan_iter(match=match, count=self.settings.scan_count):
@@ -311,12 +289,3 @@ class AppCollector(Collector[AppTarget, AppSettings]):
                 "utilisation": (size - idle) / largest if largest else None,
             }
         return {"cache": cache, "pools": pools}
-
-    async def _drop(self) -> None:
-        for client in (self._client, self._cancelled):
-            if client is not None:
-                await client.aclose()
-        self._client = self._cancelled = None
-
-    async def close(self) -> None:
-        await self._drop()

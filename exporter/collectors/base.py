@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import abc
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from prometheus_client.metrics_core import Metric
 
-from exporter.config import CollectorSettings, TargetConfig
+from exporter.config import CollectorSettings, TargetConfig, Timing, resolve_timing
 
 Reason = Literal["timeout", "connection", "auth", "query", "other"]
 REASONS: tuple[Reason, ...] = ("timeout", "connection", "auth", "query", "other")
@@ -66,9 +65,15 @@ class Collector(abc.ABC, Generic[TargetT, SettingsT]):
     #: Whether every sample gets ``target="<name>"`` (false only for the local host).
     target_label: ClassVar[bool] = True
 
-    def __init__(self, target: TargetT, settings: SettingsT) -> None:
+    def __init__(self, target: TargetT, settings: SettingsT, timing: Timing | None = None) -> None:
         self.target = target
         self.settings = settings
+        # the scheduler always passes what config resolved; built by hand (tests, tools), the
+        # same rules apply with the global defaults, so no collector has a default of its own
+        resolved = timing if timing is not None else resolve_timing(settings, target)
+        #: Seconds between cycles, and how long one cycle may take (already capped by config).
+        self.interval = resolved.interval
+        self.timeout = resolved.timeout
 
     @abc.abstractmethod
     async def collect(self) -> Collected:
@@ -90,29 +95,3 @@ def parse_number(value: str | None, *, finite: bool = False) -> float | None:
     if finite and not math.isfinite(number):
         return None
     return number
-
-
-class ReconnectBackoff:
-    """Decides when a lost connection may be tried again.
-
-    Doubles the wait after each failure, but never beyond ``cap`` seconds, so a recovered server
-    is seen again within a bounded time (callers pass their interval as the cap).
-    """
-
-    def __init__(self, initial: float = 0.5, cap: float = 15.0) -> None:
-        self.initial = initial
-        self.cap = cap
-        self.failures = 0
-        self._not_before = 0.0
-
-    def ready(self) -> bool:
-        return time.monotonic() >= self._not_before
-
-    def failed(self) -> None:
-        delay = min(self.cap, self.initial * (2**self.failures))
-        self.failures += 1
-        self._not_before = time.monotonic() + delay
-
-    def succeeded(self) -> None:
-        self.failures = 0
-        self._not_before = 0.0

@@ -35,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.base import Collected, Collector
-from exporter.config import HostSettings, TargetConfig
+from exporter.config import HostSettings, TargetConfig, Timing
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -84,68 +84,81 @@ def _read(path: Path) -> str | None:
         return None
 
 
+#: cgroup v2 values: (file, key in a file of "key value" lines or None for a file holding one
+#: number, metric, help, divisor to base units). ``cpu.max`` is "quota period", in cores.
+_CGROUP_VALUES: tuple[tuple[str, str | None, str, str, float], ...] = (
+    (
+        "memory.current",
+        None,
+        "perf_host_cgroup_memory_current_bytes",
+        "Memory charged to this process's cgroup (v2 memory.current).",
+        1.0,
+    ),
+    (
+        "memory.max",
+        None,
+        "perf_host_cgroup_memory_max_bytes",
+        "Memory limit of this process's cgroup (v2 memory.max); absent when unlimited.",
+        1.0,
+    ),
+    (
+        "cpu.max",
+        None,
+        "perf_host_cgroup_cpu_quota_cores",
+        "CPU quota of this process's cgroup in cores (cpu.max); absent when unlimited.",
+        1.0,
+    ),
+    (
+        "cpu.stat",
+        "usage_usec",
+        "perf_host_cgroup_cpu_usage_seconds",
+        "CPU time used by this process's cgroup (cpu.stat usage_usec).",
+        1e6,
+    ),
+    (
+        "cpu.stat",
+        "throttled_usec",
+        "perf_host_cgroup_cpu_throttled_seconds",
+        "Time this process's cgroup was throttled by its CPU quota.",
+        1e6,
+    ),
+    (
+        "memory.events",
+        "oom_kill",
+        "perf_host_cgroup_memory_oom_kills",
+        "Processes of this cgroup killed by the OOM killer.",
+        1.0,
+    ),
+)
+
+
+def _cgroup_number(file: str, text: str, key: str | None) -> float | None:
+    """The number a cgroup file holds (None for ``max``, no limit, or anything unexpected)."""
+    if key is not None:
+        fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+        text = fields.get(key, "")
+    if file == "cpu.max":
+        quota, _, period = text.partition(" ")
+        if quota.isdigit() and period.isdigit() and int(period) > 0:
+            return int(quota) / int(period)
+        return None
+    return float(text) if text.isdigit() else None
+
+
 def cgroup_families(directory: Path) -> list[Metric]:
     """Limits and usage of a cgroup v2 directory; a limit of ``max`` is left out (no limit)."""
     out: list[Metric] = []
-    current = _read(directory / "memory.current")
-    if current is not None and current.isdigit():
-        out.append(
-            GaugeMetricFamily(
-                "perf_host_cgroup_memory_current_bytes",
-                "Memory charged to this process's cgroup (v2 memory.current).",
-                value=float(current),
-            )
-        )
-    limit = _read(directory / "memory.max")
-    if limit is not None and limit.isdigit():
-        out.append(
-            GaugeMetricFamily(
-                "perf_host_cgroup_memory_max_bytes",
-                "Memory limit of this process's cgroup (v2 memory.max); absent when unlimited.",
-                value=float(limit),
-            )
-        )
-    cpu_max = _read(directory / "cpu.max")
-    if cpu_max is not None:
-        quota, _, period = cpu_max.partition(" ")
-        if quota.isdigit() and period.isdigit() and int(period) > 0:
-            out.append(
-                GaugeMetricFamily(
-                    "perf_host_cgroup_cpu_quota_cores",
-                    "CPU quota of this process's cgroup in cores (cpu.max); absent when unlimited.",
-                    value=int(quota) / int(period),
-                )
-            )
-    stat = _read(directory / "cpu.stat")
-    if stat is not None:
-        fields = dict(line.split(" ", 1) for line in stat.splitlines() if " " in line)
-        if fields.get("usage_usec", "").isdigit():
-            out.append(
-                CounterMetricFamily(
-                    "perf_host_cgroup_cpu_usage_seconds",
-                    "CPU time used by this process's cgroup (cpu.stat usage_usec).",
-                    value=int(fields["usage_usec"]) / 1e6,
-                )
-            )
-        if fields.get("throttled_usec", "").isdigit():
-            out.append(
-                CounterMetricFamily(
-                    "perf_host_cgroup_cpu_throttled_seconds",
-                    "Time this process's cgroup was throttled by its CPU quota.",
-                    value=int(fields["throttled_usec"]) / 1e6,
-                )
-            )
-    events = _read(directory / "memory.events")
-    if events is not None:
-        fields = dict(line.split(" ", 1) for line in events.splitlines() if " " in line)
-        if fields.get("oom_kill", "").isdigit():
-            out.append(
-                CounterMetricFamily(
-                    "perf_host_cgroup_memory_oom_kills",
-                    "Processes of this cgroup killed by the OOM killer.",
-                    value=float(fields["oom_kill"]),
-                )
-            )
+    texts: dict[str, str | None] = {}
+    for file, key, metric, help_text, divisor in _CGROUP_VALUES:
+        if file not in texts:
+            texts[file] = _read(directory / file)
+        text = texts[file]
+        number = None if text is None else _cgroup_number(file, text, key)
+        if number is None:
+            continue
+        # gauges are the files of one value; counters are totals inside a "key value" file
+        kind = GaugeMetricFamily if key is None else CounterMetricFamily
+        out.append(kind(metric, help_text, value=number / divisor))
     return out
 
 
@@ -187,8 +200,10 @@ class HostCollector(Collector[TargetConfig, HostSettings]):
     name = "host"
     target_label = False
 
-    def __init__(self, target: TargetConfig, settings: HostSettings) -> None:
-        super().__init__(target, settings)
+    def __init__(
+        self, target: TargetConfig, settings: HostSettings, timing: Timing | None = None
+    ) -> None:
+        super().__init__(target, settings, timing)
         self._mount_include = re.compile(settings.mountpoint_include)
         self._mount_exclude = re.compile(settings.mountpoint_exclude)
         self._fstype_exclude = re.compile(settings.fstype_exclude)

@@ -28,16 +28,17 @@ Sample output (the snapshot adds ``target``)::
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from exporter.collectors.base import Collected, CollectError, Collector, parse_number
+from exporter.collectors.base import Collected, CollectError, parse_number
+from exporter.collectors.connected import ConnectedCollector
+from exporter.collectors.field_metric import FieldMetric
 from exporter.collectors.pgbouncer_console import (
     AdminConsole,
     ConsoleAddress,
@@ -45,20 +46,15 @@ from exporter.collectors.pgbouncer_console import (
     ProtocolError,
     Row,
 )
-from exporter.config import PgBouncerSettings, PgBouncerTarget, redact_url
+from exporter.config import PgBouncerSettings, PgBouncerTarget, Timing, redact_url
 
 MICROSECONDS = 1e-6
 
 
 @dataclass(frozen=True)
-class Column:
+class Column(FieldMetric):
     """One SHOW column as one metric; ``state`` adds a fixed ``state`` label value."""
 
-    column: str
-    metric: str
-    kind: Literal["gauge", "counter"]
-    help: str
-    scale: float = 1.0
     state: str | None = None
 
 
@@ -281,19 +277,15 @@ def families_from(
     rows = list(rows)
     for col in view.columns:
         for row in rows:
-            if col.column not in row:
+            if col.source not in row:
                 continue
-            value = parse_number(row[col.column])
+            value = parse_number(row[col.source])
             if value is None:
                 continue
             family = families.get(col.metric)
             labels = list(view.labels) + (["state"] if col.state is not None else [])
             if family is None:
-                if col.kind == "gauge":
-                    family = GaugeMetricFamily(col.metric, col.help, labels=labels)
-                else:
-                    family = CounterMetricFamily(col.metric, col.help, labels=labels)
-                families[col.metric] = family
+                family = families[col.metric] = col.family(labels)
             values = list(view.row_labels(row)) + ([col.state] if col.state is not None else [])
             family.add_metric(values, value * col.scale)
     return families
@@ -315,62 +307,44 @@ def _version(text: str) -> str:
     return match.group(1) if match else text.strip()[:32]
 
 
-class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
+class PgBouncerCollector(ConnectedCollector[PgBouncerTarget, PgBouncerSettings, AdminConsole]):
     """One PgBouncer admin console; the connection is kept between cycles."""
 
     name: ClassVar[str] = "pgbouncer"
     up_metric: ClassVar[str | None] = "perf_pgbouncer_up"
     up_help: ClassVar[str] = "1 when the last sample of the PgBouncer admin console succeeded."
 
-    def __init__(self, target: PgBouncerTarget, settings: PgBouncerSettings) -> None:
-        super().__init__(target, settings)
-        self._console: AdminConsole | None = None
+    def __init__(
+        self, target: PgBouncerTarget, settings: PgBouncerSettings, timing: Timing | None = None
+    ) -> None:
+        super().__init__(target, settings, timing)
         self._where = redact_url(target.dsn)
 
-    @property
-    def _timeout(self) -> float | None:
-        """A configured per-target/collector timeout; otherwise the scheduler's applies alone."""
-        return self.target.timeout or self.settings.timeout
+    async def connect(self) -> AdminConsole:
+        address = ConsoleAddress.from_dsn(self.target.dsn, self.read_password())
+        return await AdminConsole.connect(address)
 
-    async def collect(self) -> Collected:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self._collect()
-        except asyncio.CancelledError:
-            # the scheduler's own timeout: the console may be mid-reply, never reuse it
-            self._abort()
-            raise
-        except TimeoutError:
-            self._abort()
-            within = f"within {self._timeout:g}s" if self._timeout else "in time"
-            raise CollectError(
-                "timeout", f"PgBouncer at {self._where} did not answer {within}"
-            ) from None
-        except ConsoleError as exc:
-            self._abort()
+    async def disconnect(self, conn: AdminConsole, *, abort: bool) -> None:
+        # after a failure the console may be mid-reply: never wait for it
+        if abort:
+            conn.abort()
+        else:
+            await conn.close()
+
+    def translate(self, exc: Exception) -> CollectError | None:
+        where = f"PgBouncer at {self._where}"
+        if isinstance(exc, TimeoutError):
+            return CollectError("timeout", f"{where} did not answer within {self.timeout:g}s")
+        if isinstance(exc, ConsoleError):
             if exc.is_auth:
-                raise CollectError(
-                    "auth", f"PgBouncer at {self._where} refused the login: {exc.message}"
-                ) from None
-            raise CollectError(
-                "query", f"PgBouncer at {self._where} rejected a command: {exc.message}"
-            ) from None
-        except (OSError, ProtocolError) as exc:
-            self._abort()
+                return CollectError("auth", f"{where} refused the login: {exc.message}")
+            return CollectError("query", f"{where} rejected a command: {exc.message}")
+        if isinstance(exc, OSError | ProtocolError):
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise CollectError(
-                "connection", f"cannot talk to PgBouncer at {self._where}: {detail}"
-            ) from None
+            return CollectError("connection", f"cannot talk to {where}: {detail}")
+        return None
 
-    async def _collect(self) -> Collected:
-        if self._console is None:
-            try:
-                password = self.target.password()
-            except OSError as exc:
-                raise CollectError("auth", f"cannot read the password ({exc.strerror}).") from None
-            address = ConsoleAddress.from_dsn(self.target.dsn, password)
-            self._console = await AdminConsole.connect(address)
-        console = self._console
+    async def sample(self, console: AdminConsole) -> Collected:
         pools = _with_max_wait_us(await console.query(POOLS.command))
         stats = await console.query(STATS.command)
         databases = await console.query(DATABASES.command)
@@ -426,14 +400,3 @@ class PgBouncerCollector(Collector[PgBouncerTarget, PgBouncerSettings]):
                 used_clients / max_clients if used_clients is not None and max_clients else None
             ),
         }
-
-    def _abort(self) -> None:
-        """After any failure: drop the socket now; the next cycle logs in afresh."""
-        console, self._console = self._console, None
-        if console is not None:
-            console.abort()
-
-    async def close(self) -> None:
-        console, self._console = self._console, None
-        if console is not None:
-            await console.close()

@@ -1,12 +1,13 @@
 """PostgreSQL: buffer-cache hit rate, connections against max_connections, query latency.
 
 One dedicated asyncpg connection per target (``application_name=perf-exporter``, read-only,
-``statement_timeout`` and ``lock_timeout`` derived from the target's timeout), reopened with
-:class:`ReconnectBackoff` after any failure. A cycle runs a handful of statements (see
-:mod:`exporter.collectors.postgres_queries`), all on statistics views and catalogs; between
-cycles :mod:`exporter.collectors.postgres_activity` samples wait events and blocking on the same
-connection. Works with a role that only has ``pg_monitor`` (see ``docs/postgres.md``). Sample
-output (the snapshot adds ``target``; the wait and blocking series are shown there)::
+``statement_timeout`` and ``lock_timeout`` derived from the target's timeout), kept and
+reopened by :class:`~exporter.collectors.connected.ConnectedCollector`. A cycle runs a handful
+of statements (see :mod:`exporter.collectors.postgres_queries`), all on statistics views and
+catalogs; between cycles :mod:`exporter.collectors.postgres_activity` samples wait events and
+blocking on the same connection. Works with a role that only has ``pg_monitor`` (see
+``docs/postgres.md``). Sample output (the snapshot adds ``target``; the wait and blocking series
+are shown there)::
 
     perf_postgres_probe_duration_seconds_bucket{le="0.0005"} 41.0
     perf_postgres_probe_duration_seconds_count 42.0
@@ -49,6 +50,7 @@ Per-table series describe the database the target connects to. Facts for /summar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -61,15 +63,14 @@ from prometheus_client.metrics_core import Metric
 from exporter.collectors import postgres_activity as act
 from exporter.collectors import postgres_families as fam
 from exporter.collectors import postgres_queries as sql
-from exporter.collectors.base import Collected, CollectError, Collector, ReconnectBackoff
+from exporter.collectors.base import Collected, CollectError
+from exporter.collectors.connected import ConnectedCollector
 from exporter.collectors.postgres_statements import StatementAccounts, StatementKey
-from exporter.config import PostgresSettings, PostgresTarget, redact_url
+from exporter.config import PostgresSettings, PostgresTarget, Timing, redact_url
 
 logger = logging.getLogger(__name__)
 
 APPLICATION_NAME = "perf-exporter"
-DEFAULT_INTERVAL = 15.0
-DEFAULT_TIMEOUT = 5.0
 
 
 def where(target: PostgresTarget) -> str:
@@ -90,7 +91,9 @@ def _clean(text: str, password: str | None) -> str:
     return line.rstrip(".")
 
 
-def classify(exc: BaseException, location: str, password: str | None = None) -> CollectError:
+def translate_failure(
+    exc: BaseException, location: str, password: str | None = None
+) -> CollectError:
     """Map a driver, network or server failure to a :class:`CollectError` with one sentence."""
     detail = _clean(str(exc) or type(exc).__name__, password)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
@@ -156,26 +159,23 @@ def _preloaded(setting: str | None) -> bool | None:
     return "pg_stat_statements" in {part.strip().strip('"') for part in setting.split(",")}
 
 
-class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
-    """Samples one PostgreSQL server over one long-lived connection."""
+class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asyncpg.Connection]):
+    """Samples one PostgreSQL server over one long-lived connection.
+
+    Work between collections (such as sampling wait events) runs on the same session through
+    :meth:`borrow`, which holds :attr:`lock` so it never interleaves with a cycle.
+    """
 
     name: ClassVar[str] = "postgres"
     up_metric: ClassVar[str | None] = "perf_postgres_up"
     up_help: ClassVar[str] = "1 when the last sample of the PostgreSQL target succeeded."
 
-    def __init__(self, target: PostgresTarget, settings: PostgresSettings) -> None:
-        super().__init__(target, settings)
-        self.interval = next(
-            v for v in (target.interval, settings.interval, DEFAULT_INTERVAL) if v is not None
-        )
-        timeout = next(
-            v for v in (target.timeout, settings.timeout, DEFAULT_TIMEOUT) if v is not None
-        )
-        self.timeout = min(timeout, 0.9 * self.interval)
+    def __init__(
+        self, target: PostgresTarget, settings: PostgresSettings, timing: Timing | None = None
+    ) -> None:
+        super().__init__(target, settings, timing)
         self.location = where(target)
-        self._conn: asyncpg.Connection | None = None
-        self._backoff = ReconnectBackoff(initial=min(0.5, self.interval), cap=self.interval)
-        self._last_error: CollectError | None = None
+        self._password: str | None = None
         self._probe = fam.probe_histogram()
         self._previous_blocks: dict[str, tuple[int, int]] | None = None
         self._texts: dict[str, str] = {}
@@ -185,10 +185,10 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
         self._query_seconds = 0.0
         self._query_id_notice: str | None = None
         # one statement at a time on an asyncpg connection: the cycle and the sampler take turns
-        self._lock = asyncio.Lock()
+        # under the base's lock
         self._activity = act.ActivitySampler(
-            connection=lambda: self._conn,
-            lock=self._lock,
+            connection=lambda: self.connection,
+            lock=self.lock,
             interval=settings.wait_sample_interval,
             timeout=self.timeout,
             databases=None if target.databases == "all" else list(target.databases),
@@ -217,7 +217,7 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             "jit": "off",
         }
 
-    async def _connect(self) -> asyncpg.Connection:
+    async def connect(self) -> asyncpg.Connection:
         target = self.target
         kwargs: dict[str, Any] = {
             "timeout": self.timeout,
@@ -229,70 +229,35 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             kwargs.update(
                 host=target.host, port=target.port, user=target.user, database=target.dbname
             )
-        try:
-            password = target.password()
-        except OSError as exc:
-            raise CollectError(
-                "auth", f"cannot read the password file {target.password_file} ({exc.strerror})"
-            ) from None
-        if password is not None:
-            kwargs["password"] = password
+        self._password = self.read_password()
+        if self._password is not None:
+            kwargs["password"] = self._password
         if target.sslmode is not None:
             kwargs["ssl"] = target.sslmode
-        try:
-            conn: asyncpg.Connection = await asyncpg.connect(**kwargs)
-        except CollectError:
-            raise
-        except Exception as exc:
-            raise classify(exc, self.location, password) from None
-        logger.debug("connected to PostgreSQL at %s", self.location)
+        conn: asyncpg.Connection = await asyncpg.connect(**kwargs)
         return conn
 
-    def _drop_connection(self) -> None:
-        # terminate, not close: close() waits on the server, which may be the problem
-        if self._conn is not None:
-            self._conn.terminate()
-            self._conn = None
+    def translate(self, exc: Exception) -> CollectError:
+        return translate_failure(exc, self.location, self._password)
+
+    def is_open(self, conn: asyncpg.Connection) -> bool:
+        return not conn.is_closed()
+
+    async def disconnect(self, conn: asyncpg.Connection, *, abort: bool) -> None:
+        # terminate, not close, after a failure: close() waits on the server, which may be
+        # the problem; on shutdown say goodbye politely, and cut the socket if that hangs
+        if not abort:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=1.0)
+                return
+        conn.terminate()
 
     async def close(self) -> None:
-        """Say goodbye politely on shutdown or reload; cut the socket if that takes too long."""
+        """Stop the wait sampler before the connection it borrows goes away."""
         await self._activity.close()
-        conn, self._conn = self._conn, None
-        if conn is None or conn.is_closed():
-            return
-        try:
-            await conn.close(timeout=1.0)
-        except Exception:
-            conn.terminate()
+        await super().close()
 
     # --- one cycle ------------------------------------------------------------------------
-
-    async def collect(self) -> Collected:
-        if self._conn is not None and self._conn.is_closed():
-            self._conn = None
-        last = self._last_error
-        if self._conn is None and last is not None and not self._backoff.ready():
-            # still backing off: the target is as down as it was, for the same reason
-            raise CollectError(last.reason, last.message)
-        self._statements = 0
-        self._query_seconds = 0.0
-        try:
-            async with asyncio.timeout(self.timeout), self._lock:
-                if self._conn is None:
-                    self._conn = await self._connect()
-                result = await self._sample(self._conn)
-        except asyncio.CancelledError:
-            self._drop_connection()  # cancelled mid-statement: the session state is unknown
-            raise
-        except Exception as exc:
-            self._drop_connection()
-            error = exc if isinstance(exc, CollectError) else classify(exc, self.location)
-            self._last_error = error
-            self._backoff.failed()
-            raise error from None
-        self._backoff.succeeded()
-        self._last_error = None
-        return result
 
     async def _fetch(self, conn: asyncpg.Connection, query: str, *args: Any) -> list[Any]:
         started = time.perf_counter()
@@ -303,7 +268,9 @@ class PostgresCollector(Collector[PostgresTarget, PostgresSettings]):
             self._query_seconds += time.perf_counter() - started
         return rows
 
-    async def _sample(self, conn: asyncpg.Connection) -> Collected:
+    async def sample(self, conn: asyncpg.Connection) -> Collected:
+        self._statements = 0
+        self._query_seconds = 0.0
         settings = self.settings
         filter_dbs = None if self.target.databases == "all" else list(self.target.databases)
 

@@ -19,7 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.postgres_queries import CONNECTION_STATES
-from exporter.collectors.probe import ProbeHistogram
+from exporter.collectors.probe_histogram import ProbeHistogram
 
 Row = Mapping[str, Any]
 

@@ -34,7 +34,6 @@ like a password) are ``auth``; socket timeouts are ``timeout``; any other error 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import time
@@ -55,18 +54,21 @@ from redis.asyncio.connection import (
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from exporter.collectors.base import Collected, CollectError, Collector, ReconnectBackoff
-from exporter.collectors.probe import ProbeHistogram
+from exporter.collectors.base import Collected, CollectError
+from exporter.collectors.connected import ConnectedCollector
+from exporter.collectors.field_metric import FieldMetric
+from exporter.collectors.probe_histogram import ProbeHistogram
 from exporter.collectors.redis_info import Info, families_from_info, parse_info
 from exporter.collectors.redis_namespaces import (
     NamespaceRules,
     NamespaceScan,
     ScanBudget,
 )
-from exporter.config import DEFAULT_REDIS_URL, RedisSettings, RedisTarget
+from exporter.config import DEFAULT_REDIS_URL, RedisSettings, RedisTarget, Timing
 
 CLIENT_NAME = "perf-exporter"
-DEFAULT_TIMEOUT = 5.0
+#: The part of the cycle's timeout a connect (TCP and TLS handshake) may take.
+CONNECT_SHARE = 0.9
 #: Skip CLIENT SETINFO on connect: Redis < 7.2 answers it with an error that would show up in
 #: the very errorstats we report (redis-py 8 spells this driver_info=None, older lib_name=None).
 _NO_SETINFO: dict[str, Any] = (
@@ -74,17 +76,18 @@ _NO_SETINFO: dict[str, Any] = (
     if "driver_info" in inspect.signature(AbstractConnection.__init__).parameters
     else {"lib_name": None, "lib_version": None}
 )
-DEFAULT_INTERVAL = 15.0
 
 
 def _connection_settings(
-    target: RedisTarget, timeout: float
+    target: RedisTarget, timeout: float, password_from_file: str | None
 ) -> tuple[type[AbstractConnection], dict[str, Any], str]:
     """Connection class, its keyword arguments and a password-free ``where`` for messages."""
     kwargs: dict[str, Any] = {
         "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "retry": Retry(NoBackoff(), 0),  # we decide when to retry: ReconnectBackoff
+        # shorter than the cycle's timeout, so a connect that hangs (a TLS client on a plain
+        # port) is reported by the driver, which says it was connecting
+        "socket_connect_timeout": CONNECT_SHARE * timeout,
+        "retry": Retry(NoBackoff(), 0),  # we decide when to retry: connected.Backoff
         "client_name": CLIENT_NAME,
         # RESP2: no HELLO, no maintenance-notification handshake, so the ACL stays minimal
         "protocol": 2,
@@ -121,34 +124,53 @@ def _connection_settings(
         kwargs["ssl_certfile"] = str(target.tls.cert) if target.tls.cert else None
         kwargs["ssl_keyfile"] = str(target.tls.key) if target.tls.key else None
     kwargs["username"] = target.username or username
-    kwargs["password"] = target.password() or password
+    kwargs["password"] = password_from_file or password
     return cls, kwargs, where
+
+
+#: Per-namespace counts of the last complete pass: NamespaceCounts attribute -> metric.
+NAMESPACE_METRICS: tuple[FieldMetric, ...] = (
+    FieldMetric(
+        "keys",
+        "perf_redis_namespace_keys",
+        "gauge",
+        "Keys per namespace at the last complete SCAN pass; keys matching no pattern are "
+        'namespace="other".',
+    ),
+    FieldMetric(
+        "keys_without_ttl",
+        "perf_redis_namespace_keys_without_ttl",
+        "gauge",
+        "Keys per namespace that never expire (a growing value is a cache leak).",
+    ),
+    FieldMetric(
+        "memory_bytes",
+        "perf_redis_namespace_memory_bytes",
+        "gauge",
+        "Approximate bytes per namespace: mean MEMORY USAGE of a sample times the key count.",
+    ),
+)
 
 
 def _raw(response: Any, **_: Any) -> Any:
     return response
 
 
-class RedisCollector(Collector[RedisTarget, RedisSettings]):
+class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
     """Samples one Redis server over a single connection; see the module docstring."""
 
     name: ClassVar[str] = "redis"
     up_metric: ClassVar[str | None] = "perf_redis_up"
     up_help: ClassVar[str] = "1 if the last sample of this Redis succeeded, 0 if it failed."
 
-    def __init__(self, target: RedisTarget, settings: RedisSettings) -> None:
-        super().__init__(target, settings)
-        self.timeout = target.timeout or settings.timeout or DEFAULT_TIMEOUT
-        # the scheduler hands us the effective interval: a recovered server is tried again
-        # within one interval at most
-        interval = target.interval or settings.interval or DEFAULT_INTERVAL
-        self._backoff = ReconnectBackoff(initial=min(0.5, interval), cap=interval)
+    def __init__(
+        self, target: RedisTarget, settings: RedisSettings, timing: Timing | None = None
+    ) -> None:
+        super().__init__(target, settings, timing)
         self._cycle_started = 0.0
-        self._client: Redis | None = None
         self._where = "redis"
         self._password: str | None = None
         self._tls = False
-        self._last_error: CollectError | None = None
         self._probe = ProbeHistogram(
             "perf_redis_probe_duration_seconds",
             "Round trip of one PING per cycle on the exporter's warm connection.",
@@ -171,8 +193,11 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
 
     # --- connection ---------------------------------------------------------------------------
 
-    def _connect(self) -> Redis:
-        cls, kwargs, self._where = _connection_settings(self.target, self.timeout)
+    async def connect(self) -> Redis:
+        # the client connects on its first command; a refused port shows up in sample()
+        cls, kwargs, self._where = _connection_settings(
+            self.target, self.timeout, self.read_password()
+        )
         self._password = kwargs.get("password")
         self._tls = issubclass(cls, SSLConnection)
         pool = BlockingConnectionPool(
@@ -184,45 +209,22 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
             self.scan.restart()
         return client
 
-    async def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(rx.RedisError, OSError):
-                await client.aclose(close_connection_pool=True)
+    async def disconnect(self, conn: Redis, *, abort: bool) -> None:
+        with contextlib.suppress(rx.RedisError, OSError):
+            await conn.aclose(close_connection_pool=True)
 
-    async def close(self) -> None:
-        await self._drop()
+    def keeps_connection(self, error: CollectError) -> bool:
+        # an error reply leaves the connection in a clean state: no need to reconnect
+        return error.reason == "query"
 
     # --- one cycle ----------------------------------------------------------------------------
 
-    async def collect(self) -> Collected:
+    async def sample(self, conn: Redis) -> Collected:
         self._cycle_started = time.monotonic()
-        if not self._backoff.ready() and self._last_error is not None:
-            # a fresh exception: re-raising one instance would grow its traceback every cycle
-            raise CollectError(self._last_error.reason, self._last_error.message)
-        if self._client is None:
-            try:
-                self._client = self._connect()
-            except OSError as exc:  # e.g. an unreadable password file
-                raise self._failed(
-                    CollectError("auth", f"cannot read the password ({exc}).")
-                ) from None
-        try:
-            info, probe_seconds = await self._sample(self._client)
-        except asyncio.CancelledError:
-            # the scheduler's hard timeout: the connection may hold half a reply
-            await asyncio.shield(self._drop())
-            raise
-        except (rx.RedisError, OSError, TimeoutError) as exc:
-            error = self._translate(exc)
-            if error.reason != "query":
-                await self._drop()
-            raise self._failed(error) from None
-        self._backoff.succeeded()
-        self._last_error = None
+        info, probe_seconds = await self._info_and_ping(conn)
         return self._result(info, probe_seconds)
 
-    async def _sample(self, client: Redis) -> tuple[Info, float]:
+    async def _info_and_ping(self, client: Redis) -> tuple[Info, float]:
         if self.scan is not None:
             await self.scan.step(client)
         # INFO after the scan, so its keyspace_hits already include our own TTL lookups
@@ -235,13 +237,9 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
         await client.ping()
         return info, time.perf_counter() - started
 
-    def _failed(self, error: CollectError) -> CollectError:
-        if error.reason != "query":
-            self._backoff.failed()
-        self._last_error = error
-        return error
-
-    def _translate(self, exc: BaseException) -> CollectError:
+    def translate(self, exc: Exception) -> CollectError | None:
+        if not isinstance(exc, rx.RedisError | OSError | TimeoutError):
+            return None
         where = f"Redis at {self._where}"
         detail = self._scrub(str(exc)).rstrip(".")
         if isinstance(exc, rx.NoPermissionError):
@@ -263,8 +261,8 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
             # a TLS client talking to a plain port waits for a ServerHello that never comes
             return CollectError(
                 "connection",
-                f"the TLS handshake with {where} did not complete within {self.timeout:g}s "
-                "(does that port speak TLS?).",
+                f"the TLS handshake with {where} did not complete within "
+                f"{CONNECT_SHARE * self.timeout:g}s (does that port speak TLS?).",
             )
         if isinstance(exc, rx.TimeoutError | TimeoutError):
             return CollectError("timeout", f"{where} did not answer within {self.timeout:g}s.")
@@ -333,30 +331,14 @@ class RedisCollector(Collector[RedisTarget, RedisSettings]):
             )
         if scan.published is None:
             return out
-        keys = GaugeMetricFamily(
-            "perf_redis_namespace_keys",
-            "Keys per namespace at the last complete SCAN pass; keys matching no pattern are "
-            'namespace="other".',
-            labels=["namespace"],
-        )
-        no_ttl = GaugeMetricFamily(
-            "perf_redis_namespace_keys_without_ttl",
-            "Keys per namespace that never expire (a growing value is a cache leak).",
-            labels=["namespace"],
-        )
-        memory = GaugeMetricFamily(
-            "perf_redis_namespace_memory_bytes",
-            "Approximate bytes per namespace: mean MEMORY USAGE of a sample times the key count.",
-            labels=["namespace"],
-        )
+        shown = [
+            m for m in NAMESPACE_METRICS if m.source != "memory_bytes" or scan.budget.memory_sample
+        ]
+        families = [metric.family(["namespace"]) for metric in shown]
         for label, counts in sorted(scan.published.items()):
-            keys.add_metric([label], float(counts.keys))
-            no_ttl.add_metric([label], float(counts.keys_without_ttl))
-            if scan.budget.memory_sample:
-                memory.add_metric([label], counts.memory_bytes)
-        out.extend([keys, no_ttl])
-        if scan.budget.memory_sample:
-            out.append(memory)
+            for metric, family in zip(shown, families, strict=True):
+                family.add_metric([label], float(getattr(counts, metric.source)))
+        out.extend(families)
         return out
 
     def _facts(self, info: Info, probe_seconds: float) -> Mapping[str, Any]:

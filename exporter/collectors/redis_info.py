@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.base import parse_number
+from exporter.collectors.field_metric import FieldMetric
 
 Info = dict[str, str]
 
@@ -44,15 +44,9 @@ def parse_pairs(value: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Field:
+class InfoMetric(FieldMetric):
     """One INFO field published as one unlabelled series."""
 
-    info: str
-    metric: str
-    kind: Literal["gauge", "counter"]
-    help: str
-    #: Multiplier to base units (microseconds to seconds, ...).
-    scale: float = 1.0
     #: Turns the INFO text into the value when it is not a number (``ok`` -> 1).
     convert: Callable[[str], float | None] | None = None
 
@@ -61,16 +55,16 @@ def _is(expected: str) -> Callable[[str], float | None]:
     return lambda text: 1.0 if text == expected else 0.0
 
 
-FIELDS: tuple[Field, ...] = (
+FIELDS: tuple[InfoMetric, ...] = (
     # cache effectiveness
-    Field(
+    InfoMetric(
         "keyspace_hits",
         "perf_redis_keyspace_hits",
         "counter",
         "Key lookups that found the key (INFO keyspace_hits). Includes the TTL checks of this "
         "exporter's namespace scan: subtract perf_redis_exporter_keyspace_hits_total.",
     ),
-    Field(
+    InfoMetric(
         "keyspace_misses",
         "perf_redis_keyspace_misses",
         "counter",
@@ -78,125 +72,127 @@ FIELDS: tuple[Field, ...] = (
         "own lookups of keys that vanished mid-scan: subtract "
         "perf_redis_exporter_keyspace_misses_total.",
     ),
-    Field(
+    InfoMetric(
         "evicted_keys",
         "perf_redis_evicted_keys",
         "counter",
         "Keys removed because maxmemory was reached.",
     ),
-    Field("expired_keys", "perf_redis_expired_keys", "counter", "Keys removed by their TTL."),
+    InfoMetric("expired_keys", "perf_redis_expired_keys", "counter", "Keys removed by their TTL."),
     # memory
-    Field("used_memory", "perf_redis_memory_used_bytes", "gauge", "Bytes allocated by Redis."),
-    Field(
+    InfoMetric("used_memory", "perf_redis_memory_used_bytes", "gauge", "Bytes allocated by Redis."),
+    InfoMetric(
         "used_memory_rss",
         "perf_redis_memory_rss_bytes",
         "gauge",
         "Resident set size of the Redis process in bytes.",
     ),
-    Field(
+    InfoMetric(
         "used_memory_peak",
         "perf_redis_memory_peak_bytes",
         "gauge",
         "Highest perf_redis_memory_used_bytes since the server started.",
     ),
-    Field(
+    InfoMetric(
         "maxmemory",
         "perf_redis_memory_max_bytes",
         "gauge",
         "The maxmemory limit in bytes; 0 means unlimited (no eviction, bounded only by the host).",
     ),
-    Field(
+    InfoMetric(
         "mem_fragmentation_ratio",
         "perf_redis_memory_fragmentation_ratio",
         "gauge",
         "RSS divided by allocated memory; well above 1 means fragmentation, below 1 swapping.",
     ),
     # clients and load
-    Field(
+    InfoMetric(
         "connected_clients",
         "perf_redis_clients_connected",
         "gauge",
         "Client connections, excluding replicas.",
     ),
-    Field(
+    InfoMetric(
         "blocked_clients",
         "perf_redis_clients_blocked",
         "gauge",
         "Clients waiting in a blocking call (BLPOP, XREAD BLOCK, WAIT, ...).",
     ),
-    Field("maxclients", "perf_redis_clients_max", "gauge", "The maxclients limit."),
-    Field(
+    InfoMetric("maxclients", "perf_redis_clients_max", "gauge", "The maxclients limit."),
+    InfoMetric(
         "rejected_connections",
         "perf_redis_rejected_connections",
         "counter",
         "Connections refused because maxclients was reached.",
     ),
-    Field(
+    InfoMetric(
         "total_connections_received",
         "perf_redis_connections_received",
         "counter",
         "Connections accepted by the server.",
     ),
-    Field(
+    InfoMetric(
         "total_commands_processed",
         "perf_redis_commands_processed",
         "counter",
         "Commands processed by the server (rate() of it is ops/s).",
     ),
-    Field(
+    InfoMetric(
         "total_net_input_bytes",
         "perf_redis_net_input_bytes",
         "counter",
         "Bytes read from the network, replication included.",
     ),
-    Field(
+    InfoMetric(
         "total_net_output_bytes",
         "perf_redis_net_output_bytes",
         "counter",
         "Bytes written to the network, replication included.",
     ),
-    Field(
+    InfoMetric(
         "total_error_replies",
         "perf_redis_error_replies",
         "counter",
         "Error replies sent to clients (rejected and failed commands).",
     ),
-    Field("uptime_in_seconds", "perf_redis_uptime_seconds", "gauge", "Seconds since start."),
+    InfoMetric("uptime_in_seconds", "perf_redis_uptime_seconds", "gauge", "Seconds since start."),
     # persistence
-    Field(
+    InfoMetric(
         "rdb_changes_since_last_save",
         "perf_redis_rdb_changes_since_last_save",
         "gauge",
         "Writes not yet in an RDB snapshot.",
     ),
-    Field(
+    InfoMetric(
         "rdb_last_save_time",
         "perf_redis_rdb_last_save_timestamp_seconds",
         "gauge",
         "Unix time of the last successful RDB save.",
     ),
-    Field(
+    InfoMetric(
         "rdb_last_bgsave_status",
         "perf_redis_rdb_last_bgsave_ok",
         "gauge",
         "1 if the last RDB background save succeeded, 0 if it failed.",
         convert=_is("ok"),
     ),
-    Field(
+    InfoMetric(
         "rdb_bgsave_in_progress",
         "perf_redis_rdb_bgsave_in_progress",
         "gauge",
         "1 while an RDB background save runs.",
     ),
-    Field("aof_enabled", "perf_redis_aof_enabled", "gauge", "1 if the append-only file is on."),
-    Field(
+    InfoMetric(
+        "aof_enabled", "perf_redis_aof_enabled", "gauge", "1 if the append-only file is on."
+    ),
+    InfoMetric(
         "aof_last_write_status",
         "perf_redis_aof_last_write_ok",
         "gauge",
         "1 if the last write to the append-only file succeeded.",
         convert=_is("ok"),
     ),
-    Field(
+    InfoMetric(
         "aof_last_bgrewrite_status",
         "perf_redis_aof_last_rewrite_ok",
         "gauge",
@@ -204,33 +200,33 @@ FIELDS: tuple[Field, ...] = (
         convert=_is("ok"),
     ),
     # replication
-    Field(
+    InfoMetric(
         "role",
         "perf_redis_replication_is_replica",
         "gauge",
         "1 if this server replicates from a primary, 0 if it is a primary.",
         convert=_is("slave"),
     ),
-    Field(
+    InfoMetric(
         "connected_slaves",
         "perf_redis_replication_connected_replicas",
         "gauge",
         "Replicas connected to this server.",
     ),
-    Field(
+    InfoMetric(
         "master_repl_offset",
         "perf_redis_replication_offset_bytes",
         "gauge",
         "Replication offset of this server in bytes.",
     ),
-    Field(
+    InfoMetric(
         "master_link_status",
         "perf_redis_replication_master_link_up",
         "gauge",
         "On a replica: 1 if the link to the primary is up.",
         convert=_is("up"),
     ),
-    Field(
+    InfoMetric(
         "master_last_io_seconds_ago",
         "perf_redis_replication_master_last_io_seconds",
         "gauge",
@@ -242,17 +238,15 @@ FIELDS: tuple[Field, ...] = (
 def _plain_families(info: Info) -> list[Metric]:
     families: list[Metric] = []
     for field in FIELDS:
-        text = info.get(field.info)
+        text = info.get(field.source)
         if text is None:
             continue
         value = field.convert(text) if field.convert else parse_number(text)
         if value is None:
             continue
-        value *= field.scale
-        if field.kind == "counter":
-            families.append(CounterMetricFamily(field.metric, field.help, value=value))
-        else:
-            families.append(GaugeMetricFamily(field.metric, field.help, value=value))
+        family = field.family()
+        family.add_metric([], value * field.scale)
+        families.append(family)
     return families
 
 
@@ -350,30 +344,27 @@ def _errorstats(info: Info) -> list[Metric]:
     return [errors] if errors.samples else []
 
 
+_AVG_TTL = "Estimated average remaining TTL of the expiring keys per database (0 if none)."
+
+#: The fields of each ``db<N>`` line of INFO keyspace, labelled ``db``.
+KEYSPACE: tuple[FieldMetric, ...] = (
+    FieldMetric("keys", "perf_redis_db_keys", "gauge", "Keys per database."),
+    FieldMetric("expires", "perf_redis_db_keys_expiring", "gauge", "Keys with a TTL per database."),
+    FieldMetric("avg_ttl", "perf_redis_db_avg_ttl_seconds", "gauge", _AVG_TTL, 1e-3),
+)
+
+
 def _keyspace(info: Info) -> list[Metric]:
-    keys = GaugeMetricFamily("perf_redis_db_keys", "Keys per database.", labels=["db"])
-    expiring = GaugeMetricFamily(
-        "perf_redis_db_keys_expiring", "Keys with a TTL per database.", labels=["db"]
-    )
-    avg_ttl = GaugeMetricFamily(
-        "perf_redis_db_avg_ttl_seconds",
-        "Estimated average remaining TTL of the expiring keys per database (0 if none).",
-        labels=["db"],
-    )
+    families = [field.family(["db"]) for field in KEYSPACE]
     for key, value in info.items():
         if not (key.startswith("db") and key[2:].isdigit()):
             continue
         stats = parse_pairs(value)
-        db = key[2:]
-        for family, field, scale in (
-            (keys, "keys", 1.0),
-            (expiring, "expires", 1.0),
-            (avg_ttl, "avg_ttl", 1e-3),
-        ):
-            number = parse_number(stats.get(field))
+        for field, family in zip(KEYSPACE, families, strict=True):
+            number = parse_number(stats.get(field.source))
             if number is not None:
-                family.add_metric([db], number * scale)
-    return [f for f in (keys, expiring, avg_ttl) if f.samples]
+                family.add_metric([key[2:]], number * field.scale)
+    return [f for f in families if f.samples]
 
 
 def _replicas(info: Info) -> list[Metric]:

@@ -210,8 +210,14 @@ async def test_a_hung_bouncer_is_a_timeout_and_a_restarted_one_recovers(
         server.stop()
         with pytest.raises(CollectError) as err:
             await collector.collect()
+        # within the reconnect backoff (at most 0.5 s after the first failure) nothing is tried
+        assert err.value.reason == "timeout"
+        await asyncio.sleep(0.6)
+        with pytest.raises(CollectError) as err:
+            await collector.collect()
         assert err.value.reason == "connection"
         server.start()
+        await asyncio.sleep(1.1)  # the second wait is at most 1 s
         assert (
             registry(await collector.collect()).get_sample_value("perf_pgbouncer_max_client_conn")
             == 50

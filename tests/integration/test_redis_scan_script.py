@@ -144,7 +144,7 @@ async def test_fallback_when_the_acl_user_may_not_run_scripts(
     collector = _pipelined(server)
     with caplog.at_level(logging.WARNING, logger="exporter.collectors.redis_namespaces"):
         first = await collector.collect()
-        await collector._drop()  # a reconnect tries the script again, quietly
+        await collector.close()  # the next cycle reconnects and tries the script again, quietly
         second = await collector.collect()
         await collector.close()
     warnings = [r for r in caplog.records if "refused the namespace scan script" in r.message]

@@ -39,9 +39,9 @@ def test_collectors_get_the_effective_interval_and_timeout_not_their_own_default
         }
     )
     jobs = {job.target: job for job in scheduler.build_jobs(config)}
-    first = jobs["global"].collector.target
+    first = jobs["global"].collector
     assert (first.interval, first.timeout) == (1.0, 0.8)
-    second = jobs["own"].collector.target
+    second = jobs["own"].collector
     assert (second.interval, second.timeout) == (4.0, 0.8)
     assert (jobs["own"].interval, jobs["own"].timeout) == (4.0, 0.8)
     # the configured object itself is left as the user wrote it

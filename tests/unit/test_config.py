@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter import config
-from exporter.config import ConfigError, load, parse_duration, redact_url
+from exporter.config import ConfigError, Timing, load, parse_duration, redact_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -156,10 +156,9 @@ targets:
         environ={},
     )
     a, b = cfg.targets.postgres
-    assert cfg.interval_for("host") == 5.0
-    assert cfg.timeout_for("host") == 4.5  # never beyond 90 % of the interval
-    assert (cfg.interval_for("postgres", a), cfg.timeout_for("postgres", a)) == (30.0, 3.0)
-    assert (cfg.interval_for("postgres", b), cfg.timeout_for("postgres", b)) == (60.0, 20.0)
+    assert cfg.timing_for("host") == Timing(5.0, 4.5)  # never beyond 90 % of the interval
+    assert cfg.timing_for("postgres", a) == Timing(30.0, 3.0)
+    assert cfg.timing_for("postgres", b) == Timing(60.0, 20.0)
 
 
 def test_password_file_is_read_at_use(tmp_path: Path) -> None:
@@ -227,7 +226,7 @@ def test_short_interval_alone_is_fine_but_an_explicit_longer_timeout_is_not(
     tmp_path: Path,
 ) -> None:
     cfg = load(write(tmp_path, "interval: 2s\ntargets: {}\n"), environ={})
-    assert cfg.timeout_for("host") == 1.8
+    assert cfg.timing_for("host").timeout == 1.8
     assert load(None, environ={"PERF_EXPORTER_INTERVAL": "5s"}).interval == 5.0
 
 

@@ -12,7 +12,7 @@ from prometheus_client.metrics_core import Metric
 
 from exporter.collectors import postgres_families as fam
 from exporter.collectors.base import CollectError
-from exporter.collectors.postgres import PostgresCollector, _preloaded, classify, where
+from exporter.collectors.postgres import PostgresCollector, _preloaded, translate_failure, where
 from exporter.collectors.postgres_queries import CONNECTION_STATES
 from exporter.config import PostgresSettings, PostgresTarget
 
@@ -319,14 +319,14 @@ def test_query_text_is_flattened_and_cut() -> None:
 def test_failures_map_to_reasons_with_one_sentence(
     exc: BaseException, reason: str, phrase: str
 ) -> None:
-    error = classify(exc, "postgresql://m:***@db:5432/d")
+    error = translate_failure(exc, "postgresql://m:***@db:5432/d")
     assert error.reason == reason
     assert phrase in error.message
     assert "\n" not in error.message
 
 
 def test_messages_never_carry_the_password() -> None:
-    error = classify(OSError("oops s3cr3t leaked"), "x", password="s3cr3t")
+    error = translate_failure(OSError("oops s3cr3t leaked"), "x", password="s3cr3t")
     assert "s3cr3t" not in error.message
     target = PostgresTarget(name="t", dsn="postgresql://mon:s3cr3t@db:5432/app")
     assert "s3cr3t" not in where(target)

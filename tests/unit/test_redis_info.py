@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from redis import exceptions as rx
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
-from exporter.collectors.probe import ProbeHistogram
+from exporter.collectors.probe_histogram import ProbeHistogram
 from exporter.collectors.redis import RedisCollector, _connection_settings
 from exporter.collectors.redis_info import families_from_info, parse_info, parse_pairs
 from exporter.collectors.redis_namespaces import OTHER, NamespaceRules
@@ -199,23 +199,24 @@ def test_password_file_beats_the_url_and_never_reaches_the_address(tmp_path: Pat
     secret = tmp_path / "pw"
     secret.write_text("from-file\n")
     target = RedisTarget(name="c", url="redis://monitor:in-url@cache1:6380/2", password_file=secret)
-    cls, kwargs, where = _connection_settings(target, 3.0)
+    cls, kwargs, where = _connection_settings(target, 3.0, target.password())
     assert cls is Connection
     assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache1", 6380, 2)
     assert (kwargs["username"], kwargs["password"]) == ("monitor", "from-file")
     assert where == "cache1:6380"
     url_only = RedisTarget(name="c", url="redis://:in-url@cache1/0")
-    assert _connection_settings(url_only, 3.0)[1]["password"] == "in-url"
+    assert _connection_settings(url_only, 3.0, None)[1]["password"] == "in-url"
 
 
 def test_tls_host_port_and_unix_targets(tmp_path: Path) -> None:
     tls = RedisTarget(name="c", host="cache1", port=6390, db=1, tls={"ca": tmp_path / "ca.pem"})
-    cls, kwargs, where = _connection_settings(tls, 3.0)
+    cls, kwargs, where = _connection_settings(tls, 3.0, None)
     assert cls is SSLConnection
     assert kwargs["ssl_ca_certs"] == str(tmp_path / "ca.pem")
     assert (kwargs["db"], where) == (1, "cache1:6390")
-    assert _connection_settings(RedisTarget(name="c", url="rediss://h:1/0"), 1)[0] is SSLConnection
-    unix = _connection_settings(RedisTarget(name="c", url="unix:///run/redis.sock?db=4"), 1)
+    rediss = RedisTarget(name="c", url="rediss://h:1/0")
+    assert _connection_settings(rediss, 1, None)[0] is SSLConnection
+    unix = _connection_settings(RedisTarget(name="c", url="unix:///run/redis.sock?db=4"), 1, None)
     assert unix[0] is UnixDomainSocketConnection
     assert (unix[1]["path"], unix[1]["db"]) == ("/run/redis.sock", 4)
 
@@ -239,8 +240,9 @@ async def test_errors_map_to_reasons_without_the_password(exc: Exception, reason
     collector = RedisCollector(
         RedisTarget(name="c", url="redis://u:hunter2@h:1/0"), RedisSettings()
     )
-    collector._client = collector._connect()  # learns the password it must scrub
-    error = collector._translate(type(exc)(f"{exc} hunter2"))
+    collector.connection = await collector.connect()  # learns the password it must scrub
+    error = collector.translate(type(exc)(f"{exc} hunter2"))
+    assert error is not None
     await collector.close()
     assert error.reason == reason
     assert "hunter2" not in error.message

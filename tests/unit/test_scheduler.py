@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors.base import Collected, CollectError, Collector
 from exporter.config import CollectorSettings, TargetConfig
-from exporter.scheduler import Job, Scheduler, classify
+from exporter.scheduler import Job, Scheduler, failure_reason
 from exporter.snapshot import Snapshot
 
 
@@ -100,11 +100,12 @@ async def test_failure_logged_once_per_state_change(caplog) -> None:  # type: ig
     assert stats.errors["auth"] == 3 and stats.success
 
 
-def test_classify_maps_exceptions_to_reasons() -> None:
-    assert classify(TimeoutError())[0] == "timeout"
-    assert classify(ConnectionRefusedError())[0] == "connection"
-    assert classify(CollectError("query", "x"))[0] == "query"
-    assert classify(ValueError("x"))[0] == "other"
+def test_only_collectors_translate_errors_the_scheduler_sees_timeouts_and_bugs() -> None:
+    assert failure_reason(TimeoutError())[0] == "timeout"
+    assert failure_reason(CollectError("query", "x")) == ("query", "x")
+    # a driver's error a collector did not translate is a bug of that collector
+    assert failure_reason(ConnectionRefusedError())[0] == "other"
+    assert failure_reason(ValueError("x"))[0] == "other"
 
 
 async def test_reload_keeps_unchanged_collectors_and_cancels_removed_runs() -> None:

@@ -11,23 +11,10 @@ from collections.abc import Sequence
 
 from prometheus_client.core import HistogramMetricFamily
 
-#: From 0.1 ms (a local round trip) to 5 s (a server in trouble).
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
+#: From 0.1 ms (a local round trip) to 5 s (a server in trouble): 1, 2.5 and 5 of each decade.
+#: Written from their text so each bound is exactly the float its ``le`` label shows.
+LATENCY_BUCKETS: tuple[float, ...] = tuple(
+    float(f"{step}e{exponent}") for exponent in range(-4, 1) for step in ("1", "2.5", "5")
 )
 
 

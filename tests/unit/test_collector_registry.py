@@ -1,0 +1,47 @@
+"""The collector registry loads a collector's module, and its driver, only when asked for it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from exporter.collectors import COLLECTORS
+from exporter.collectors.base import Collector
+
+
+def _drivers_loaded_after(code: str) -> list[str]:
+    """Which drivers a fresh interpreter has imported after running ``code``."""
+    probe = (
+        f"{code}\n"
+        "import json, sys\n"
+        "print(json.dumps(sorted(m for m in ('asyncpg', 'redis', 'psutil') if m in sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded: list[str] = json.loads(result.stdout.splitlines()[-1])
+    return loaded
+
+
+def test_importing_the_registry_or_the_host_collector_loads_no_database_driver() -> None:
+    assert _drivers_loaded_after("import exporter.collectors") == []
+    assert _drivers_loaded_after("import exporter.collectors.host") == ["psutil"]
+    assert _drivers_loaded_after("import exporter.scheduler") == []
+
+
+def test_asking_for_one_collector_loads_only_its_driver() -> None:
+    code = "from exporter.collectors import COLLECTORS\nCOLLECTORS['postgres']"
+    assert _drivers_loaded_after(code) == ["asyncpg"]
+    code = "from exporter.collectors import COLLECTORS\nCOLLECTORS['redis']"
+    assert _drivers_loaded_after(code) == ["redis"]
+
+
+def test_every_name_maps_to_the_collector_of_that_name() -> None:
+    assert list(COLLECTORS) == ["host", "postgres", "redis", "pgbouncer", "app"]
+    for name in COLLECTORS:
+        cls = COLLECTORS[name]
+        assert issubclass(cls, Collector)
+        assert cls.name == name
+    assert "nosuch" not in COLLECTORS
+    assert COLLECTORS.get("nosuch") is None
