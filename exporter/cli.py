@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return 0
     logs.configure(config.log.level, config.log.format)
-    from exporter.app import Daemon, ListenError
+    from exporter.daemon import Daemon, ListenError
 
     try:
         return asyncio.run(Daemon(config, path, overrides, web_config).run())

@@ -205,7 +205,7 @@ def test_a_target_printed_in_a_log_hides_its_password() -> None:
 def test_the_daemon_does_not_load_pydantic() -> None:
     """pydantic cost ~9 MB of RSS (bench/README.md); the daemon's imports must not bring it back."""
     code = (
-        "import sys, exporter.cli, exporter.app, exporter.webconfig, exporter.summary.board;"
+        "import sys, exporter.cli, exporter.daemon, exporter.webconfig, exporter.summary.board;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -11,7 +11,7 @@ import pytest
 
 from exporter import cli
 from exporter import config as config_module
-from exporter.app import Daemon
+from exporter.daemon import Daemon
 
 
 def _broken_load(*args: object, **kwargs: object) -> NoReturn:
