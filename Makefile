@@ -43,7 +43,6 @@ test: setup lint
 # Regenerate alerts/, dashboards/, docs/runbooks.md and the PrometheusRule (committed; tests compare them).
 mixin: python-packages
 	$(BIN)/python -m exporter mixin --out .
-	$(BIN)/python -m exporter.mixin_k8s
 
 # perf-exporter against the Debian reference exporters (bounded: at most ten minutes)
 bench: setup

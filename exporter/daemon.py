@@ -22,6 +22,7 @@ from exporter import __version__, logs
 from exporter import config as config_module
 from exporter.config import Config, ConfigError, split_listen_address
 from exporter.listener import GuardedSite
+from exporter.mixin.runbooks import runbooks_html
 from exporter.mixin.thresholds import Thresholds
 from exporter.notify import SystemdNotifier
 from exporter.scheduler import Scheduler, build_jobs
@@ -237,6 +238,7 @@ class Daemon:
             healthy=self.healthy,
             summary_json=self.board.as_json,
             summary_html=self.board.as_html,
+            runbooks_html=lambda: runbooks_html(self.board.thresholds),
         )
         app = build_app(handlers, middlewares=[auth_middleware(lambda: self.web_config)])
         app.on_response_prepare.append(response_headers(lambda: self.web_config))

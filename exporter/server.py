@@ -1,4 +1,5 @@
-"""The HTTP side: /metrics serves pre-rendered bytes, plus /healthz, /summary and a landing page.
+"""The HTTP side: /metrics serves pre-rendered bytes, plus /healthz, /summary, /runbooks (where
+the alerts' default runbook_url points) and a landing page.
 
 Nothing here collects, renders or mutates: every handler reads what the snapshot and the summary
 board already hold. Request lines and headers are capped, bodies are refused, unknown paths get
@@ -58,11 +59,13 @@ class Handlers:
         healthy: Callable[[], bool],
         summary_json: Callable[[], dict[str, Any]],
         summary_html: Callable[[], str],
+        runbooks_html: Callable[[], str],
     ) -> None:
         self._rendered = rendered
         self._healthy = healthy
         self._summary_json = summary_json
         self._summary_html = summary_html
+        self._runbooks_html = runbooks_html
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = self._rendered()
@@ -89,6 +92,9 @@ class Handlers:
     async def index(self, request: web.Request) -> web.Response:
         return web.Response(text=self._summary_html(), content_type="text/html")
 
+    async def runbooks(self, request: web.Request) -> web.Response:
+        return web.Response(text=self._runbooks_html(), content_type="text/html")
+
 
 @web.middleware
 async def _refuse_bodies(
@@ -110,5 +116,6 @@ def build_app(handlers: Handlers, middlewares: Iterable[Any] = ()) -> web.Applic
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/summary", handlers.summary)
+    app.router.add_get("/runbooks", handlers.runbooks)
     app.router.add_get("/", handlers.index)
     return app

@@ -16,6 +16,12 @@ the PromQL and the same computation over a :class:`~exporter.summary.window.Wind
 ``python -m exporter mixin --out .`` and commit the regenerated files: levels become a
 ``thresholds:`` key, the signal gets alerts, a recording rule, a runbook section, a graph on its
 home dashboard and a row on /summary, and the agreement test covers it.
+
+A ratio whose denominator can be tiny (a hit ratio of a source that is nearly idle) is judged
+only above a minimum traffic: give its formula a ``traffic`` (another :class:`Formula`, events
+per second; ``counter_ratio`` does it for you) and its levels a ``min_rate``. The traffic gets a
+recording rule of its own, the alerts require ``traffic >= min_rate``, and below it /summary
+reads "idle" and leaves the signal out of the score.
 """
 
 from __future__ import annotations
@@ -95,6 +101,28 @@ class Formula:
     evaluate: Evaluation
     #: The metrics it reads, in the order the runbook lists them.
     metrics: tuple[str, ...]
+    #: Events per second the value is computed from (lookups of a hit ratio): below the
+    #: signal's ``min_rate`` the value is too noisy to judge. None: always judged.
+    traffic: Formula | None = None
+
+
+def _rate_sum(names: tuple[str, ...]) -> PromQL:
+    return lambda q, by: " + ".join(f"sum by ({_by(by)}) ({q.rate(n)})" for n in names)
+
+
+def lookups(good: str, bad: str) -> Formula:
+    """``rate(good) + rate(bad)``: the traffic of a hit ratio, in lookups per second."""
+
+    return Formula(
+        _rate_sum((good, bad)),
+        lambda v, by: _sum_matched(v.rate(good, by), v.rate(bad, by)),
+        (good, bad),
+    )
+
+
+def _sum_matched(a: Values, b: Values) -> Values:
+    """``a + b`` of one-to-one matched series: a series missing on either side has no sum."""
+    return {k: v + b[k] for k, v in a.items() if k in b}
 
 
 def counter_ratio(good: str, bad: str) -> Formula:
@@ -105,7 +133,12 @@ def counter_ratio(good: str, bad: str) -> Formula:
         b = f"sum by ({_by(by)}) ({q.rate(bad)})"
         return f"{g} / ({g} + {b})"
 
-    return Formula(promql, lambda v, by: ratio(v.delta(good, by), v.delta(bad, by)), (good, bad))
+    return Formula(
+        promql,
+        lambda v, by: ratio(v.delta(good, by), v.delta(bad, by)),
+        (good, bad),
+        lookups(good, bad),
+    )
 
 
 def counter_quotient(num: str, den: str) -> Formula:
@@ -200,6 +233,18 @@ REDIS_OWN_EXCLUDED_RATIO = Formula(
         less_own(v.delta(_MISSES, by), v.delta(_OWN_MISSES, by)),
     ),
     (_HITS, _MISSES, _OWN_HITS, _OWN_MISSES),
+    # the application's lookups: the exporter's own are no traffic
+    Formula(
+        lambda q, by: (
+            f"{_own_excluded(q, by, _HITS, _OWN_HITS)} + "
+            f"{_own_excluded(q, by, _MISSES, _OWN_MISSES)}"
+        ),
+        lambda v, by: _sum_matched(
+            less_own(v.rate(_HITS, by), v.rate(_OWN_HITS, by)),
+            less_own(v.rate(_MISSES, by), v.rate(_OWN_MISSES, by)),
+        ),
+        (_HITS, _MISSES, _OWN_HITS, _OWN_MISSES),
+    ),
 )
 
 _CONNECTIONS = "perf_postgres_connections"
@@ -282,6 +327,8 @@ class Levels(NamedTuple):
     crit: float
     for_warn: str = "5m"
     for_crit: str = "5m"
+    #: Events per second of the formula's ``traffic`` below which the signal is not judged.
+    min_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -345,6 +392,8 @@ class Signal:
             raise ValueError(f"{self.key}: unit {self.unit!r} is none of {', '.join(UNITS)}")
         if not (callable(self.formula.promql) and callable(self.formula.evaluate)):
             raise TypeError(f"{self.key}: a signal needs both its PromQL and its evaluation")
+        if (self.levels.min_rate is None) != (self.formula.traffic is None):
+            raise ValueError(f"{self.key}: a traffic formula and a min_rate go together")
 
     @property
     def anchor(self) -> str:
@@ -386,6 +435,26 @@ class Signal:
         """This signal over one target's window, as /summary shows it."""
         return self.formula.evaluate(window, self.series_by)
 
+    @property
+    def guarded(self) -> bool:
+        """Whether the signal is judged only above a minimum traffic (see ``min_rate``)."""
+        return self.formula.traffic is not None
+
+    def traffic_expr(self, q: Query) -> str:
+        assert self.formula.traffic is not None, self.key
+        return self.formula.traffic.promql(q, self.labels)
+
+    def evaluate_traffic(self, window: Window) -> Values:
+        """Events per second behind the value; empty for a signal without a guard."""
+        if self.formula.traffic is None:
+            return {}
+        return self.formula.traffic.evaluate(window, self.series_by)
+
+    def traffic_record_name(self, window: str) -> str:
+        """The recording rule of the traffic: ``level:metric:traffic_rate<window>``."""
+        metric = self.record.split(":", 1)[0]
+        return f"{'_'.join(self.labels)}:{metric}:traffic_rate{window}"
+
     def record_name(self, window: str) -> str:
         """``level:metric:operation``, the level naming the labels it keeps."""
         return f"{'_'.join(self.labels)}:{self.record.replace('{w}', window)}"
@@ -407,7 +476,7 @@ SIGNALS: tuple[Signal, ...] = (
         alert="PerfPostgresCacheHitRatioLow",
         above=False,
         unit="percentunit",
-        levels=Levels(0.95, 0.90, "10m", "10m"),
+        levels=Levels(0.95, 0.90, "10m", "10m", min_rate=1.0),
         record="perf_postgres_blocks_hit:ratio_rate{w}",
         formula=counter_ratio("perf_postgres_blocks_hit_total", "perf_postgres_blocks_read_total"),
         meaning="Reads are served from disk instead of shared_buffers: queries slow down and the "
@@ -424,7 +493,7 @@ SIGNALS: tuple[Signal, ...] = (
         alert="PerfRedisHitRatioLow",
         above=False,
         unit="percentunit",
-        levels=Levels(0.80, 0.70, "10m", "10m"),
+        levels=Levels(0.80, 0.70, "10m", "10m", min_rate=1.0),
         record="perf_redis_keyspace_hit:ratio_rate{w}",
         formula=REDIS_OWN_EXCLUDED_RATIO,
         meaning="Most cache lookups miss, so requests fall through to PostgreSQL and the API gets "
@@ -441,7 +510,7 @@ SIGNALS: tuple[Signal, ...] = (
         alert="PerfAppCacheHitRatioLow",
         above=False,
         unit="percentunit",
-        levels=Levels(0.80, 0.70, "10m", "10m"),
+        levels=Levels(0.80, 0.70, "10m", "10m", min_rate=1.0),
         by=("namespace",),
         record="perf_app_cache_hit:ratio_rate{w}",
         formula=counter_ratio("perf_app_cache_hits_total", "perf_app_cache_misses_total"),

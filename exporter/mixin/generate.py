@@ -1,4 +1,5 @@
-"""``python -m exporter mixin [--config FILE] --out DIR``: write alerts/, dashboards/ and docs/.
+"""``python -m exporter mixin [--config FILE] --out DIR``: write alerts/, dashboards/, docs/ and
+the Kubernetes PrometheusRule (examples/kubernetes/prometheusrule.yml, made from the rule files).
 
 The files are committed; a test regenerates them with default thresholds and fails when they
 differ, so the catalog, the thresholds and the committed output never drift apart.
@@ -14,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from exporter import config
+from exporter import config, mixin_k8s
 from exporter.mixin.alertmanager import alertmanager_config
 from exporter.mixin.dashboards import dashboards
 from exporter.mixin.rules import alert_groups, recording_groups
@@ -48,6 +49,8 @@ def render(t: Thresholds) -> dict[str, str]:
         "alerts/alertmanager.example.yml": to_yaml(alertmanager_config(t)),
         "docs/runbooks.md": runbooks_markdown(t),
     }
+    rule_files = {rel: text for rel, text in files.items() if rel.endswith(".rules.yml")}
+    files[mixin_k8s.OUT] = mixin_k8s.render_rules(rule_files)
     for name, board in dashboards(t).items():
         files[f"dashboards/{name}"] = json.dumps(board, indent=2, sort_keys=True) + "\n"
     return files

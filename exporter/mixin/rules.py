@@ -3,6 +3,13 @@
 Each signal gets one alert name with a warning and a critical rule (same name, different
 ``severity``), so Alertmanager can inhibit the warning while the critical twin fires, and one
 recording rule under a ``level:metric:operation`` name for dashboards and federation.
+
+Each expression is written once, in the recording rules; the alerts compare the recorded series
+with their levels. A guarded signal (a hit ratio) also records its traffic, and its alerts
+require ``traffic >= min_rate``, so an idle source with a poor ratio stays quiet. Both files
+must therefore be loaded: the alerts alone select series nobody records and never fire (the
+recording group runs concurrently with the alert groups, so an alert sees the value of the
+previous evaluation at worst).
 """
 
 from __future__ import annotations
@@ -28,12 +35,23 @@ def _subject(signal: Signal) -> str:
     return " ".join(parts)
 
 
-def alert_rules(t: Thresholds) -> list[dict[str, Any]]:
+def alert_condition(t: Thresholds, signal: Signal, value: float) -> str:
+    """The alert's expression at ``value``: the recorded series against it, and the traffic
+    guard for a guarded signal."""
     q = rule_query(t)
+    op = ">" if signal.above else "<"
+    expr = f"{q.m(signal.record_name(t.rate_window))} {op} {value:g}"
+    min_rate = t.min_rate(signal.key)
+    if signal.guarded and min_rate is not None:
+        traffic = q.m(signal.traffic_record_name(t.rate_window))
+        expr += f" and on ({', '.join(signal.labels)}) {traffic} >= {min_rate:g}"
+    return expr
+
+
+def alert_rules(t: Thresholds) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for signal in SIGNALS:
         level = t.level(signal.key)
-        op = ">" if signal.above else "<"
         word = "above" if signal.above else "below"
         shown = UNITS[signal.unit].template
         for severity, value, hold in (
@@ -43,7 +61,7 @@ def alert_rules(t: Thresholds) -> list[dict[str, Any]]:
             rules.append(
                 {
                     "alert": signal.alert,
-                    "expr": f"({signal.expr(q)}) {op} {value:g}",
+                    "expr": alert_condition(t, signal, value),
                     "for": hold,
                     "labels": {"severity": severity},
                     "annotations": {
@@ -72,13 +90,10 @@ def alert_groups(t: Thresholds) -> dict[str, Any]:
 def recording_groups(t: Thresholds) -> dict[str, Any]:
     """The recording rule file: every signal's value under its ``level:metric:operation`` name."""
     q = rule_query(t)
-    return {
-        "groups": [
-            {
-                "name": "perf-exporter-recording",
-                "rules": [
-                    {"record": s.record_name(t.rate_window), "expr": s.expr(q)} for s in SIGNALS
-                ],
-            }
-        ]
-    }
+    rules: list[dict[str, Any]] = []
+    for s in SIGNALS:
+        rules.append({"record": s.record_name(t.rate_window), "expr": s.expr(q)})
+        if s.guarded:
+            traffic = s.traffic_record_name(t.rate_window)
+            rules.append({"record": traffic, "expr": s.traffic_expr(q)})
+    return {"groups": [{"name": "perf-exporter-recording", "rules": rules}]}

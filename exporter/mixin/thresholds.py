@@ -11,8 +11,13 @@ Overrides come from the ``thresholds`` key of the config file::
 
     thresholds:
       selector: 'job="perf-exporter"'
-      redis_hit_ratio: {warn: 0.85, crit: 0.75}
+      redis_hit_ratio: {warn: 0.85, crit: 0.75, min_rate: 5}
       host_cpu_utilisation: {for_crit: 30m}
+      runbook_url: "https://{{ $labels.instance }}/runbooks#{anchor}"
+
+A ratio signal (the hit ratios) also has ``min_rate``: the traffic, in events per second of its
+formula's ``traffic`` (lookups, blocks), below which it is "idle": its alerts stay quiet and
+/summary leaves it out of the score. 0 judges it at any traffic.
 """
 
 from __future__ import annotations
@@ -23,9 +28,14 @@ from typing import Any
 
 from exporter.config import ConfigError
 from exporter.mixin.catalog import SIGNALS
-from exporter.schema import Model, ValidationError, field_validator, model_validator
+from exporter.schema import Field, Model, ValidationError, field_validator, model_validator
 
 _PROM_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+#: Alertmanager and Prometheus render ``{{ $labels.instance }}`` to the scraped exporter's
+#: host:port, which is where the daemon serves /runbooks: the default needs nothing but the
+#: installed package.
+DEFAULT_RUNBOOK_URL = "http://{{ $labels.instance }}/runbooks#{anchor}"
+_INSTANCE_HOST = re.compile(r"^https?://\{\{\s*\$labels\.instance\s*\}\}")
 _LABEL_MATCHER = re.compile(r'^\s*[A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*$')
 
 
@@ -42,6 +52,8 @@ class Level(Model):
     crit: float
     for_warn: str = "5m"
     for_crit: str = "5m"
+    #: Events per second below which a ratio is not judged (signals with a traffic only).
+    min_rate: float | None = Field(None, ge=0)
 
     @field_validator("for_warn", "for_crit")
     @classmethod
@@ -77,10 +89,9 @@ class Thresholds(Model):
     predict_window: str = "6h"
     severity_critical: str = "critical"
     severity_warning: str = "warning"
-    #: ``{anchor}`` is replaced by the signal's anchor in docs/runbooks.md.
-    runbook_url: str = (
-        "https://github.com/perf-exporter/perf-exporter/blob/main/docs/runbooks.md#{anchor}"
-    )
+    #: ``{anchor}`` is replaced by the signal's anchor in docs/runbooks.md; the rest may use
+    #: the alert's template variables (``{{ $labels.instance }}``: the exporter's host:port).
+    runbook_url: str = DEFAULT_RUNBOOK_URL
 
     @field_validator("rate_window", "predict_window")
     @classmethod
@@ -106,8 +117,8 @@ class Thresholds(Model):
     @field_validator("runbook_url")
     @classmethod
     def _runbook(cls, value: str) -> str:
-        if "{anchor}" not in value:
-            raise ValueError("must contain {anchor}")
+        if "{anchor}" not in value or not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL containing {anchor}")
         return value
 
     @model_validator(mode="after")
@@ -115,6 +126,10 @@ class Thresholds(Model):
         bad = []
         for signal in SIGNALS:
             level = self.level(signal.key)
+            if signal.guarded and level.min_rate is None:
+                bad.append(f"{signal.key}.min_rate: must be a number (0 judges any traffic)")
+            if not signal.guarded and level.min_rate is not None:
+                bad.append(f"{signal.key}.min_rate: this signal has no traffic to guard")
             worse = level.crit >= level.warn if signal.above else level.crit <= level.warn
             if not worse:
                 word = "above" if signal.above else "below"
@@ -133,7 +148,22 @@ class Thresholds(Model):
         return value
 
     def runbook(self, anchor: str) -> str:
+        """The alert's ``runbook_url`` annotation (a template Prometheus renders)."""
         return self.runbook_url.replace("{anchor}", anchor)
+
+    def runbook_with_instance(self, anchor: str, instance: str) -> str:
+        """The runbook URL where something other than Prometheus fills in the instance
+        (a dashboard passes its ``${instance}`` variable)."""
+        return re.sub(r"\{\{\s*\$labels\.instance\s*\}\}", instance, self.runbook(anchor))
+
+    def runbook_here(self, anchor: str) -> str:
+        """The runbook link for a page the exporter serves itself: a template naming the
+        exporter's own address becomes a path on it (``/runbooks#anchor``)."""
+        return _INSTANCE_HOST.sub("", self.runbook(anchor))
+
+    def min_rate(self, key: str) -> float | None:
+        """Events per second below which the signal ``key`` is idle (None: never)."""
+        return self.level(key).min_rate
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, Any] | None) -> Thresholds:

@@ -7,7 +7,8 @@ defaults of ``as_json``/``as_html``.
 
 **Score** (0-100): every signal with a current value counts once, at the status of its worst
 series: ok = 1, warn = 0.5, crit = 0; the score is ``round(100 * sum / count)``. Signals without
-data (a source not configured, a first sample with no delta yet) do not count; with no signal
+data (a source not configured, a first sample with no delta yet) do not count, nor do idle
+ones (a ratio whose traffic is below its ``min_rate``: too few lookups to judge); with no signal
 at all the score is ``null``. The summary has no ``for:``: it shows now, the alerts wait.
 """
 
@@ -32,7 +33,7 @@ Status = Literal["ok", "warn", "crit"]
 WEIGHT: dict[Status, float] = {"ok": 1.0, "warn": 0.5, "crit": 0.0}
 SCORE_FORMULA = (
     "round(100 * mean over signals with data of (ok=1, warn=0.5, crit=0)), "
-    "each signal at the status of its worst row"
+    "each signal at the status of its worst row; idle rows (traffic below min_rate) do not count"
 )
 #: Signals about the exporter's own runs: evaluated for every collector, from the board's record.
 OWN = tuple(s for s in SIGNALS if s.source == "exporter")
@@ -45,6 +46,11 @@ def status_of(signal: Signal, value: float, t: Thresholds) -> Status:
     if signal.above:
         return "crit" if value > level.crit else "warn" if value > level.warn else "ok"
     return "crit" if value < level.crit else "warn" if value < level.warn else "ok"
+
+
+def idle(traffic: float | None, min_rate: float) -> bool:
+    """Too little traffic to judge a ratio: below ``min_rate``, as the alerts' ``>=`` guard."""
+    return traffic is None or traffic < min_rate
 
 
 @dataclass
@@ -72,6 +78,8 @@ class SignalSeries:
     target: str
     labels: LabelKey
     value: float | None = None
+    #: Events per second behind the value, for a signal guarded by a ``min_rate``.
+    traffic: float | None = None
     updated: float = 0.0
     history: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=60))
 
@@ -113,7 +121,14 @@ class SummaryBoard:
         window = Window(src.now, now, src.before, src.t_before, src.trails, self.history)
         for signal in SIGNALS:
             if signal.source == collector:
-                self._set(signal, collector, target, signal.evaluate(window), now)
+                self._set(
+                    signal,
+                    collector,
+                    target,
+                    signal.evaluate(window),
+                    now,
+                    signal.evaluate_traffic(window),
+                )
         self._set_own(collector, target, now)
 
     def failed(self, collector: str, target: str, now: float) -> None:
@@ -147,7 +162,15 @@ class SummaryBoard:
         for key in [k for k in self._sources if k not in keys]:
             self.drop(*key)
 
-    def _set(self, signal: Signal, collector: str, target: str, values: Values, now: float) -> None:
+    def _set(
+        self,
+        signal: Signal,
+        collector: str,
+        target: str,
+        values: Values,
+        now: float,
+        traffic: Values | None = None,
+    ) -> None:
         series = self._series.setdefault((signal.key, collector, target), {})
         for labels, old in series.items():
             if labels not in values:
@@ -162,6 +185,7 @@ class SummaryBoard:
                 )
                 series[labels] = one
             one.value, one.updated = value, now
+            one.traffic = (traffic or {}).get(labels)
             one.history.append((now, value))
 
     def _set_own(self, collector: str, target: str, now: float) -> None:
@@ -194,6 +218,15 @@ class SummaryBoard:
             src = self._sources.get((one.collector, one.target))
             if signal is STALENESS and src is not None and src.last_success is not None:
                 value = now - src.last_success  # grows between runs; reading changes nothing
+            status: str | None = None if value is None else status_of(signal, value, t)
+            reason = None
+            min_rate = t.min_rate(signal.key)
+            if value is not None and min_rate is not None and idle(one.traffic, min_rate):
+                status = "idle"
+                reason = (
+                    f"Only {one.traffic or 0:.2f} events/s over the last interval, below the "
+                    f"{min_rate:g}/s needed to judge this ratio."
+                )
             out.append(
                 {
                     "signal": signal.key,
@@ -208,9 +241,12 @@ class SummaryBoard:
                     "bad_when": "above" if signal.above else "below",
                     "warn": level.warn,
                     "crit": level.crit,
-                    "status": None if value is None else status_of(signal, value, t),
+                    "status": status,
+                    "reason": reason,
+                    # events per second behind a guarded ratio (None: not guarded)
+                    "traffic": one.traffic if signal.guarded else None,
                     "alert": signal.alert,
-                    "runbook_url": t.runbook(signal.anchor),
+                    "runbook_url": t.runbook_here(signal.anchor),
                     "history": [v for _, v in one.history],
                 }
             )
@@ -222,7 +258,7 @@ class SummaryBoard:
         worst: dict[str, Status] = {}
         for row in rows:
             status = row["status"]
-            if status is None:
+            if status is None or status == "idle":
                 continue
             old = worst.get(row["signal"])
             if old is None or WEIGHT[status] < WEIGHT[old]:

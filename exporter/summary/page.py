@@ -52,13 +52,16 @@ def render_html(data: Mapping[str, Any]) -> str:
         signal = BY_KEY[row["signal"]]
         word = "&gt;" if row["bad_when"] == "above" else "&lt;"
         status = row["status"]
+        # an idle row says why on hover
+        why = f' title="{e(row["reason"])}"' if row.get("reason") else ""
         rows.append(
             f'<tr class="{e(status or "none")}"><td><a href="{e(row["runbook_url"])}">'
             f"{e(row['title'])}</a></td><td>{e(row['target'])}</td><td>{e(extra)}</td>"
             f'<td class="num">{e(row["display"])}</td>'
             f"<td>warn {word} {e(signal.format_level(row['warn']))}, crit {word} "
             f"{e(signal.format_level(row['crit']))}</td>"
-            f'<td class="st" style="color:{COLOURS.get(status, "#666")}">'
+            f'<td class="st" style="color:{COLOURS.get(status, "#666")}"'
+            f"{why}>"
             f"{e((status or 'no data').upper())}</td>"
             f"<td>{sparkline(row['history'], status)}</td></tr>"
         )

@@ -55,23 +55,32 @@ def gauge(value: float) -> str:
 Series = list[tuple[str, str]]
 
 
-def ratio(good: str, bad: str) -> Callable[[float, dict[str, str]], Series]:
-    def make(v: float, labels: dict[str, str]) -> Series:
-        hits = round(v * 1000)
-        return [(good + sel(labels), counter(hits)), (bad + sel(labels), counter(1000 - hits))]
+def ratio(good: str, bad: str) -> Callable[..., Series]:
+    """Hit ratio ``v`` of ``per_minute`` lookups a minute (1000: busy enough to be judged)."""
+
+    def make(v: float, labels: dict[str, str], per_minute: float = 1000) -> Series:
+        hits = v * per_minute
+        return [
+            (good + sel(labels), counter(hits)),
+            (bad + sel(labels), counter(per_minute - hits)),
+        ]
 
     return make
 
 
-def redis_ratio(v: float, labels: dict[str, str]) -> Series:
+def redis_ratio(
+    v: float, labels: dict[str, str], per_minute: float = 1000, own_per_minute: float = 5000
+) -> Series:
     # the application's lookups give ratio v; the exporter's own TTL checks add 5000 hits a
-    # minute on top, which must not lift the ratio
-    app = ratio("perf_redis_keyspace_hits_total", "perf_redis_keyspace_misses_total")(v, labels)
-    hits = round(v * 1000)
+    # minute on top, which must neither lift the ratio nor count as traffic
+    app = ratio("perf_redis_keyspace_hits_total", "perf_redis_keyspace_misses_total")(
+        v, labels, per_minute
+    )
+    hits = v * per_minute
     return [
-        (app[0][0], counter(hits + 5000)),
+        (app[0][0], counter(hits + own_per_minute)),
         app[1],
-        ("perf_redis_exporter_keyspace_hits_total" + sel(labels), counter(5000)),
+        ("perf_redis_exporter_keyspace_hits_total" + sel(labels), counter(own_per_minute)),
         ("perf_redis_exporter_keyspace_misses_total" + sel(labels), counter(0)),
     ]
 
@@ -313,7 +322,7 @@ def expected(
                     "description": f"{signal.title} of {subject} is "
                     f"{rendered_value(signal, v)}, {word} the {severity} level of "
                     f"{signal.format_level(threshold)}.",
-                    "runbook_url": t.runbook(signal.anchor),
+                    "runbook_url": t.runbook_with_instance(signal.anchor, labels["instance"]),
                 },
             }
         )
@@ -452,8 +461,12 @@ def run_rule_tests(
     generated: Path, name: str, tests: list[dict[str, Any]]
 ) -> subprocess.CompletedProcess[str]:
     """``promtool test rules`` of ``tests`` against the generated alert rules."""
+    # the alerts compare recorded series: without the recording rules they never fire
     spec = {
-        "rule_files": [str(generated / "alerts/perf-exporter.rules.yml")],
+        "rule_files": [
+            str(generated / "alerts/recording.rules.yml"),
+            str(generated / "alerts/perf-exporter.rules.yml"),
+        ],
         "evaluation_interval": "1m",
         "tests": tests,
     }
@@ -486,8 +499,9 @@ def test_rule_files_pass_promtool_check_with_duplicate_lint(generated: Path) -> 
         str(generated / "alerts/recording.rules.yml"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 48 rules found" in result.stdout
-    assert f"SUCCESS: {len(SIGNALS)} rules found" in result.stdout
+    assert f"SUCCESS: {2 * len(SIGNALS)} rules found" in result.stdout
+    guarded = sum(s.guarded for s in SIGNALS)
+    assert f"SUCCESS: {len(SIGNALS) + guarded} rules found" in result.stdout
 
 
 @pytest.mark.timeout(120)
@@ -504,6 +518,73 @@ def test_alerts_wait_for_their_for_duration(generated: Path) -> None:
     tests = pending_tests(Thresholds())
     assert len(tests) >= 12  # every signal with a for: of 2 minutes or more
     result = run_rule_tests(generated, "pending.test.yml", tests)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+GUARDED = [s for s in SIGNALS if s.guarded]
+
+
+def traffic_tests(t: Thresholds, signal: Signal) -> list[dict[str, Any]]:
+    """A ratio far under its critical level at half, exactly at and 20 times its min_rate."""
+    min_rate = t.min_rate(signal.key)
+    assert min_rate is not None and min_rate > 0
+    poor = round(t.level(signal.key).crit / 2, 6)
+    labels = labels_for(signal)
+    tests = []
+    for per_second, severities in (
+        (min_rate / 2, []),
+        (min_rate, ["warning", "critical"]),
+        (min_rate * 20, ["warning", "critical"]),
+    ):
+        # exactly at the edge the rates must add up exactly: the exporter's own Redis lookups
+        # (subtracted, a float difference) are left out there and tested on both sides
+        extra = (
+            {"own_per_minute": 0}
+            if signal.key == "redis_hit_ratio" and per_second == min_rate
+            else {}
+        )
+        tests.append(
+            {
+                "name": f"{signal.alert} at {per_second:g} lookups/s",
+                "interval": "1m",
+                "input_series": [
+                    {"series": name, "values": values}
+                    for name, values in FIXTURES[signal.key].series(
+                        poor, labels, per_minute=per_second * 60, **extra
+                    )
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": f"{eval_minutes(t, signal)}m",
+                        "alertname": signal.alert,
+                        "exp_alerts": expected(t, signal, poor, severities, labels),
+                    }
+                ],
+            }
+        )
+    return tests
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signal", GUARDED, ids=[s.key for s in GUARDED])
+def test_a_poor_ratio_pages_only_above_the_minimum_traffic(generated: Path, signal: Signal) -> None:
+    result = run_rule_tests(
+        generated, f"{signal.key}.traffic.test.yml", traffic_tests(Thresholds(), signal)
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+@pytest.mark.timeout(60)
+def test_a_min_rate_override_moves_the_guard(tmp_path: Path) -> None:
+    # an operator lowering the guard makes the same idle source page
+    t = Thresholds.from_overrides({"app_cache_hit_ratio": {"min_rate": 0.25}})
+    for rel, text in render(t).items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    signal = BY_KEY["app_cache_hit_ratio"]
+    tests = traffic_tests(t, signal)
+    assert tests[0]["name"].endswith("at 0.125 lookups/s")
+    result = run_rule_tests(tmp_path, "override.test.yml", tests)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 

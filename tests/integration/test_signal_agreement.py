@@ -11,6 +11,10 @@ is then exact), histograms have buckets the 99th percentile falls inside, gauges
 (so the filesystem fill prediction has a trend). The values prove the arithmetic, not a
 realistic server (a utilisation may exceed 1). The exporter's own signals get the history of a
 collector that succeeded every run but the last.
+
+A guarded signal (a hit ratio judged only above ``min_rate``) also has its traffic compared the
+same way, and an idle input (every counter slowed below the minimum) reads "idle" on /summary
+exactly where the alerts' guard ``traffic >= min_rate`` gives nothing in Prometheus.
 """
 
 from __future__ import annotations
@@ -107,8 +111,8 @@ def own_history() -> History:
     }
 
 
-def daemon_values(signal: Signal, history: History) -> dict[frozenset[tuple[str, str]], float]:
-    """What /summary shows for the signal after the board saw the history run by run."""
+def daemon_rows(signal: Signal, history: History) -> list[dict[str, Any]]:
+    """The signal's /summary rows after the board saw the history run by run."""
     board = SummaryBoard(Thresholds())
     own = signal.source == "exporter"
     collector = "postgres" if own else signal.source
@@ -122,14 +126,30 @@ def daemon_values(signal: Signal, history: History) -> dict[frozenset[tuple[str,
                 kept = {k: v for k, v in labels if k != "target"}
                 family.add_sample(name, kept, values[n])
         board.update(collector, TARGET, [family], {}, n * STEP)
-    out = {}
-    for row in board.rows(END):
-        if row["signal"] == signal.key and row["value"] is not None:
-            labels = dict(row["labels"])
-            if "target" in signal.labels:
-                labels["target"] = row["target"]
-            out[frozenset(labels.items())] = row["value"]
-    return out
+    return [row for row in board.rows(END) if row["signal"] == signal.key]
+
+
+def _key(signal: Signal, row: dict[str, Any]) -> frozenset[tuple[str, str]]:
+    labels = dict(row["labels"])
+    if "target" in signal.labels:
+        labels["target"] = row["target"]
+    return frozenset(labels.items())
+
+
+def daemon_values(signal: Signal, history: History) -> dict[frozenset[tuple[str, str]], float]:
+    """What /summary shows for the signal after the board saw the history run by run."""
+    return {
+        _key(signal, row): row["value"]
+        for row in daemon_rows(signal, history)
+        if row["value"] is not None
+    }
+
+
+def daemon_traffic(signal: Signal, history: History) -> dict[frozenset[tuple[str, str]], float]:
+    """The traffic /summary judged the signal's guard on, at the end of the history."""
+    rows = daemon_rows(signal, history)
+    assert all(row["traffic"] is not None for row in rows), rows
+    return {_key(signal, row): row["traffic"] for row in rows}
 
 
 def _selector(name: str, labels: tuple[tuple[str, str], ...]) -> str:
@@ -137,7 +157,9 @@ def _selector(name: str, labels: tuple[tuple[str, str], ...]) -> str:
     return f"{name}{{{matchers}}}"
 
 
-def promtool_file(signal: Signal, history: History, expected: dict[Any, float]) -> dict[str, Any]:
+def promtool_file(
+    signal: Signal, history: History, expected: dict[Any, float], expr: str | None = None
+) -> dict[str, Any]:
     return {
         "rule_files": [],
         "evaluation_interval": f"{STEP}s",
@@ -150,7 +172,7 @@ def promtool_file(signal: Signal, history: History, expected: dict[Any, float]) 
                 ],
                 "promql_expr_test": [
                     {
-                        "expr": signal.expr(rule_query(Thresholds())),
+                        "expr": expr or signal.expr(rule_query(Thresholds())),
                         "eval_time": f"{END}s",
                         "exp_samples": [
                             {
@@ -184,14 +206,16 @@ def prometheus_values(output: str) -> dict[frozenset[tuple[str, str]], float]:
     return out
 
 
-@pytest.mark.parametrize("signal", SIGNALS, ids=[s.key for s in SIGNALS])
-def test_promql_and_daemon_evaluation_agree(signal: Signal, tmp_path: Path) -> None:
-    history = own_history() if signal.source == "exporter" else collector_history(signal)
-    ours = daemon_values(signal, history)
-    assert ours, f"{signal.key}: the daemon's evaluation gave no value for the input"
-    assert all(math.isfinite(v) for v in ours.values()), ours
+def agree(
+    signal: Signal,
+    history: History,
+    ours: dict[frozenset[tuple[str, str]], float],
+    tmp_path: Path,
+    expr: str | None = None,
+) -> None:
+    """promtool evaluates ``expr`` (the signal's own by default) to exactly ``ours``."""
     path = tmp_path / "agreement.yml"
-    path.write_text(yaml.safe_dump(promtool_file(signal, history, ours), sort_keys=False))
+    path.write_text(yaml.safe_dump(promtool_file(signal, history, ours, expr), sort_keys=False))
     result = subprocess.run(
         [PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, timeout=60
     )
@@ -202,3 +226,59 @@ def test_promql_and_daemon_evaluation_agree(signal: Signal, tmp_path: Path) -> N
     assert set(theirs) == set(ours), f"{signal.key}: series differ: {theirs} vs {ours}"
     for key, value in ours.items():
         assert math.isclose(theirs[key], value, rel_tol=TOLERANCE), (signal.key, key, theirs, ours)
+
+
+@pytest.mark.parametrize("signal", SIGNALS, ids=[s.key for s in SIGNALS])
+def test_promql_and_daemon_evaluation_agree(signal: Signal, tmp_path: Path) -> None:
+    history = own_history() if signal.source == "exporter" else collector_history(signal)
+    ours = daemon_values(signal, history)
+    assert ours, f"{signal.key}: the daemon's evaluation gave no value for the input"
+    assert all(math.isfinite(v) for v in ours.values()), ours
+    agree(signal, history, ours, tmp_path)
+
+
+GUARDED = [s for s in SIGNALS if s.guarded]
+
+
+def _guard(signal: Signal) -> str:
+    """The alerts' guard, evaluated from the raw series as the recording rule would."""
+    t = Thresholds()
+    return f"({signal.traffic_expr(rule_query(t))}) >= {t.min_rate(signal.key):g}"
+
+
+def test_every_ratio_signal_is_guarded() -> None:
+    assert {s.key for s in GUARDED} == {
+        "postgres_cache_hit_ratio",
+        "redis_hit_ratio",
+        "app_cache_hit_ratio",
+    }
+
+
+@pytest.mark.parametrize("signal", GUARDED, ids=[s.key for s in GUARDED])
+def test_promql_and_daemon_traffic_agree(signal: Signal, tmp_path: Path) -> None:
+    history = collector_history(signal)
+    ours = daemon_traffic(signal, history)
+    assert ours and all(v > 0 for v in ours.values()), ours
+    agree(signal, history, ours, tmp_path, signal.traffic_expr(rule_query(Thresholds())))
+    # busy: the guard passes on both sides
+    assert all(row["status"] != "idle" for row in daemon_rows(signal, history))
+    agree(signal, history, ours, tmp_path, _guard(signal))
+
+
+@pytest.mark.parametrize("signal", GUARDED, ids=[s.key for s in GUARDED])
+def test_an_idle_source_is_idle_on_summary_and_quiet_in_prometheus(
+    signal: Signal, tmp_path: Path
+) -> None:
+    # every counter a thousand times slower: the same ratio, a hundredth of a lookup a second
+    history = {k: [v / 1000 for v in values] for k, values in collector_history(signal).items()}
+    rows = daemon_rows(signal, history)
+    assert rows and all(r["value"] is not None for r in rows), rows
+    assert [r["status"] for r in rows] == ["idle"] * len(rows)
+    assert all(r["reason"].endswith("needed to judge this ratio.") for r in rows), rows
+    path = tmp_path / "idle.yml"
+    spec = promtool_file(signal, history, {}, _guard(signal))
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

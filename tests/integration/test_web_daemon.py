@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import signal
 import socket
 import ssl
@@ -244,3 +245,40 @@ def test_stalled_tls_handshakes_are_cut_after_the_read_timeout(
         assert d.get("/metrics")[0] == 200
         assert d.stop() == 0
         assert "Traceback" not in d.log
+
+
+@pytest.mark.timeout(60)
+def test_runbooks_page_is_where_every_alert_links_and_obeys_basic_auth(tmp_path: Path) -> None:
+    from exporter.mixin.rules import alert_rules
+    from exporter.mixin.thresholds import Thresholds
+
+    web = web_yaml(tmp_path / "web.yml", None, {"prometheus": PASSWORD})
+    config = {**CONFIG, "thresholds": {"redis_hit_ratio": {"warn": 0.85}}}
+    with WebDaemon(tmp_path, web, None, config) as d:
+        status, headers, _ = d.get("/runbooks")
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Basic ")
+        d.auth = ("prometheus", PASSWORD)
+        status, headers, body = d.get("/runbooks")
+        assert status == 200 and headers["Content-Type"].startswith("text/html")
+        page = body.decode()
+        instance = f"127.0.0.1:{d.port}"
+        for rule in alert_rules(Thresholds()):
+            # what Prometheus renders for an alert on this exporter's series
+            url = rule["annotations"]["runbook_url"].replace("{{ $labels.instance }}", instance)
+            assert url.startswith(d.url + "/runbooks#"), url
+            anchor = url.rsplit("#", 1)[1]
+            assert f'<h2 id="{anchor}">{rule["alert"]}</h2>' in page
+        # the page shows the levels this exporter judges with, and stands alone
+        assert "Redis keyspace hit ratio (below 85% for 10m: warning" in page
+        assert "<script" not in page and "src=" not in page
+        assert "http://" not in page and "https://" not in page
+        # the summary's runbook links stay on the exporter
+        rows: list[dict[str, Any]] = []
+        for _ in range(50):  # bounded: the host collector's first run
+            rows = json.loads(d.get("/summary")[2])["signals"]
+            if rows:
+                break
+            time.sleep(0.1)
+        assert rows and all(r["runbook_url"].startswith("/runbooks#") for r in rows), rows
+        assert b'href="/runbooks#' in d.get("/")[2]
+        assert d.stop() == 0

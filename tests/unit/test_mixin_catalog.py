@@ -31,7 +31,9 @@ def test_threshold_defaults_are_the_catalog_levels() -> None:
     t = Thresholds()
     for signal in SIGNALS:
         level = t.level(signal.key)
-        assert (level.warn, level.crit, level.for_warn, level.for_crit) == signal.levels
+        assert (level.warn, level.crit, level.for_warn, level.for_crit, level.min_rate) == (
+            signal.levels
+        )
 
 
 def test_every_signal_key_is_a_thresholds_key_and_no_other_level_exists() -> None:

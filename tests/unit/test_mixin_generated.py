@@ -14,7 +14,7 @@ import yaml
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from exporter.mixin import generate
-from exporter.mixin.catalog import SIGNALS
+from exporter.mixin.catalog import BY_KEY, SIGNALS
 from exporter.mixin.dashboards import dashboards
 from exporter.mixin.rules import alert_rules
 from exporter.mixin.thresholds import Thresholds
@@ -48,7 +48,7 @@ def test_main_writes_into_out_and_applies_config_thresholds(tmp_path: Path) -> N
     cfg.write_text("thresholds:\n  redis_hit_ratio: {warn: 0.85}\n")
     assert generate.main(["--config", str(cfg), "--out", str(tmp_path / "out")]) == 0
     rules = (tmp_path / "out/alerts/perf-exporter.rules.yml").read_text()
-    assert ") < 0.85\n" in rules
+    assert ':perf_redis_keyspace_hit:ratio_rate5m{job="perf-exporter"} < 0.85 and on' in rules
     assert (tmp_path / "out/dashboards/overview.json").exists()
 
 
@@ -85,7 +85,10 @@ def test_alert_names_severities_and_annotations_follow_the_conventions() -> None
         description = rule["annotations"]["description"]
         assert summary.endswith(".") and "{{" not in summary, summary
         assert "$value" in description and "{{ $labels." in description, description
-        assert rule["annotations"]["runbook_url"].startswith("https://")
+        # the exporter that was scraped serves the runbooks itself
+        assert rule["annotations"]["runbook_url"] == (
+            f"http://{{{{ $labels.instance }}}}/runbooks#{rule['alert'].lower()}"
+        )
 
 
 def test_warning_and_critical_twins_share_one_alert_name() -> None:
@@ -116,9 +119,34 @@ def test_every_rule_expression_parses_and_selects_the_configured_job() -> None:
             assert sel.matchers["job"] == ("=", "perf-exporter")
 
 
+def test_alerts_compare_recorded_series_and_write_no_expression_again() -> None:
+    recorded = {r["record"] for r in _rule_files() if "record" in r}
+    for rule in _rule_files():
+        if "alert" in rule:
+            used = {s.name for s in selectors(rule["expr"])}
+            assert used and used <= recorded, (rule["alert"], used - recorded)
+            assert all(s.functions == [] for s in selectors(rule["expr"])), rule["expr"]
+
+
+def test_guarded_alerts_require_the_minimum_traffic() -> None:
+    t = Thresholds()
+    guarded = {s.alert: s for s in SIGNALS if s.guarded}
+    assert set(guarded) == {
+        "PerfPostgresCacheHitRatioLow",
+        "PerfRedisHitRatioLow",
+        "PerfAppCacheHitRatioLow",
+    }
+    for rule in _rule_files():
+        signal = guarded.get(rule.get("alert", ""))
+        if signal is not None:
+            traffic = signal.traffic_record_name(t.rate_window)
+            assert rule["expr"].endswith(f'{traffic}{{job="perf-exporter"}} >= 1'), rule["expr"]
+
+
 def test_the_statement_latency_rule_divides_rates_of_counters() -> None:
     # the reference postgres mixin takes rate() of a gauge here; ours divides two counter rates
-    (rule,) = [r for r in _rule_files() if r.get("alert") == "PerfPostgresStatementSlow"][:1]
+    name = BY_KEY["postgres_statement_mean_latency"].record_name("5m")
+    (rule,) = [r for r in _rule_files() if r.get("record") == name]
     found = {s.name: s.functions for s in selectors(rule["expr"])}
     assert found == {
         "perf_postgres_statement_exec_seconds_total": ["rate"],
@@ -153,7 +181,7 @@ def test_dashboard_metadata(name: str) -> None:
     assert board["editable"] is False
     assert "perf-exporter" in board["tags"]
     assert board["schemaVersion"] >= 39  # Grafana 11/12 accept it without migration
-    assert any(link.get("url", "").endswith("runbooks.md") for link in board["links"])
+    assert any(link.get("url", "") == "http://${instance}/runbooks" for link in board["links"])
     assert any(p["type"] == "row" for p in board["panels"])
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"

@@ -70,3 +70,23 @@ def test_runbook_url_pattern_fills_the_anchor() -> None:
     assert t.runbook("perfredishitratiolow") == "https://wiki.example/perfredishitratiolow"
     with pytest.raises(ConfigError):
         Thresholds.from_overrides({"runbook_url": "https://wiki.example/"})
+
+
+def test_default_runbook_url_is_the_scraped_exporter_itself() -> None:
+    t = Thresholds()
+    anchor = "perfpostgrescachehitratiolow"
+    assert t.runbook(anchor) == f"http://{{{{ $labels.instance }}}}/runbooks#{anchor}"
+    assert t.runbook_with_instance(anchor, "db1:9839") == f"http://db1:9839/runbooks#{anchor}"
+    assert t.runbook_here(anchor) == f"/runbooks#{anchor}"
+    https = Thresholds.from_overrides(
+        {"runbook_url": "https://{{ $labels.instance }}/runbooks#{anchor}"}
+    )
+    assert https.runbook_here(anchor) == f"/runbooks#{anchor}"
+
+
+def test_runbook_url_must_be_an_http_url() -> None:
+    with pytest.raises(ConfigError) as err:
+        Thresholds.from_overrides({"runbook_url": "wiki/{anchor}"})
+    assert err.value.problems == [
+        "thresholds.runbook_url: must be an http:// or https:// URL containing {anchor}"
+    ]

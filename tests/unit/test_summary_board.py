@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 
+import pytest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -13,6 +14,7 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.base import Collected
+from exporter.config import ConfigError
 from exporter.mixin.thresholds import Thresholds
 from exporter.summary.board import SummaryBoard
 from exporter.summary.page import sparkline
@@ -299,3 +301,60 @@ def test_reading_the_summary_changes_nothing() -> None:
         assert board.as_json(now=20.0)["signals"] == first  # no history point per page view
     stale = [r for r in board.as_json(now=50.0)["signals"] if r["signal"].endswith("staleness")]
     assert stale[0]["value"] == 40.0 and len(stale[0]["history"]) == 1
+
+
+def test_a_ratio_under_its_minimum_traffic_is_idle_and_left_out_of_the_score() -> None:
+    board = SummaryBoard()
+    board.update("redis", "cache", redis(1000, 1000, used=10, maxmem=100), {}, now=10.0)
+    # 5 application lookups in 15 s, 1 hit: a terrible ratio at a third of a lookup a second,
+    # while the exporter's own 20,000 TTL checks are no traffic
+    board.update("redis", "cache", redis(1001, 1004, own_hits=20_000), {}, now=25.0)
+    r = row(board, "redis_hit_ratio")
+    assert r["value"] == 0.2
+    assert r["status"] == "idle"
+    assert math.isclose(r["traffic"], 5 / 15)
+    assert r["reason"] == (
+        "Only 0.33 events/s over the last interval, below the 1/s needed to judge this ratio."
+    )
+    data = board.as_json(now=25.0)
+    assert "redis_hit_ratio" not in data["status"]
+    assert data["score"] == 100  # memory, collector success and staleness, all ok
+    assert "idle rows" in data["score_formula"]
+
+
+def test_a_ratio_exactly_at_its_minimum_traffic_is_judged() -> None:
+    board = SummaryBoard(Thresholds.from_overrides({"redis_hit_ratio": {"min_rate": 2}}))
+    board.update("redis", "cache", redis(0, 0), {}, now=0.0)
+    board.update("redis", "cache", redis(5, 15), {}, now=10.0)  # 2 lookups/s, 25 % hits
+    assert row(board, "redis_hit_ratio")["status"] == "crit"
+    board.update("redis", "cache", redis(10, 29), {}, now=20.0)  # 1.9 lookups/s
+    assert row(board, "redis_hit_ratio")["status"] == "idle"
+
+
+def test_min_rate_is_validated_and_only_for_guarded_signals() -> None:
+    with pytest.raises(ConfigError) as err:
+        Thresholds.from_overrides({"redis_hit_ratio": {"min_rate": -1}})
+    assert err.value.problems == ["thresholds.redis_hit_ratio.min_rate: must be at least 0"]
+    with pytest.raises(ConfigError) as err:
+        Thresholds.from_overrides(
+            {"host_cpu_utilisation": {"min_rate": 1}, "app_cache_hit_ratio": {"min_rate": None}}
+        )
+    assert sorted(err.value.problems) == [
+        "thresholds.app_cache_hit_ratio.min_rate: must be a number (0 judges any traffic)",
+        "thresholds.host_cpu_utilisation.min_rate: this signal has no traffic to guard",
+    ]
+
+
+def test_summary_links_runbooks_on_the_exporter_itself() -> None:
+    board = SummaryBoard()
+    board.update("redis", "cache", redis(0, 0), {}, now=0.0)
+    assert row(board, "redis_memory_utilisation")["runbook_url"] == (
+        "/runbooks#perfredismemoryhigh"
+    )
+    custom = SummaryBoard(
+        Thresholds.from_overrides({"runbook_url": "https://wiki.example.com/perf#{anchor}"})
+    )
+    custom.update("redis", "cache", redis(0, 0), {}, now=0.0)
+    assert row(custom, "redis_memory_utilisation")["runbook_url"] == (
+        "https://wiki.example.com/perf#perfredismemoryhigh"
+    )

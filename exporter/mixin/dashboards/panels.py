@@ -107,8 +107,14 @@ def _legend(signal: Signal) -> str:
     return " ".join(f"{{{{{label}}}}}" for label in extra)
 
 
+#: The dashboards' instance variable, standing in for ``{{ $labels.instance }}`` in runbook URLs.
+GRAFANA_INSTANCE = "${instance}"
+
+
 def _runbook_link(t: Thresholds, signal: Signal) -> dash_b.DashboardLink:
-    return dash_b.DashboardLink(f"Runbook: {signal.alert}").url(t.runbook(signal.anchor))
+    # Grafana fills in its own variable where Prometheus would fill in the alert's instance
+    url = t.runbook_with_instance(signal.anchor, GRAFANA_INSTANCE)
+    return dash_b.DashboardLink(f"Runbook: {signal.alert}").url(url)
 
 
 def _target(expr: str, legend: str) -> prom_b.Dataquery:
@@ -263,7 +269,7 @@ class Panels:
             .link(
                 dash_b.DashboardLink("Runbooks")
                 .type(dash_m.DashboardLinkType.LINK)
-                .url(t.runbook_url.replace("#{anchor}", "").replace("{anchor}", ""))
+                .url(t.runbook_with_instance("", GRAFANA_INSTANCE).removesuffix("#"))
                 .target_blank(True)
             )
         )
