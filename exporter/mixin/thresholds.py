@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.config import ConfigError
-from exporter.mixin.catalog import SIGNALS
+from exporter.mixin.catalog import SETTINGS, SIGNALS
 from exporter.schema import Model, ValidationError, field_validator, model_validator
 
 _PROM_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
@@ -58,6 +58,9 @@ def _with_signal_levels(cls: type[Thresholds]) -> type[Thresholds]:
     for signal in SIGNALS:
         cls.__annotations__[signal.key] = Level
         setattr(cls, signal.key, Level(**signal.levels._asdict()))
+    for key, value in SETTINGS.items():
+        cls.__annotations__[key] = float
+        setattr(cls, key, value)
     return cls
 
 
@@ -66,7 +69,9 @@ class Thresholds(Model):
     """Levels per signal plus the selectors and names the generated rules use.
 
     Besides the settings below, every signal of :data:`~exporter.mixin.catalog.SIGNALS` is a
-    :class:`Level` field named by its key (``thresholds.redis_hit_ratio``).
+    :class:`Level` field named by its key (``thresholds.redis_hit_ratio``), and every entry of
+    :data:`~exporter.mixin.catalog.SETTINGS` a number field
+    (``thresholds.statement_min_calls_now``).
     """
 
     #: Label matchers added to every selector of the rules (the job that scrapes the exporter).
@@ -131,6 +136,10 @@ class Thresholds(Model):
         value = getattr(self, key)
         assert isinstance(value, Level)
         return value
+
+    def settings(self) -> dict[str, float]:
+        """The catalog's SETTINGS as configured (minimum call rates, the CPU fallback)."""
+        return {key: float(getattr(self, key)) for key in SETTINGS}
 
     def runbook(self, anchor: str) -> str:
         return self.runbook_url.replace("{anchor}", anchor)

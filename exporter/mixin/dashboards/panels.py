@@ -39,6 +39,7 @@ def signal_query(t: Thresholds, signal: Signal) -> Query:
         selector=REMOTE_SELECTOR if signal.remote else LOCAL_SELECTOR,
         window="$__rate_interval",
         predict_window=t.predict_window,
+        settings=t.settings(),
     )
 
 
