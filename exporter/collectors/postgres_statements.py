@@ -282,10 +282,19 @@ class StatementAccounts:
         part of the window the exporter has seen.
         """
         span = min(self.window, now - self._first_read)
+        # the first read holds everything the view had counted before the exporter started:
+        # not part of what the exporter saw happen in the window
+        first: Mapping[StatementKey, tuple[float, float]] = {}
+        if self._cycles and self._cycles[0][0] == self._first_read:
+            first = self._cycles[0][1]
         out: list[dict[str, Any]] = []
         for key in sorted(self._listed, key=lambda k: (-self.recent_exec_seconds(k), k)):
             recent = self._recent.get(key)
-            if not recent or recent[1] <= 0:
+            if not recent:
+                continue
+            early_ms, early_calls = first.get(key, (0.0, 0.0))
+            exec_ms, calls = max(recent[0] - early_ms, 0.0), recent[1] - early_calls
+            if calls <= 0:
                 continue
             total = self._totals[key]
             out.append(
@@ -293,12 +302,12 @@ class StatementAccounts:
                     "queryid": key.queryid,
                     "datname": key.datname,
                     "user": key.user,
-                    "mean_seconds": max(recent[0], 0.0) / 1000.0 / recent[1],
+                    "mean_seconds": exec_ms / 1000.0 / calls,
                     "mean_seconds_history": (
                         total[_EXEC] / 1000.0 / total[_CALLS] if total[_CALLS] > 0 else None
                     ),
-                    "calls_per_second": recent[1] / span if span > 0 else None,
-                    "exec_seconds_window": max(recent[0], 0.0) / 1000.0,
+                    "calls_per_second": calls / span if span > 0 else None,
+                    "exec_seconds_window": exec_ms / 1000.0,
                 }
             )
             if len(out) >= limit:
