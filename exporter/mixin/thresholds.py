@@ -127,6 +127,13 @@ class Thresholds(Model):
                     f"{signal.key}: crit must be at least as bad as warn "
                     f"(this signal is bad {word} its levels)"
                 )
+        for key in SETTINGS:
+            value = getattr(self, key)
+            # a zero capacity would make every load infinite; negative call rates mean nothing
+            if key == "load_sessions_without_cpus" and not value > 0:
+                bad.append(f"{key}: must be a number above 0")
+            elif not value >= 0:
+                bad.append(f"{key}: must be 0 or more")
         if bad:
             raise ValueError("; ".join(bad))
         return self

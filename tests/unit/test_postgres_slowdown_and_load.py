@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.postgres import server_cpus
-from exporter.config import PostgresTarget
+from exporter.config import ConfigError, PostgresTarget
 from exporter.mixin.thresholds import Thresholds
 from exporter.summary.board import SummaryBoard
 from exporter.summary.window import COARSE_SPAN, CoarseTrail
@@ -130,3 +130,16 @@ def test_the_server_cpus_are_configured_or_this_hosts_only_for_a_local_target(
 ) -> None:
     monkeypatch.delenv("PGHOST", raising=False)
     assert server_cpus(PostgresTarget.model_validate({"name": "t", **target})) == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"load_sessions_without_cpus": 0}, "load_sessions_without_cpus: must be a number above 0"),
+        ({"statement_min_calls_now": -1}, "statement_min_calls_now: must be 0 or more"),
+    ],
+)
+def test_settings_beside_the_levels_are_checked(overrides: dict[str, float], problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Thresholds.from_overrides(overrides)
+    assert f"thresholds.{problem}" in str(info.value)
