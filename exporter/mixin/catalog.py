@@ -679,7 +679,8 @@ SIGNALS: tuple[Signal, ...] = (
         above=True,
         unit="s",
         levels=Levels(0.1, 0.5, "10m", "10m"),
-        by=("datname", "queryid"),
+        # a statement is a queryid per database and role, as pg_stat_statements keeps it
+        by=("datname", "queryid", "user"),
         record="perf_postgres_statement_exec_seconds:mean_rate{w}",
         formula=counter_quotient(
             "perf_postgres_statement_exec_seconds_total", "perf_postgres_statement_calls_total"
