@@ -33,7 +33,7 @@ class CoarseTrail:
     """One counter's value every :data:`COARSE_STEP` seconds over :data:`COARSE_SPAN`.
 
     What ``offset 1d`` reads, kept by the daemon itself: two arrays of doubles (16 bytes a
-    point, about 150 points), so a day of one series costs some 2.4 kB.
+    point, 149 points: 2.9 kB a series, measured with tracemalloc, array slack included).
     """
 
     __slots__ = ("times", "values")
