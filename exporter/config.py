@@ -332,6 +332,9 @@ class PostgresTarget(SecretTarget):
         None
     )
     databases: Literal["all"] | list[str] = "all"
+    #: The database server's logical CPUs, for the database-load signal (active sessions per
+    #: CPU). Unset: the exporter host's count when the target is on this host, else unknown.
+    cpus: int | None = Field(None, ge=1, le=65536)
 
     @field_validator("dsn")
     @classmethod

@@ -53,9 +53,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import ssl
 import time
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 from prometheus_client.metrics_core import Metric
@@ -81,6 +83,24 @@ def where(target: PostgresTarget) -> str:
     port = target.port or 5432
     user = f"{target.user}@" if target.user else ""
     return f"postgresql://{user}{host}:{port}/{target.dbname or ''}"
+
+
+_LOCAL_HOSTS = frozenset(("localhost", "127.0.0.1", "::1"))
+
+
+def server_cpus(target: PostgresTarget) -> int | None:
+    """The database server's CPUs: configured, else this host's when the target is on it."""
+    if target.cpus is not None:
+        return target.cpus
+    host = target.host
+    if target.dsn is not None:
+        parts = urlsplit(target.dsn)
+        host = parts.hostname or next(iter(parse_qs(parts.query).get("host", [])), None)
+    # libpq's default (PGHOST, else the local socket) applies when no host is given
+    host = host or os.environ.get("PGHOST") or "/"
+    if host.startswith("/") or host in _LOCAL_HOSTS:
+        return os.cpu_count()
+    return None
 
 
 def _clean(text: str, password: str | None) -> str:
@@ -176,6 +196,7 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         super().__init__(target, settings, timing)
         self.location = where(target)
         self._password: str | None = None
+        self._server_cpus = server_cpus(target)
         self._probe = fam.probe_histogram()
         self._previous_blocks: dict[str, tuple[int, int]] | None = None
         self._texts: dict[str, str] = {}
@@ -330,6 +351,15 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         ratio = fam.hit_ratio(self._previous_blocks, blocks)
         self._previous_blocks = blocks
 
+        if self._server_cpus is not None:
+            families.append(
+                fam.gauge(
+                    "perf_postgres_server_cpus",
+                    "Logical CPUs of the database server (the target's cpus setting, or the "
+                    "exporter host's when the target is on it): the database load's capacity.",
+                    self._server_cpus,
+                )
+            )
         families += [
             fam.gauge(
                 "perf_postgres_collector_statements",
@@ -360,6 +390,7 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
             "blocking": await self._blocking_facts(
                 conn, server["pgss_schema"] if available else None, blocking
             ),
+            "slow_statements": self._slow_statements() if available else [],
         }
         # a family without samples (no standbys, no tables yet) is only noise on the page
         return Collected(families=[f for f in families if f.samples], facts=facts)
@@ -436,6 +467,20 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
                 self._texts[str(row["queryid"])] = fam.statement_text(row["query"] or "", limit)
         self._texts = {q: t for q, t in self._texts.items() if q in wanted}
         return self._texts
+
+    def _slow_statements(self) -> list[dict[str, Any]]:
+        """The window's busiest statements with their wait types (samples since the exporter
+        started, most first) and, when ``statement_text`` is on, their normalized text."""
+        waits: dict[tuple[str, str], dict[str, int]] = {}
+        for (queryid, datname, type_), n in self._activity.counts.statements.items():
+            waits.setdefault((queryid, datname), {})[type_] = n
+        out = self._accounts.slow_statements(time.monotonic())
+        for item in out:
+            seen = waits.get((item["queryid"], item["datname"]), {})
+            item["wait_samples"] = dict(sorted(seen.items(), key=lambda kv: (-kv[1], kv[0])))
+            if self.settings.statement_text:
+                item["query"] = self._texts.get(item["queryid"]) or None
+        return out
 
     # --- blocking chains ------------------------------------------------------------------
 

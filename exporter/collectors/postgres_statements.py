@@ -104,6 +104,7 @@ class StatementAccounts:
         self._recent_cycles: dict[StatementKey, int] = {}
         self._dealloc_seen: int | None = None
         self._started = False
+        self._first_read = 0.0
         #: ``pg_stat_statements_info.dealloc`` accumulated across resets: how often the view
         #: had to evict its least used entries to make room (None before PostgreSQL 14).
         self.deallocations: int | None = None
@@ -171,6 +172,8 @@ class StatementAccounts:
         # the first read has no listing before it: what the view holds at start goes to the
         # statements listed now, so their first values equal the view's own
         credited = set(self._listed) if not self._started else before & set(self._listed)
+        if not self._started:
+            self._first_read = now
         self._started = True
         for key, delta in deltas.items():
             if key is not None and key in credited:
@@ -270,6 +273,46 @@ class StatementAccounts:
         return [_row(k, self._totals[k]) for k in order], _row(
             StatementKey("other", "", ""), self._other
         )
+
+    def slow_statements(self, now: float, limit: int = 10) -> list[dict[str, Any]]:
+        """The listed statements busiest over the window, with their means, for /summary.
+
+        ``mean_seconds`` is over the window, ``mean_seconds_history`` over everything the
+        exported counters hold (the exporter's own history); ``calls_per_second`` over the
+        part of the window the exporter has seen.
+        """
+        span = min(self.window, now - self._first_read)
+        # the first read holds everything the view had counted before the exporter started:
+        # not part of what the exporter saw happen in the window
+        first: Mapping[StatementKey, tuple[float, float]] = {}
+        if self._cycles and self._cycles[0][0] == self._first_read:
+            first = self._cycles[0][1]
+        out: list[dict[str, Any]] = []
+        for key in sorted(self._listed, key=lambda k: (-self.recent_exec_seconds(k), k)):
+            recent = self._recent.get(key)
+            if not recent:
+                continue
+            early_ms, early_calls = first.get(key, (0.0, 0.0))
+            exec_ms, calls = max(recent[0] - early_ms, 0.0), recent[1] - early_calls
+            if calls <= 0:
+                continue
+            total = self._totals[key]
+            out.append(
+                {
+                    "queryid": key.queryid,
+                    "datname": key.datname,
+                    "user": key.user,
+                    "mean_seconds": exec_ms / 1000.0 / calls,
+                    "mean_seconds_history": (
+                        total[_EXEC] / 1000.0 / total[_CALLS] if total[_CALLS] > 0 else None
+                    ),
+                    "calls_per_second": calls / span if span > 0 else None,
+                    "exec_seconds_window": exec_ms / 1000.0,
+                }
+            )
+            if len(out) >= limit:
+                break
+        return out
 
 
 def _row(key: StatementKey, values: list[float]) -> StatementRow:

@@ -26,8 +26,8 @@ reads "idle" and leaves the signal out of the score.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from exporter.summary.window import (
@@ -58,6 +58,17 @@ HOME_DASHBOARD = {
 }
 Question = Literal["cache", "pools", "queries", "resources", "exporter"]
 
+#: Numbers some signals' expressions read besides their levels, with their defaults; each is a
+#: ``thresholds:`` key of its own. The slowdown alert needs this many calls a second now and a
+#: day earlier (the reference app's hot statements run several a second; a statement called a
+#: few times an hour has a mean that is noise); the load signal counts this many active
+#: sessions as a full server when the target has no ``cpus`` and is not on the exporter's host.
+SETTINGS: dict[str, float] = {
+    "statement_min_calls_now": 0.1,
+    "statement_min_calls_before": 0.1,
+    "load_sessions_without_cpus": 4.0,
+}
+
 
 @dataclass(frozen=True)
 class Query:
@@ -66,6 +77,11 @@ class Query:
     selector: str
     window: str
     predict_window: str
+    settings: Mapping[str, float] = field(default_factory=lambda: dict(SETTINGS))
+
+    def setting(self, name: str) -> str:
+        """A setting as a PromQL number."""
+        return f"{self.settings[name]:g}"
 
     def m(self, name: str, extra: str = "") -> str:
         """``name{selector, extra}``."""
@@ -104,6 +120,8 @@ class Formula:
     #: Events per second the value is computed from (lookups of a hit ratio): below the
     #: signal's ``min_rate`` the value is too noisy to judge. None: always judged.
     traffic: Formula | None = None
+    #: Seconds of history it reads when that is more than a rate window (``offset 1d``).
+    span: float = 0.0
 
 
 def _rate_sum(names: tuple[str, ...]) -> PromQL:
@@ -320,6 +338,72 @@ SECONDS_SINCE_SUCCESS = Formula(
 )
 
 
+_EXEC = "perf_postgres_statement_exec_seconds_total"
+_CALLS = "perf_postgres_statement_calls_total"
+#: The slowdown compares this window now with the same window a day earlier.
+COMPARED, COMPARED_SECONDS, AGO, AGO_SECONDS = "30m", 1800.0, "1d", 86400.0
+
+
+def _slowdown_promql(q: Query, by: tuple[str, ...]) -> str:
+    labels = _by(by)
+
+    def r(name: str, offset: str = "") -> str:
+        return f"sum by ({labels}) (rate({q.m(name)}[{COMPARED}]{offset}))"
+
+    then = f" offset {AGO}"
+    return (
+        f"({r(_EXEC)} / {r(_CALLS)}) / (({r(_EXEC, then)} / {r(_CALLS, then)}) > 0)"
+        f" and on ({labels}) {r(_CALLS)} > {q.setting('statement_min_calls_now')}"
+        f" and on ({labels}) {r(_CALLS, then)} > {q.setting('statement_min_calls_before')}"
+    )
+
+
+def _slowdown(v: Window, by: tuple[str, ...]) -> Values:
+    calls_now = v.rate_over(_CALLS, by, COMPARED_SECONDS)
+    calls_then = v.rate_over(_CALLS, by, COMPARED_SECONDS, AGO_SECONDS)
+    now = divide(v.rate_over(_EXEC, by, COMPARED_SECONDS), calls_now)
+    then = divide(v.rate_over(_EXEC, by, COMPARED_SECONDS, AGO_SECONDS), calls_then)
+    low_now = v.settings.get("statement_min_calls_now", SETTINGS["statement_min_calls_now"])
+    low_then = v.settings.get("statement_min_calls_before", SETTINGS["statement_min_calls_before"])
+    return {
+        k: mean / then[k]
+        for k, mean in now.items()
+        if then.get(k, 0) > 0 and calls_now[k] > low_now and calls_then[k] > low_then
+    }
+
+
+# the statement's mean latency now against the same window a day earlier; no history (a new
+# statement, an exporter younger than a day) or too few calls on either side gives no value
+STATEMENT_SLOWDOWN = Formula(
+    _slowdown_promql, _slowdown, (_EXEC, _CALLS), span=AGO_SECONDS + COMPARED_SECONDS
+)
+
+_WAITS = "perf_postgres_wait_samples_total"
+_ROUNDS = "perf_postgres_wait_sample_rounds_total"
+_SERVER_CPUS = "perf_postgres_server_cpus"
+
+
+def _load_promql(q: Query, by: tuple[str, ...]) -> str:
+    labels = _by(by)
+    rounds = f"sum by ({labels}) ({q.rate(_ROUNDS)})"
+    cpus = (
+        f"(max by ({labels}) ({q.m(_SERVER_CPUS)}) or {rounds} * 0 + "
+        f"{q.setting('load_sessions_without_cpus')})"
+    )
+    return f"sum by ({labels}) ({q.rate(_WAITS)}) / {rounds} / {cpus}"
+
+
+def _load(v: Window, by: tuple[str, ...]) -> Values:
+    sessions = divide(v.delta(_WAITS, by), v.delta(_ROUNDS, by))
+    cpus = v.gauge(_SERVER_CPUS, by, "max")
+    fallback = v.settings.get("load_sessions_without_cpus", SETTINGS["load_sessions_without_cpus"])
+    return divide(sessions, {k: cpus.get(k, fallback) for k in sessions})
+
+
+# average active sessions (the sampled "database load") per CPU of the database server
+DATABASE_LOAD = Formula(_load_promql, _load, (_WAITS, _ROUNDS, _SERVER_CPUS))
+
+
 class Levels(NamedTuple):
     """A signal's default warning and critical levels and how long each holds before alerting."""
 
@@ -354,6 +438,10 @@ UNITS: dict[str, UnitFormat] = {
     "h": UnitFormat(lambda v: f"{v:g}h", lambda v: f"{v:.1f} h", '{{ printf "%.1f" $value }}h'),
     "ops": UnitFormat(lambda v: f"{v:g}/s", lambda v: f"{v:.2f}/s", '{{ printf "%.2f" $value }}/s'),
     "short": UnitFormat(lambda v: f"{v:g}", lambda v: f"{v:g}", '{{ printf "%.0f" $value }}'),
+    # Grafana's custom-suffix unit: a factor against a baseline
+    "suffix:x": UnitFormat(
+        lambda v: f"{v:g}x", lambda v: f"{v:.1f}x", '{{ printf "%.1f" $value }}x'
+    ),
 }
 
 
@@ -660,7 +748,8 @@ SIGNALS: tuple[Signal, ...] = (
         above=True,
         unit="s",
         levels=Levels(0.1, 0.5, "10m", "10m"),
-        by=("datname", "queryid"),
+        # a statement is a queryid per database and role, as pg_stat_statements keeps it
+        by=("datname", "queryid", "user"),
         record="perf_postgres_statement_exec_seconds:mean_rate{w}",
         formula=counter_quotient(
             "perf_postgres_statement_exec_seconds_total", "perf_postgres_statement_calls_total"
@@ -670,6 +759,66 @@ SIGNALS: tuple[Signal, ...] = (
         diagnosis="Find the queryid on the PostgreSQL dashboard (enable statement_text to see the "
         "text) and EXPLAIN ANALYZE it.",
         mitigation="Add the index it needs, cache its result, or rewrite it.",
+    ),
+    Signal(
+        key="postgres_statement_slowdown",
+        question="queries",
+        title="PostgreSQL statement slower than a day ago",
+        alert="PerfPostgresStatementSlower",
+        above=True,
+        unit="suffix:x",
+        levels=Levels(2, 4, "10m", "10m"),
+        by=("datname", "queryid", "user"),
+        record="perf_postgres_statement_exec_seconds:mean_rate30m_vs_1d",
+        formula=STATEMENT_SLOWDOWN,
+        meaning="A statement's mean execution time over the last 30 minutes is this many times "
+        "its mean over the same 30 minutes a day earlier, with enough calls in both (the "
+        "statement_min_calls_now and statement_min_calls_before thresholds): a plan changed, "
+        "a table grew past an index, or it now waits on something.",
+        diagnosis="Find the queryid in the statements table of the PostgreSQL dashboard (mean, "
+        "change against a day ago, main wait type), then /summary's slow_statements and "
+        "blocking for what it waits on now; EXPLAIN ANALYZE it.",
+        mitigation="Lock waits: end or shorten the blocking transaction. IO or CPU: restore "
+        "the plan (ANALYZE, the missing index) or cache the result.",
+    ),
+    Signal(
+        key="postgres_lock_blocking",
+        question="queries",
+        title="PostgreSQL longest lock wait",
+        alert="PerfPostgresLockBlocking",
+        above=True,
+        unit="s",
+        levels=Levels(10, 60, "1m", "1m"),
+        by=("datname",),
+        record="perf_postgres_blocked_max_seconds:max",
+        formula=gauge_max("perf_postgres_blocked_max_seconds"),
+        meaning="A session has waited this long for a lock another session holds; the "
+        "application's requests behind it stall (at 60 s asyncpg's command_timeout fails "
+        "them).",
+        diagnosis="/summary's blocking chains name the root session (pid, application_name, "
+        "state, transaction age, queryid) and how many wait behind it.",
+        mitigation="End the root (pg_cancel_backend, then pg_terminate_backend), then fix what "
+        "holds the lock: a long transaction, an idle in transaction session, DDL at peak time; "
+        "set lock_timeout for migrations.",
+    ),
+    Signal(
+        key="postgres_database_load",
+        question="resources",
+        title="PostgreSQL database load per CPU",
+        alert="PerfPostgresDatabaseLoadHigh",
+        above=True,
+        unit="percentunit",
+        levels=Levels(1.0, 2.0, "10m", "10m"),
+        record="perf_postgres_active_sessions:per_cpu_rate{w}",
+        formula=DATABASE_LOAD,
+        meaning="Average active sessions (sampled from pg_stat_activity: running or waiting) "
+        "over the server's CPU count (perf_postgres_server_cpus, or the "
+        "load_sessions_without_cpus threshold when unknown). Above 100 % sessions queue for "
+        "CPU or wait on IO and locks.",
+        diagnosis="Database load by wait event type on the PostgreSQL dashboard: CPU means too "
+        "much work, IO missing cache or indexes, Lock blocking sessions.",
+        mitigation="Remove the top statements' work (indexes, caching), end blockers, or give "
+        "the server more CPU.",
     ),
     Signal(
         key="postgres_longest_transaction",

@@ -21,7 +21,12 @@ from exporter.mixin.thresholds import Thresholds
 
 
 def rule_query(t: Thresholds) -> Query:
-    return Query(selector=t.selector, window=t.rate_window, predict_window=t.predict_window)
+    return Query(
+        selector=t.selector,
+        window=t.rate_window,
+        predict_window=t.predict_window,
+        settings=t.settings(),
+    )
 
 
 def _subject(signal: Signal) -> str:

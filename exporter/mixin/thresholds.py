@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.config import ConfigError
-from exporter.mixin.catalog import SIGNALS
+from exporter.mixin.catalog import SETTINGS, SIGNALS
 from exporter.schema import Field, Model, ValidationError, field_validator, model_validator
 
 _PROM_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
@@ -70,6 +70,9 @@ def _with_signal_levels(cls: type[Thresholds]) -> type[Thresholds]:
     for signal in SIGNALS:
         cls.__annotations__[signal.key] = Level
         setattr(cls, signal.key, Level(**signal.levels._asdict()))
+    for key, value in SETTINGS.items():
+        cls.__annotations__[key] = float
+        setattr(cls, key, value)
     return cls
 
 
@@ -78,7 +81,9 @@ class Thresholds(Model):
     """Levels per signal plus the selectors and names the generated rules use.
 
     Besides the settings below, every signal of :data:`~exporter.mixin.catalog.SIGNALS` is a
-    :class:`Level` field named by its key (``thresholds.redis_hit_ratio``).
+    :class:`Level` field named by its key (``thresholds.redis_hit_ratio``), and every entry of
+    :data:`~exporter.mixin.catalog.SETTINGS` a number field
+    (``thresholds.statement_min_calls_now``).
     """
 
     #: Label matchers added to every selector of the rules (the job that scrapes the exporter).
@@ -137,6 +142,13 @@ class Thresholds(Model):
                     f"{signal.key}: crit must be at least as bad as warn "
                     f"(this signal is bad {word} its levels)"
                 )
+        for key in SETTINGS:
+            value = getattr(self, key)
+            # a zero capacity would make every load infinite; negative call rates mean nothing
+            if key == "load_sessions_without_cpus" and not value > 0:
+                bad.append(f"{key}: must be a number above 0")
+            elif not value >= 0:
+                bad.append(f"{key}: must be 0 or more")
         if bad:
             raise ValueError("; ".join(bad))
         return self
@@ -146,6 +158,10 @@ class Thresholds(Model):
         value = getattr(self, key)
         assert isinstance(value, Level)
         return value
+
+    def settings(self) -> dict[str, float]:
+        """The catalog's SETTINGS as configured (minimum call rates, the CPU fallback)."""
+        return {key: float(getattr(self, key)) for key in SETTINGS}
 
     def runbook(self, anchor: str) -> str:
         """The alert's ``runbook_url`` annotation (a template Prometheus renders)."""

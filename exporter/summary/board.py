@@ -27,7 +27,15 @@ from exporter import __version__
 from exporter.mixin.catalog import BY_KEY, SIGNALS, Signal
 from exporter.mixin.thresholds import Thresholds
 from exporter.summary.page import render_html
-from exporter.summary.window import LabelKey, Samples, Trails, Values, Window, samples_of
+from exporter.summary.window import (
+    Coarse,
+    LabelKey,
+    Samples,
+    Trails,
+    Values,
+    Window,
+    samples_of,
+)
 
 Status = Literal["ok", "warn", "crit"]
 WEIGHT: dict[Status, float] = {"ok": 1.0, "warn": 0.5, "crit": 0.0}
@@ -67,6 +75,8 @@ class _Source:
     facts: Mapping[str, Any] = field(default_factory=dict)
     # recent gauge values for trends; they outlive a failed run, as the filesystem does
     trails: Trails = field(default_factory=dict)
+    # a day of statement counters for the slowdown signal; also outlives a failed run
+    coarse: Coarse = field(default_factory=dict)
 
 
 @dataclass
@@ -94,6 +104,7 @@ class SummaryBoard:
     def __init__(self, thresholds: Thresholds | None = None, history: int = 60) -> None:
         self.thresholds = thresholds or Thresholds()
         self.history = history
+        self._settings = self.thresholds.settings()
         self._sources: dict[tuple[str, str], _Source] = {}
         # series by (signal key, collector, target), then by labels: an update touches only the
         # series of its own target, so a cycle costs the same with 1 or 100 targets
@@ -112,13 +123,22 @@ class SummaryBoard:
         """A successful collection of ``collector`` for ``target`` at ``now``."""
         src = self._sources.get((collector, target))
         if src is None or not src.up:
-            src = _Source(trails=src.trails if src is not None else {})
+            src = _Source(trails=src.trails, coarse=src.coarse) if src is not None else _Source()
             self._sources[(collector, target)] = src
         else:
             src.before, src.t_before = src.now, src.t_now
         src.now, src.t_now = samples_of(families), now
         src.up, src.last_run, src.last_success, src.facts = True, now, now, dict(facts)
-        window = Window(src.now, now, src.before, src.t_before, src.trails, self.history)
+        window = Window(
+            src.now,
+            now,
+            src.before,
+            src.t_before,
+            src.trails,
+            self.history,
+            src.coarse,
+            self._settings,
+        )
         for signal in SIGNALS:
             if signal.source == collector:
                 self._set(
@@ -266,6 +286,8 @@ class SummaryBoard:
         score = round(100 * sum(WEIGHT[s] for s in worst.values()) / len(worst)) if worst else None
         sources: dict[str, dict[str, Any]] = {}
         recommendations: list[Any] = []
+        slow: list[dict[str, Any]] = []
+        blocking: list[dict[str, Any]] = []
         for (collector, target), src in sorted(self._sources.items()):
             sources.setdefault(collector, {})[target] = {
                 "up": src.up,
@@ -273,6 +295,9 @@ class SummaryBoard:
                 "last_success": src.last_success,
                 "facts": dict(src.facts),
             }
+            # the PostgreSQL collector's answers to "which query got slow" and "who blocks"
+            slow += [{"target": target, **s} for s in src.facts.get("slow_statements") or []]
+            blocking += [{"target": target, **c} for c in src.facts.get("blocking") or []]
             for item in src.facts.get("index_recommendations") or []:
                 recommendations.append(
                     {"target": target, **item} if isinstance(item, dict) else item
@@ -286,6 +311,8 @@ class SummaryBoard:
             "signals": rows,
             "sources": sources,
             "index_recommendations": recommendations,
+            "slow_statements": slow,
+            "blocking": blocking,
         }
 
     def as_html(self, now: float | None = None) -> str:

@@ -96,9 +96,54 @@ def render_html(data: Mapping[str, Any]) -> str:
         + "".join(rows)
         + "</table><h2>Sources</h2><table><tr><th>collector</th><th>target</th><th>state</th></tr>"
         + "".join(sources)
-        + "</table><h2>Index recommendations</h2>"
+        + "</table><h2>Slow statements</h2>"
+        + _slow_table(data.get("slow_statements", []))
+        + "<h2>Blocking</h2>"
+        + _blocking_table(data.get("blocking", []))
+        + "<h2>Index recommendations</h2>"
         + (f"<ul>{recs}</ul>" if recs else "<p>None.</p>")
         + "</body></html>"
+    )
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value * 1000:.1f} ms"
+
+
+def _slow_table(items: Sequence[Mapping[str, Any]]) -> str:
+    if not items:
+        return "<p>None.</p>"
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(str(i['target']))}</td><td>{e(str(i['queryid']))}</td>"
+        f"<td>{e(str(i['datname']))}</td><td class='num'>{_ms(i.get('mean_seconds'))}</td>"
+        f"<td class='num'>{_ms(i.get('mean_seconds_history'))}</td>"
+        f"<td class='num'>{(i.get('calls_per_second') or 0):.2f}/s</td>"
+        f"<td>{e(', '.join(f'{k} {v}' for k, v in (i.get('wait_samples') or {}).items()))}</td>"
+        f"<td>{e(i.get('query') or '')}</td></tr>"
+        for i in items
+    )
+    return (
+        "<table><tr><th>target</th><th>queryid</th><th>database</th><th>mean now</th>"
+        "<th>mean (history)</th><th>calls</th><th>wait samples</th><th>text</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def _blocking_table(chains: Sequence[Mapping[str, Any]]) -> str:
+    if not chains:
+        return "<p>None.</p>"
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(str(c.get('target', '')))}</td><td>{e(str(c.get('pid')))}</td>"
+        f"<td>{e(str(c.get('application_name') or ''))}</td><td>{e(str(c.get('state')))}</td>"
+        f"<td class='num'>{e(str(c.get('waiting')))}</td><td>{e(str(c.get('queryid')))}</td>"
+        f"<td>{e(str(c.get('query') or ''))}</td></tr>"
+        for c in chains
+    )
+    return (
+        "<table><tr><th>target</th><th>root pid</th><th>application</th><th>state</th>"
+        f"<th>waiting behind</th><th>queryid</th><th>text</th></tr>{rows}</table>"
     )
 
 

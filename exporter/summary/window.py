@@ -10,6 +10,8 @@ operations of :class:`Window` and the value algebra below, so it reads like its 
 from __future__ import annotations
 
 import math
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Literal
@@ -21,6 +23,44 @@ Samples = dict[str, list[tuple[dict[str, str], float]]]
 #: One value per series of a signal, keyed by the labels the signal groups by.
 Values = dict[LabelKey, float]
 Trails = MutableMapping[tuple[str, LabelKey], deque[tuple[float, float]]]
+
+#: One point of a coarse trail every this many seconds, kept for a day and the compared window.
+COARSE_STEP = 600.0
+COARSE_SPAN = 86400.0 + 1800.0 + COARSE_STEP
+
+
+class CoarseTrail:
+    """One counter's value every :data:`COARSE_STEP` seconds over :data:`COARSE_SPAN`.
+
+    What ``offset 1d`` reads, kept by the daemon itself: two arrays of doubles (16 bytes a
+    point, 149 points: 2.9 kB a series, measured with tracemalloc, array slack included).
+    """
+
+    __slots__ = ("times", "values")
+
+    def __init__(self) -> None:
+        self.times = array("d")
+        self.values = array("d")
+
+    def add(self, t: float, value: float) -> None:
+        if self.times and t - self.times[-1] < COARSE_STEP:
+            return
+        self.times.append(t)
+        self.values.append(value)
+        cut = bisect_left(self.times, t - COARSE_SPAN)
+        if cut:
+            del self.times[:cut]
+            del self.values[:cut]
+
+    def at(self, t: float) -> tuple[float, float] | None:
+        """The last point at or before ``t`` if it is less than a step older, else None."""
+        i = bisect_right(self.times, t) - 1
+        if i < 0 or t - self.times[i] >= COARSE_STEP:
+            return None
+        return self.times[i], self.values[i]
+
+
+Coarse = MutableMapping[tuple[str, LabelKey], CoarseTrail]
 
 
 def samples_of(families: Iterable[Metric]) -> Samples:
@@ -43,12 +83,18 @@ class Window:
         t_before: float = 0.0,
         trails: Trails | None = None,
         trail_length: int = 60,
+        coarse: Coarse | None = None,
+        settings: Mapping[str, float] | None = None,
     ) -> None:
         self.now, self.t_now = now, t_now
         self.before, self.t_before = before, t_before
         # the recent values deriv() regresses over; kept by the caller across windows
         self.trails: Trails = {} if trails is None else trails
         self.trail_length = trail_length
+        # a day of counters at a coarse step, for comparisons with the day before
+        self.coarse: Coarse = {} if coarse is None else coarse
+        #: The thresholds' settings some evaluations read (minimum call rates, CPU fallback).
+        self.settings: Mapping[str, float] = settings or {}
 
     def _group(
         self,
@@ -118,6 +164,27 @@ class Window:
             (t0, v0), (t1, v1) = trail[0], trail[-1]
             if t1 - t0 >= 60:
                 out[key] = (v1 - v0) / (t1 - t0)
+        return out
+
+    def rate_over(self, name: str, by: Sequence[str], span: float, ago: float = 0.0) -> Values:
+        """``sum by (by) (rate(name[span] offset ago))`` from the coarse trail of each series.
+
+        The window's start (and, with ``ago``, its end) is the trail point at or just before
+        it, so a series with less history than ``ago + span`` has no value.
+        """
+        out: Values = {}
+        for key, value in self._group(self.now, name, by, "sum", {}).items():
+            trail = self.coarse.get((name, key))
+            if trail is None:
+                trail = self.coarse[(name, key)] = CoarseTrail()
+            trail.add(self.t_now, value)
+            end = (self.t_now, value) if ago == 0 else trail.at(self.t_now - ago)
+            start = trail.at(self.t_now - ago - span)
+            if end is not None and start is not None and end[0] > start[0] and end[1] >= start[1]:
+                out[key] = (end[1] - start[1]) / (end[0] - start[0])
+        # statements no longer listed: their trails go once they are a day old
+        for old in [k for k, t in self.coarse.items() if t.times[-1] < self.t_now - COARSE_SPAN]:
+            del self.coarse[old]
         return out
 
 

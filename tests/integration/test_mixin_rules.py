@@ -37,6 +37,7 @@ EXTRA = {
     "queryid": "42",
     "mountpoint": "/",
     "collector": "redis",
+    "user": "app",
 }
 
 
@@ -139,6 +140,51 @@ def statements(v: float, labels: dict[str, str]) -> Series:
     ]
 
 
+def slowdown_minutes() -> tuple[int, int]:
+    """(minute the statement slows down, evaluation minute) of the slowdown fixtures.
+
+    Evaluated late enough for the 30 minute window after the change plus the for:, early
+    enough that the day-earlier window lies wholly before the change at every evaluation.
+    """
+    end = eval_minutes(Thresholds(), BY_KEY["postgres_statement_slowdown"])
+    return end - 45, end
+
+
+def slowdown(
+    v: float, labels: dict[str, str], calls_per_minute: float = 100, start: int = 0
+) -> Series:
+    # mean 10 ms a call until the change, then v times that; nothing before ``start``
+    change, end = slowdown_minutes()
+    total = end + 5
+    before, after = calls_per_minute * 0.01, calls_per_minute * 0.01 * v
+    row = {**labels, "user": "app"}
+    gap = f"_x{start} " if start else ""
+    exec_values = (
+        f"{gap}0+{before:g}x{change - start} "
+        f"{before * (change - start) + after:g}+{after:g}x{total - change}"
+    )
+    return [
+        (
+            "perf_postgres_statement_calls_total" + sel(row),
+            f"{gap}0+{calls_per_minute:g}x{total - start}",
+        ),
+        ("perf_postgres_statement_exec_seconds_total" + sel(row), exec_values),
+    ]
+
+
+def database_load(v: float, labels: dict[str, str], cpus: float | None = 4) -> Series:
+    # one sampling round a second; v * cpus sessions active on average, all on CPU
+    sessions = v * (4 if cpus is None else cpus)
+    waits = {**labels, "datname": "app", "wait_event_type": "CPU", "wait_event": "CPU"}
+    series = [
+        ("perf_postgres_wait_samples_total" + sel(waits), counter(round(sessions * 60, 6))),
+        ("perf_postgres_wait_sample_rounds_total" + sel(labels), counter(60)),
+    ]
+    if cpus is not None:
+        series.append(("perf_postgres_server_cpus" + sel(labels), gauge(cpus)))
+    return series
+
+
 def used_of_max(used: str, limit: str) -> Callable[[float, dict[str, str]], Series]:
     return lambda v, labels: [
         (used + sel(labels), gauge(round(v * 1000))),
@@ -215,6 +261,9 @@ FIXTURES: dict[str, Fixture] = {
     "postgres_probe_p99": Fixture(histogram("perf_postgres_probe_duration_seconds_bucket"), 0.01),
     "redis_probe_p99": Fixture(histogram("perf_redis_probe_duration_seconds_bucket"), 0.002),
     "postgres_statement_mean_latency": Fixture(statements, 0.01),
+    "postgres_statement_slowdown": Fixture(slowdown, 0.1),
+    "postgres_lock_blocking": Fixture(one_gauge("perf_postgres_blocked_max_seconds"), 1),
+    "postgres_database_load": Fixture(database_load, 0.05),
     "postgres_longest_transaction": Fixture(
         one_gauge("perf_postgres_transaction_max_age_seconds"), 1
     ),
@@ -249,6 +298,8 @@ def eval_minutes(t: Thresholds, signal: Signal) -> int:
     level = t.level(signal.key)
     hold = max(minutes(level.for_warn), minutes(level.for_crit))
     window = minutes(t.predict_window) if signal.key == "host_filesystem_fill_hours" else 0
+    # a signal comparing with the day before needs that day of input first
+    window += math.ceil(signal.formula.span / 60)
     return window + hold + minutes(t.rate_window) + 2
 
 
@@ -296,6 +347,8 @@ def rendered_value(signal: Signal, v: float) -> str:
         return go_duration(v)
     if signal.unit == "h":
         return f"{v:.1f}h"
+    if signal.unit == "suffix:x":
+        return f"{v:.1f}x"
     if signal.unit == "ops":
         return f"{v:.2f}/s"
     return f"{v:.0f}"
@@ -382,6 +435,7 @@ NO_PENDING_TEST = {
     "app_pool_acquire_p99",
     "postgres_probe_p99",
     "redis_probe_p99",
+    "postgres_statement_slowdown",  # its own fixtures: test_statement_slowdown_*
 }
 
 
@@ -586,6 +640,91 @@ def test_a_min_rate_override_moves_the_guard(tmp_path: Path) -> None:
     assert tests[0]["name"].endswith("at 0.125 lookups/s")
     result = run_rule_tests(tmp_path, "override.test.yml", tests)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def _alert_test(name: str, alert: str, series: Series, at: int, fires: list[str]) -> dict[str, Any]:
+    signal = next(s for s in SIGNALS if s.alert == alert)
+    return {
+        "name": name,
+        "interval": "1m",
+        "input_series": [{"series": k, "values": v} for k, v in series],
+        "alert_rule_test": [
+            {
+                "eval_time": f"{at}m",
+                "alertname": alert,
+                "exp_alerts": [
+                    {"exp_labels": {**labels_for(signal), "severity": severity}}
+                    for severity in fires
+                ],
+            }
+        ],
+    }
+
+
+def _tail(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout[-6000:] + result.stderr[-2000:]
+
+
+@pytest.mark.timeout(120)
+def test_statement_slowdown_needs_calls_and_history(generated: Path) -> None:
+    signal = BY_KEY["postgres_statement_slowdown"]
+    labels = labels_for(signal)
+    _change, end = slowdown_minutes()
+    tests = [
+        _alert_test(
+            "3x slower, called often",
+            signal.alert,
+            slowdown(3, labels),
+            end,
+            ["warning"],
+        ),
+        # 3 calls a minute (0.05/s) is under the 0.1/s the guard wants now and then
+        _alert_test(
+            "3x slower, rarely called",
+            signal.alert,
+            slowdown(3, labels, calls_per_minute=3),
+            end,
+            [],
+        ),
+        # the statement appeared 90 minutes ago: nothing a day earlier to compare with
+        _alert_test(
+            "5x slower, no history",
+            signal.alert,
+            slowdown(5, labels, start=end - 90),
+            end,
+            [],
+        ),
+    ]
+    tests[0]["alert_rule_test"][0]["exp_alerts"] = expected(
+        Thresholds(), signal, 3, ["warning"], labels
+    )
+    result = run_rule_tests(generated, "slowdown.test.yml", tests)
+    assert result.returncode == 0, _tail(result)
+
+
+@pytest.mark.timeout(120)
+def test_database_load_uses_the_cpu_count_or_the_configured_sessions(generated: Path) -> None:
+    t = Thresholds()
+    signal = BY_KEY["postgres_database_load"]
+    labels = labels_for(signal)
+    at = eval_minutes(t, signal)
+    fallback = t.load_sessions_without_cpus  # 4 active sessions count as a full server
+
+    def case(name: str, v: float, cpus: float | None, fires: list[str]) -> dict[str, Any]:
+        test = _alert_test(name, signal.alert, database_load(v, labels, cpus), at, fires)
+        test["alert_rule_test"][0]["exp_alerts"] = expected(t, signal, v, fires, labels)
+        return test
+
+    tests = [
+        # 8 CPUs: 7.6 active sessions are under, 8.4 over the warning level of 100 %
+        case("8 cpus, 7.6 sessions", 0.95, 8, []),
+        case("8 cpus, 8.4 sessions", 1.05, 8, ["warning"]),
+        # no gauge: the configured 4 sessions are the capacity
+        case("no cpus, 3.8 sessions", 3.8 / fallback, None, []),
+        case("no cpus, 4.2 sessions", 4.2 / fallback, None, ["warning"]),
+    ]
+    result = run_rule_tests(generated, "load.test.yml", tests)
+    assert result.returncode == 0, _tail(result)
 
 
 @pytest.mark.timeout(60)

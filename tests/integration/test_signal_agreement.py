@@ -8,9 +8,11 @@ is covered without an edit here, and a signal whose either side gives nothing fa
 Inputs are built from each metric's name so every signal gets a value that depends on every
 metric it reads: counters rise linearly at a different rate each (Prometheus' extrapolated rate
 is then exact), histograms have buckets the 99th percentile falls inside, gauges fall slowly
-(so the filesystem fill prediction has a trend). The values prove the arithmetic, not a
-realistic server (a utilisation may exceed 1). The exporter's own signals get the history of a
-collector that succeeded every run but the last.
+(so the filesystem fill prediction has a trend). A signal reading more than a rate window
+(the slowdown's ``offset 1d``) gets a sample every 5 minutes over its span plus a margin, and
+its counters bend half way, so the day before differs from now. The values prove the
+arithmetic, not a realistic server (a utilisation may exceed 1). The exporter's own signals
+get the history of a collector that succeeded every run but the last.
 
 A guarded signal (a hit ratio judged only above ``min_rate``) also has its traffic compared the
 same way, and an idle input (every counter slowed below the minimum) reads "idle" on /summary
@@ -39,7 +41,6 @@ pytestmark = pytest.mark.integration
 PROMTOOL = "/usr/bin/promtool"
 STEP = 15  # seconds between samples; both sides see every one
 STEPS = 30  # the 5m rate window lies inside the history, so no extrapolation to zero
-END = (STEPS - 1) * STEP
 TOLERANCE = 1e-9  # relative: float noise between Go and Python, nothing more
 BASE = {"job": "perf-exporter", "instance": "host:9839"}
 TARGET = "t1"
@@ -48,6 +49,7 @@ LABEL_VALUES = {
     "namespace": "api_response",
     "pool": "main",
     "datname": "app",
+    "user": "app",
     "queryid": "42",
     "mountpoint": "/",
 }
@@ -56,6 +58,7 @@ SPLITS = {
     "perf_host_cpu_seconds_total": ("mode", ("idle", "user")),
     "perf_pgbouncer_clients": ("state", ("waiting", "active")),
 }
+LONG_STEP = 300  # seconds between samples of a signal reading a day or more
 BUCKETS = ((0.005, 2.0), (0.05, 5.0), (0.5, 10.0), (math.inf, 10.0))
 
 History = dict[tuple[str, tuple[tuple[str, str], ...]], list[float]]
@@ -75,10 +78,19 @@ def _variants(name: str, labels: dict[str, str]) -> list[dict[str, str]]:
     return [{**labels, label: value} for value in values]
 
 
+def timing(signal: Signal) -> tuple[int, int]:
+    """(seconds between samples, samples) the input of ``signal`` has."""
+    if signal.formula.span <= 0:
+        return STEP, STEPS
+    return LONG_STEP, math.ceil(signal.formula.span / LONG_STEP) + STEPS
+
+
 def collector_history(signal: Signal) -> History:
     """Every series the signal reads, one value per step, shaped by the metric's kind."""
     history: History = {}
     labels = _series_labels(signal)
+    step, steps = timing(signal)
+    bend = steps // 2 if signal.formula.span > 0 else steps
     for i, name in enumerate(signal.metrics):
         # later metrics move less: the exporter's own lookups stay below the server's total
         scale = 1.0 / (i + 1)
@@ -87,15 +99,16 @@ def collector_history(signal: Signal) -> History:
             if name.endswith("_bucket"):
                 for le, count in BUCKETS:
                     key = tuple(sorted({**variant, "le": repr(le).replace("inf", "+Inf")}.items()))
-                    history[(name, key)] = [count * factor * (n + 10) for n in range(STEPS)]
+                    history[(name, key)] = [count * factor * (n + 10) for n in range(steps)]
             elif name.endswith("_total"):
                 rate = 10.0 * factor
+                # past the bend the first metric speeds up most (exec time more than calls)
                 history[(name, tuple(sorted(variant.items())))] = [
-                    rate * STEP * (n + 10) for n in range(STEPS)
+                    rate * step * (n + 10 + max(0, n - bend) / (i + 1)) for n in range(steps)
                 ]
             else:
                 history[(name, tuple(sorted(variant.items())))] = [
-                    1000.0 * factor - 0.5 * factor * n for n in range(STEPS)
+                    1000.0 * factor - 0.5 * factor * n for n in range(steps)
                 ]
     return history
 
@@ -116,17 +129,18 @@ def daemon_rows(signal: Signal, history: History) -> list[dict[str, Any]]:
     board = SummaryBoard(Thresholds())
     own = signal.source == "exporter"
     collector = "postgres" if own else signal.source
-    for n in range(STEPS):
-        if own and n == STEPS - 1:
-            board.failed(collector, TARGET, n * STEP)
+    step, steps = timing(signal)
+    for n in range(steps):
+        if own and n == steps - 1:
+            board.failed(collector, TARGET, n * step)
             continue
         family = Metric("input", "the test's input series", "untyped")
         if not own:
             for (name, labels), values in history.items():
                 kept = {k: v for k, v in labels if k != "target"}
                 family.add_sample(name, kept, values[n])
-        board.update(collector, TARGET, [family], {}, n * STEP)
-    return [row for row in board.rows(END) if row["signal"] == signal.key]
+        board.update(collector, TARGET, [family], {}, n * step)
+    return [row for row in board.rows((steps - 1) * step) if row["signal"] == signal.key]
 
 
 def _key(signal: Signal, row: dict[str, Any]) -> frozenset[tuple[str, str]]:
@@ -160,12 +174,13 @@ def _selector(name: str, labels: tuple[tuple[str, str], ...]) -> str:
 def promtool_file(
     signal: Signal, history: History, expected: dict[Any, float], expr: str | None = None
 ) -> dict[str, Any]:
+    step, steps = timing(signal)
     return {
         "rule_files": [],
-        "evaluation_interval": f"{STEP}s",
+        "evaluation_interval": f"{step}s",
         "tests": [
             {
-                "interval": f"{STEP}s",
+                "interval": f"{step}s",
                 "input_series": [
                     {"series": _selector(name, labels), "values": " ".join(map(repr, values))}
                     for (name, labels), values in history.items()
@@ -173,7 +188,7 @@ def promtool_file(
                 "promql_expr_test": [
                     {
                         "expr": expr or signal.expr(rule_query(Thresholds())),
-                        "eval_time": f"{END}s",
+                        "eval_time": f"{(steps - 1) * step}s",
                         "exp_samples": [
                             {
                                 "labels": "{"

@@ -14,7 +14,7 @@ import yaml
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from exporter.mixin import generate
-from exporter.mixin.catalog import BY_KEY, SIGNALS
+from exporter.mixin.catalog import BY_KEY, COMPARED, SIGNALS
 from exporter.mixin.dashboards import dashboards
 from exporter.mixin.rules import alert_rules
 from exporter.mixin.thresholds import Thresholds
@@ -205,9 +205,13 @@ def test_dashboard_panels_pass_the_lint(name: str) -> None:
         for target in panel["targets"]:
             expr = target["expr"]
             assert target["datasource"]["uid"] == "${datasource}", where
-            # every range in a rate is the rate interval
+            # every range in a rate is the rate interval, but for a comparison with the day
+            # before, whose window is part of its meaning
+            fixed = {COMPARED} if " offset " in expr else set()
             for rng in re.findall(r"\[([^\]]+)\]", expr):
-                assert rng == "$__rate_interval" or "deriv(" in expr, f"{where}: [{rng}]"
+                assert rng == "$__rate_interval" or rng in fixed or "deriv(" in expr, (
+                    f"{where}: [{rng}]"
+                )
             for sel in selectors(substitute(expr)):
                 assert sel.matchers.get("job") == ("=~", ".+"), f"{where}: {sel.name} no $job"
                 assert sel.matchers.get("instance") == ("=~", ".+"), f"{where}: {sel.name}"

@@ -294,3 +294,22 @@ def test_before_postgresql_14_there_is_no_eviction_count_or_reset_time() -> None
     acc = StatementAccounts(top_n=1, window=WINDOW)
     acc.update_from_rows([query_row(5, 4)], 0.0)
     assert (acc.deallocations, acc.reset_time) == (None, None)
+
+
+def test_slow_statements_count_what_the_exporter_saw_not_what_the_view_held_at_start() -> None:
+    acc = StatementAccounts(top_n=5, window=WINDOW)
+    # the view already counted 1000 calls of 1 ms before the exporter started
+    acc.update([entry(1, 1000, 1000.0), entry(2, 10, 10.0)], 0.0)
+    assert acc.slow_statements(0.0) == []
+    # then 20 calls of 50 ms in 10 s: the statement got slow
+    acc.update([entry(1, 1020, 2000.0), entry(2, 10, 10.0)], 10.0)
+    (slow,) = acc.slow_statements(10.0)
+    assert (slow["queryid"], slow["datname"], slow["user"]) == ("1", "app", "api")
+    assert slow["mean_seconds"] == pytest.approx(0.05)
+    assert slow["calls_per_second"] == pytest.approx(2.0)
+    # the exported counters' own mean still holds the view's start: the history to compare
+    assert slow["mean_seconds_history"] == pytest.approx(2.0 / 1020)
+    # once the first read has left the window, the window is all the exporter's
+    acc.update([entry(1, 1030, 2100.0), entry(2, 10, 10.0)], WINDOW + 5)
+    (slow,) = acc.slow_statements(WINDOW + 5)
+    assert slow["mean_seconds"] == pytest.approx(1100.0 / 30 / 1000)

@@ -122,12 +122,14 @@ def test_probe_p99_interpolates_like_histogram_quantile() -> None:
 
 def test_statement_mean_latency_divides_execution_time_by_calls() -> None:
     def stmts(calls: float, seconds: float) -> list[Metric]:
-        c = CounterMetricFamily("perf_postgres_statement_calls", "c", labels=["datname", "queryid"])
-        c.add_metric(["app", "42"], calls)
-        s = CounterMetricFamily(
-            "perf_postgres_statement_exec_seconds", "s", labels=["datname", "queryid"]
+        c = CounterMetricFamily(
+            "perf_postgres_statement_calls", "c", labels=["datname", "queryid", "user"]
         )
-        s.add_metric(["app", "42"], seconds)
+        c.add_metric(["app", "42", "api"], calls)
+        s = CounterMetricFamily(
+            "perf_postgres_statement_exec_seconds", "s", labels=["datname", "queryid", "user"]
+        )
+        s.add_metric(["app", "42", "api"], seconds)
         return [c, s]
 
     board = SummaryBoard()
@@ -135,7 +137,7 @@ def test_statement_mean_latency_divides_execution_time_by_calls() -> None:
     board.update("postgres", "main", stmts(200, 70), {}, now=2.0)
     r = row(board, "postgres_statement_mean_latency")
     assert r["value"] == 0.6
-    assert r["labels"] == {"datname": "app", "queryid": "42"}
+    assert r["labels"] == {"datname": "app", "queryid": "42", "user": "api"}
     assert r["status"] == "crit"
 
 

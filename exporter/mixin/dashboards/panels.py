@@ -16,10 +16,12 @@ from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.builders import prometheus as prom_b
 from grafana_foundation_sdk.builders import stat as stat_b
+from grafana_foundation_sdk.builders import table as table_b
 from grafana_foundation_sdk.builders import timeseries as ts_b
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_m
 from grafana_foundation_sdk.models import dashboard as dash_m
+from grafana_foundation_sdk.models import prometheus as prom_m
 
 from exporter.mixin.catalog import BY_KEY, SIGNALS, Query, Signal
 from exporter.mixin.thresholds import Thresholds
@@ -39,6 +41,7 @@ def signal_query(t: Thresholds, signal: Signal) -> Query:
         selector=REMOTE_SELECTOR if signal.remote else LOCAL_SELECTOR,
         window="$__rate_interval",
         predict_window=t.predict_window,
+        settings=t.settings(),
     )
 
 
@@ -233,6 +236,49 @@ class Panels:
             .unit(unit)
             .height(8)
             .span(width)
+        )
+
+    def table(
+        self,
+        title: str,
+        description: str,
+        columns: Sequence[tuple[str, str, Callable[[Query], str]]],
+        width: int = 24,
+    ) -> table_b.Panel:
+        """One row per series, one column per (name, unit, expression) of instant queries.
+
+        The queries' series must carry the same labels: Grafana's merge joins them on those.
+        """
+        q = REMOTE if self.remote else LOCAL
+        panel = (
+            table_b.Panel()
+            .title(title)
+            .description(description)
+            .datasource(DATASOURCE)
+            .unit(columns[0][1])
+            .height(10)
+            .span(width)
+        )
+        renames: dict[str, str] = {}
+        for number, (name, unit, render) in enumerate(columns):
+            ref = chr(ord("A") + number)
+            panel = panel.with_target(
+                prom_b.Dataquery()
+                .expr(render(q))
+                .ref_id(ref)
+                .instant()
+                .format(prom_m.PromQueryFormat.TABLE)
+                .datasource(DATASOURCE)
+            ).override_by_name(name, [dash_m.DynamicConfigValue(id_val="unit", value=unit)])
+            renames[f"Value #{ref}"] = name
+        return panel.transformations(
+            [
+                dash_m.DataTransformerConfig(id_val="merge", options={}),
+                dash_m.DataTransformerConfig(
+                    id_val="organize",
+                    options={"excludeByName": {"Time": True}, "renameByName": renames},
+                ),
+            ]
         )
 
     def dashboard(
