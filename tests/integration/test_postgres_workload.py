@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 from postgres_support import collect_until_ok, collector, flush_stats, registry, wait_for
-from servers import PostgresServer
+from servers import PostgresServer, pg_bin
 
 from exporter.collectors.postgres_families import DATABASE_COUNTERS
 from exporter.collectors.postgres_queries import CONNECTION_STATES
@@ -21,9 +21,9 @@ from exporter.collectors.postgres_queries import CONNECTION_STATES
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    srv = PostgresServer(settings={"autovacuum": "off"})
+@pytest.fixture(scope="module", params=["15", "18"], ids=lambda v: f"pg{v}")
+def server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    srv = PostgresServer(settings={"autovacuum": "off"}, bin_dir=pg_bin(request.param))
     yield srv
     srv.close()
 
