@@ -93,8 +93,16 @@ def test_statement_sql_per_version_uses_the_columns_of_that_version(version: int
     used = columns(text, "p")
     assert {"calls", "total_exec_time", "rows", "shared_blks_hit", "shared_blks_read"} <= used
     assert "total_time" not in used  # renamed total_exec_time in 13
-    # renamed shared_blk_read_time/shared_blk_write_time in 17: neither name is read
-    assert not used & {"blk_read_time", "blk_write_time", "shared_blk_read_time"}
+    # 17 split the block I/O times into shared_ and local_: one metric covers both namings
+    if version >= 170000:
+        assert {"shared_blk_read_time", "local_blk_read_time"} <= used
+        assert {"shared_blk_write_time", "local_blk_write_time"} <= used
+        assert not used & {"blk_read_time", "blk_write_time"}
+    else:
+        assert {"blk_read_time", "blk_write_time"} <= used
+        assert not used & {"shared_blk_read_time", "local_blk_read_time"}
+    assert "AS blk_read_ms" in text
+    assert "AS blk_write_ms" in text
     assert ("toplevel" in used) == (version >= 140000)
     assert ("stats_since" in used) == (version >= 170000)
     assert ("pg_stat_statements_info" in text) == (version >= 140000)

@@ -121,6 +121,20 @@ def postgres(t: Thresholds) -> dict[str, Any]:
                         _STATEMENT,
                         top10(rate("perf_postgres_statement_calls_total")),
                     ),
+                    p.raw(
+                        "Top statements by block I/O time",
+                        "s",
+                        _STATEMENT,
+                        top10(
+                            kinds(
+                                ("perf_postgres_statement_block_read_seconds_total", "read"),
+                                ("perf_postgres_statement_block_write_seconds_total", "write"),
+                            )
+                        ),
+                        description="Seconds per second the statements spent reading and "
+                        "writing shared and local blocks (needs track_io_timing = on): the "
+                        "statements that wait on the disk.",
+                    ),
                 ],
             ),
             (
