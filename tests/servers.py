@@ -41,16 +41,22 @@ def wheel_pg_bin(package: str) -> Path:
     )
     if probe.returncode == 0:
         return root / "bin"
+    # the binaries find their vendored libraries at $ORIGIN/../../../<package>.libs: copy both
+    libs = root.parent.parent / f"{package}.libs"
     copy = Path(tempfile.gettempdir()) / f"perf-{package}-{root.stat().st_mtime_ns}"
-    if not (copy / "bin" / "postgres").exists():
+    if not (copy / package / "pginstall" / "bin" / "postgres").exists():
         staging = Path(tempfile.mkdtemp(prefix=f"perf-{package}-"))
-        shutil.copytree(root, staging / "pginstall", symlinks=True)
-        os.chmod(staging, 0o755)
+        shutil.copytree(root, staging / package / "pginstall", symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for path in (staging, staging / package):
+            os.chmod(path, 0o755)
         # another session may have won the race: its copy is as good as ours
-        with contextlib.suppress(OSError):
-            (staging / "pginstall").rename(copy)
-        shutil.rmtree(staging, ignore_errors=True)
-    return copy / "bin"
+        try:
+            staging.rename(copy)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return copy / package / "pginstall" / "bin"
 
 
 #: Where each PostgreSQL version the suite runs comes from: the Debian package or a test wheel
