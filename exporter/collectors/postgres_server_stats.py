@@ -147,9 +147,11 @@ def stats_columns(version: int) -> str:
     version lacks is left out, never queried.
     """
     if version >= 170000:
-        # 17 moved the checkpointer's counters to their own view; buffers_clean stayed
+        # 17 moved the checkpointer's counters to their own view (buffers_clean stayed) and
+        # counts a standby's restartpoints apart: added back, as pg_stat_bgwriter counted them
         checkpoints = f"""(SELECT json_build_object(
-        'timed', c.num_timed, 'requested', c.num_requested,
+        'timed', c.num_timed + c.restartpoints_timed,
+        'requested', c.num_requested + c.restartpoints_req,
         'buffers_checkpoint', c.buffers_written,
         'checkpoint_write_time', c.write_time, 'checkpoint_sync_time', c.sync_time,
         'buffers_clean', b.buffers_clean,

@@ -103,7 +103,8 @@ async def test_checkpoints_and_wal_equal_the_views_under_one_set_of_names(
         await coll.close()
     if major(server) >= 17:
         view = server.sql(
-            "SELECT num_timed, num_requested, buffers_written, write_time, sync_time "
+            "SELECT num_timed + restartpoints_timed, num_requested + restartpoints_req, "
+            "buffers_written, write_time, sync_time "
             "FROM pg_stat_checkpointer"
         )
     else:

@@ -46,6 +46,8 @@ def test_each_version_reads_only_the_views_and_columns_it_has(version: int) -> N
         assert columns(text, "c") == {
             "num_timed",
             "num_requested",
+            "restartpoints_timed",
+            "restartpoints_req",
             "buffers_written",
             "write_time",
             "sync_time",
