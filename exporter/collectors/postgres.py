@@ -65,6 +65,7 @@ from prometheus_client.metrics_core import Metric
 from exporter.collectors import postgres_activity as act
 from exporter.collectors import postgres_families as fam
 from exporter.collectors import postgres_queries as sql
+from exporter.collectors import postgres_server_stats as server_stats
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.connected import ConnectedCollector
 from exporter.collectors.postgres_statements import StatementAccounts, StatementKey
@@ -205,6 +206,8 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         self._statements = 0
         self._query_seconds = 0.0
         self._query_id_notice: str | None = None
+        self._server_stats = server_stats.ServerStats()
+        self._server_sql: tuple[asyncpg.Connection, str] | None = None
         # one statement at a time on an asyncpg connection: the cycle and the sampler take turns
         # under the base's lock
         self._activity = act.ActivitySampler(
@@ -301,7 +304,11 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         self._probe.observe(probe)
 
         server = dict(
-            (await self._fetch(conn, sql.SERVER, filter_dbs, settings.applications_top_n))[0]
+            (
+                await self._fetch(
+                    conn, self._server_statement(conn), filter_dbs, settings.applications_top_n
+                )
+            )[0]
         )
         databases = _rows(server["databases"])
         applications = _rows(server["applications"])
@@ -310,6 +317,7 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
 
         families: list[Metric] = [self._probe.family()]
         families += fam.server_families(server)
+        families += self._server_stats.families(server)
         families += fam.database_families(databases)
         families += fam.connection_families(
             [d["datname"] for d in databases], _rows(server["connections"])
@@ -394,6 +402,15 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         }
         # a family without samples (no standbys, no tables yet) is only noise on the page
         return Collected(families=[f for f in families if f.samples], facts=facts)
+
+    def _server_statement(self, conn: asyncpg.Connection) -> str:
+        """The server statement for this connection's version, built once per connection from
+        the version the server announced at connect (no query needed to learn it)."""
+        if self._server_sql is None or self._server_sql[0] is not conn:
+            announced = conn.get_server_version()
+            version = server_stats.version_num(announced.major, announced.minor)
+            self._server_sql = (conn, server_stats.server_sql(sql.SERVER, version))
+        return self._server_sql[1]
 
     # --- pg_stat_statements ---------------------------------------------------------------
 

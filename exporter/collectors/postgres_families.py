@@ -105,8 +105,30 @@ STATEMENT_COUNTERS: tuple[tuple[str, str, str, float], ...] = (
         "Shared blocks the statement read from disk or the OS page cache.",
         1.0,
     ),
+    (
+        "perf_postgres_statement_block_read_seconds",
+        "blk_read_ms",
+        "Time the statement spent reading shared and local blocks (0 unless track_io_timing "
+        "is on).",
+        0.001,
+    ),
+    (
+        "perf_postgres_statement_block_write_seconds",
+        "blk_write_ms",
+        "Time the statement spent writing shared and local blocks (0 unless track_io_timing "
+        "is on).",
+        0.001,
+    ),
 )
-STATEMENT_FIELDS = ("calls", "exec_ms", "rows", "shared_blks_hit", "shared_blks_read")
+STATEMENT_FIELDS = (
+    "calls",
+    "exec_ms",
+    "rows",
+    "shared_blks_hit",
+    "shared_blks_read",
+    "blk_read_ms",
+    "blk_write_ms",
+)
 
 
 def probe_histogram() -> ProbeHistogram:
@@ -298,6 +320,9 @@ class StatementRow:
     rows: int
     shared_blks_hit: int
     shared_blks_read: int
+    # block I/O times in milliseconds (blk_*_time before 17, shared_ plus local_ since)
+    blk_read_ms: float = 0.0
+    blk_write_ms: float = 0.0
 
 
 def statement_families(

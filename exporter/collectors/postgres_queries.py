@@ -163,18 +163,26 @@ def statements_sql(schema: str, version_num: int) -> str:
     exec_time = "total_exec_time" if version_num >= 130000 else "total_time"
     toplevel = "p.toplevel" if version_num >= 140000 else "true"
     since = "extract(epoch FROM p.stats_since)::float8" if version_num >= 170000 else "NULL::float8"
+    # 17 split blk_read_time/blk_write_time into shared_ and local_: their sum is the old column
+    if version_num >= 170000:
+        blk_read = "p.shared_blk_read_time + p.local_blk_read_time"
+        blk_write = "p.shared_blk_write_time + p.local_blk_write_time"
+    else:
+        blk_read, blk_write = "p.blk_read_time", "p.blk_write_time"
     info = ""
     if version_num >= 140000:
         info = f"""
 UNION ALL
-SELECT true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+SELECT true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        i.dealloc, extract(epoch FROM i.stats_reset)::float8
   FROM {q}.pg_stat_statements_info i"""
     return f"""
 SELECT false AS is_info, p.queryid, p.dbid::int8 AS dbid, p.userid::int8 AS userid,
        {toplevel} AS toplevel, d.datname::text AS datname, r.rolname::text AS rolname,
        p.calls, p.{exec_time}::float8 AS exec_ms, p.rows, p.shared_blks_hit,
-       p.shared_blks_read, {since} AS since, NULL::int8 AS dealloc, NULL::float8 AS stats_reset
+       p.shared_blks_read, ({blk_read})::float8 AS blk_read_ms,
+       ({blk_write})::float8 AS blk_write_ms, {since} AS since, NULL::int8 AS dealloc,
+       NULL::float8 AS stats_reset
   FROM {q}.pg_stat_statements(false) p
   LEFT JOIN pg_database d ON d.oid = p.dbid
   LEFT JOIN pg_roles r ON r.oid = p.userid

@@ -138,6 +138,8 @@ class StatementAccounts:
                         row["rows"],
                         row["shared_blks_hit"],
                         row["shared_blks_read"],
+                        row["blk_read_ms"],
+                        row["blk_write_ms"],
                     ),
                     row["since"],
                 )
@@ -326,4 +328,6 @@ def _row(key: StatementKey, values: list[float]) -> StatementRow:
         rows=int(field["rows"]),
         shared_blks_hit=int(field["shared_blks_hit"]),
         shared_blks_read=int(field["shared_blks_read"]),
+        blk_read_ms=float(field["blk_read_ms"]),
+        blk_write_ms=float(field["blk_write_ms"]),
     )

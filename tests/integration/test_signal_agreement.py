@@ -57,6 +57,8 @@ LABEL_VALUES = {
 SPLITS = {
     "perf_host_cpu_seconds_total": ("mode", ("idle", "user")),
     "perf_pgbouncer_clients": ("state", ("waiting", "active")),
+    # only context normal is shared_buffers pressure: the ring's evictions must be left out
+    "perf_postgres_io_evictions_total": ("context", ("normal", "bulkread")),
 }
 LONG_STEP = 300  # seconds between samples of a signal reading a day or more
 BUCKETS = ((0.005, 2.0), (0.05, 5.0), (0.5, 10.0), (math.inf, 10.0))

@@ -34,7 +34,15 @@ def entry(
         EntryId(queryid, 1, 10 if user == "api" else 11, toplevel),
         "app",
         user,
-        (calls, float(calls) if exec_ms is None else exec_ms, 2 * calls, 3 * calls, calls),
+        (
+            calls,
+            float(calls) if exec_ms is None else exec_ms,
+            2 * calls,
+            3 * calls,
+            calls,
+            calls / 2,
+            0.0,
+        ),
         since,
     )
 
@@ -129,7 +137,7 @@ def test_hidden_entries_count_in_other_and_never_twice() -> None:
     assert calls(acc) == {"1": 1, "other": 15}
     acc.update([entry(None, 14), entry(1, 1)], 20.0)
     assert calls(acc) == {"1": 1, "other": 17}
-    orphan = Entry(EntryId(7, 99, 10, True), None, "api", (4, 4.0, 0, 0, 0))
+    orphan = Entry(EntryId(7, 99, 10, True), None, "api", (4, 4.0, 0, 0, 0, 0.0, 0.0))
     acc.update([entry(None, 14), entry(1, 1), orphan], 30.0)  # database dropped: not listable
     assert calls(acc) == {"1": 1, "other": 21}
 
@@ -202,7 +210,7 @@ class View:
             if len(self.values) >= self.size:
                 victim = min(self.values, key=lambda q: self.values[q][0])
                 del self.values[victim]
-            self.values[queryid] = [0, 0.0, 0, 0, 0]
+            self.values[queryid] = [0, 0.0, 0, 0, 0, 0.0, 0.0]
             self.since[queryid] = self.clock
         row = self.values[queryid]
         row[0] += times
@@ -210,6 +218,7 @@ class View:
         row[2] += times * (queryid % 3)
         row[3] += times * 2
         row[4] += queryid % 2
+        row[5] += times * 0.5
 
     def reset(self) -> None:
         self.values.clear()
@@ -251,6 +260,7 @@ def test_counters_never_decrease_and_sum_to_what_the_view_counted(
         assert len(top) <= top_n
         for row in (*top, other):
             values = [row.calls, row.exec_ms, row.rows, row.shared_blks_hit, row.shared_blks_read]
+            values.append(row.blk_read_ms)
             previous = seen.get(row.queryid)
             if previous is not None:
                 assert all(v >= p for v, p in zip(values, previous, strict=True)), row
@@ -273,6 +283,8 @@ def query_row(queryid: int | None, calls: int, **extra: object) -> dict[str, obj
         "rows": calls,
         "shared_blks_hit": 0,
         "shared_blks_read": 0,
+        "blk_read_ms": 0.0,
+        "blk_write_ms": 0.0,
         "since": None,
         "dealloc": None,
         "stats_reset": None,
