@@ -19,7 +19,6 @@ import contextlib
 import datetime as dt
 import gzip
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,12 +26,10 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.exporters import REPO, Exporter, start_perf_exporter
+from bench.exporters import Exporter, start_perf_exporter
 from bench.scrape import Scraper, percentile
-
-sys.path.insert(0, str(REPO / "tests"))
-from flapper import Flapper
-from servers import PostgresServer, RedisServer, free_port
+from tests.support.flapper import Flapper
+from tests.support.servers import PostgresServer, RedisServer, free_port
 
 Record = dict[str, Any]
 

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the shared helpers assert too: rewritten, a failing check there shows what it compared
-pytest.register_assert_rewrite(
-    "app_worker",
-    "daemon",
-    "faults_world",
-    "flapper",
-    "pgbouncer_server",
-    "postgres_support",
-    "prom_stack",
-    "redis_support",
-    "servers",
-)
+pytest.register_assert_rewrite("tests.support")
 
-from servers import PostgresServer, RedisServer  # noqa: E402 - after the rewrite hook
+from tests.support.servers import PostgresServer, RedisServer  # noqa: E402 - after the hook
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from app_worker_process import AppWorker
-from daemon import Daemon
 from prometheus_client.registry import CollectorRegistry
-from servers import PostgresServer, RedisServer, free_port
 
 from exporter.collectors.app import AppCollector
 from exporter.collectors.base import Collected, CollectError
 from exporter.config import AppSettings, AppTarget
 from exporter.instrument import CacheStats, Publisher
+from tests.support.app_worker_process import AppWorker
+from tests.support.daemon import Daemon
+from tests.support.servers import PostgresServer, RedisServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as om_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.daemon import Daemon
 
 pytestmark = pytest.mark.integration
 

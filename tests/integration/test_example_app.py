@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from prometheus_client.registry import CollectorRegistry
-from servers import PostgresServer, RedisServer
 
 from exporter.collectors.app import AppCollector
 from exporter.collectors.base import Collected
 from exporter.config import AppSettings, AppTarget
+from tests.support.servers import PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import ROOT, Daemon
-from servers import require_binary
+
+from tests.support.daemon import ROOT, Daemon
+from tests.support.servers import require_binary
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from daemon import ROOT, Daemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.daemon import ROOT, Daemon
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
-from flapper import Flapper
 from prometheus_client.parser import text_string_to_metric_families
-from servers import PostgresServer, RedisServer
+
+from tests.support.daemon import Daemon
+from tests.support.flapper import Flapper
+from tests.support.servers import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.integration
 

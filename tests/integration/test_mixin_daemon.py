@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon import ROOT, Daemon
+
+from tests.support.daemon import ROOT, Daemon
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

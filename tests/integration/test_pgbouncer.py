@@ -11,14 +11,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 import yaml
-from daemon import Daemon
-from pgbouncer_server import APP_PASSWORD, APP_USER, STATS_PASSWORD, PgBouncerServer
 from prometheus_client.registry import CollectorRegistry
-from servers import PostgresServer, free_port
 
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.pgbouncer import PgBouncerCollector
 from exporter.config import PgBouncerSettings, PgBouncerTarget, load
+from tests.support.daemon import Daemon
+from tests.support.pgbouncer_server import APP_PASSWORD, APP_USER, STATS_PASSWORD, PgBouncerServer
+from tests.support.servers import PostgresServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
-from servers import PostgresServer, free_port
+
+from tests.support.daemon import Daemon
+from tests.support.servers import PostgresServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

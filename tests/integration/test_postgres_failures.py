@@ -17,14 +17,15 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from postgres_support import (
+
+from tests.support.postgres_collector import (
     collect_error,
     collect_until_ok,
     collector,
     registry,
     self_signed_cert,
 )
-from servers import PostgresServer
+from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -1,21 +1,21 @@
 """The PostgreSQL part of /metrics as a golden layout: names, types, help and label sets.
 
-Values, queryids and versions are masked (see ``test_golden.layout``). Regenerate after an
+Values, queryids and versions are masked (see ``tests.support.golden.layout``). Regenerate after an
 intended change with ``UPDATE_GOLDEN=1`` and review the diff of
 ``tests/golden/metrics_postgres.txt``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
-from servers import PostgresServer
-from test_golden import GOLDEN, layout
+
+from tests.support.daemon import Daemon
+from tests.support.golden import check
+from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -45,9 +45,4 @@ def test_postgres_layout_matches_golden(server: PostgresServer, tmp_path: Path) 
             what="postgres metrics",
         )
         text = d.scrape()
-    got = layout(re.sub(r'version_num="\d+"', 'version_num="*"', text))
-    path = GOLDEN / "metrics_postgres.txt"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(got)
-    assert path.exists(), f"{path} is missing: run with UPDATE_GOLDEN=1 once and review it"
-    assert got == path.read_text()
+    check("metrics_postgres.txt", re.sub(r'version_num="\d+"', 'version_num="*"', text))

@@ -6,8 +6,9 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from postgres_support import collect_error, collector, registry
-from servers import PostgresServer
+
+from tests.support.postgres_collector import collect_error, collector, registry
+from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from postgres_support import StandbyServer, collector, registry, wait_for
-from servers import PostgresServer
+
+from tests.support.postgres_collector import StandbyServer, collector, registry, wait_for
+from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -12,11 +12,17 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-from postgres_support import collect_until_ok, collector, flush_stats, registry, wait_for
-from servers import PostgresServer
 
 from exporter.collectors.postgres_families import DATABASE_COUNTERS
 from exporter.collectors.postgres_queries import CONNECTION_STATES
+from tests.support.postgres_collector import (
+    collect_until_ok,
+    collector,
+    flush_stats,
+    registry,
+    wait_for,
+)
+from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -16,10 +16,10 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
 from prometheus_client.parser import text_string_to_metric_families
-from redis_support import admin, command_calls, make_collector, registry_of
-from servers import RedisServer
 
 from exporter.config import NamespaceSplit
+from tests.support.redis_collector import admin, command_calls, make_collector, registry_of
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

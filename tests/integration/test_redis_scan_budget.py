@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from redis_support import admin, command_calls, make_collector, registry_of
-from servers import RedisServer
+
+from tests.support.redis_collector import admin, command_calls, make_collector, registry_of
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_support import admin, command_calls, make_collector, registry_of
-from servers import RedisServer
 
 from exporter.collectors.redis import RedisCollector
 from exporter.collectors.redis_namespaces import NamespaceCounts
 from exporter.config import NamespaceSplit
+from tests.support.redis_collector import admin, command_calls, make_collector, registry_of
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon import ROOT, Daemon
-from pgbouncer_server import STATS_PASSWORD, PgBouncerServer
-from servers import PostgresServer, RedisServer, free_port
 
 from exporter.collectors import COLLECTORS
+from tests.support.daemon import ROOT, Daemon
+from tests.support.pgbouncer_server import STATS_PASSWORD, PgBouncerServer
+from tests.support.servers import PostgresServer, RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,9 @@ from typing import Any
 import bcrypt
 import pytest
 import yaml
-from daemon import ROOT, Daemon
-from tlscerts import Issued, issue, make_ca
+
+from tests.support.certs import Issued, issue, make_ca
+from tests.support.daemon import ROOT, Daemon
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from tlscerts import Issued, encrypt_key, issue, make_ca
 
 from exporter.config import ConfigError
 from exporter.webconfig import load_web_config
+from tests.support.certs import Issued, encrypt_key, issue, make_ca
 
 HASH = bcrypt.hashpw(b"s3cret-Prom", bcrypt.gensalt(4)).decode()
 

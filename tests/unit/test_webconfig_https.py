@@ -15,8 +15,6 @@ import aiohttp
 import bcrypt
 import pytest
 from aiohttp import web
-from servers import free_port
-from tlscerts import Issued, issue, make_ca
 
 import exporter.webconfig as webconfig
 from exporter.config import ConfigError
@@ -27,6 +25,8 @@ from exporter.webconfig import (
     auth_middleware,
     response_headers,
 )
+from tests.support.certs import Issued, issue, make_ca
+from tests.support.servers import free_port
 
 PASSWORD = "scrape-Pa55-7d1e"
 

@@ -13,10 +13,10 @@ from typing import Any
 import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
-from servers import RedisServer, wait_for_port
 
 from exporter.collectors.redis import RedisCollector
 from exporter.config import RedisSettings, RedisTarget
+from tests.support.servers import RedisServer, wait_for_port
 
 
 class FamiliesCollector:

@@ -15,11 +15,11 @@ from typing import Any
 import asyncpg
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
-from servers import PG_BIN, PostgresServer, free_port
 
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.postgres import PostgresCollector
 from exporter.config import PostgresSettings, PostgresTarget
+from tests.support.servers import PG_BIN, PostgresServer, free_port
 
 
 class _Families:

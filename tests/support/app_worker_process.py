@@ -1,4 +1,4 @@
-"""A tests/app_worker.py subprocess: a real asyncpg pool and cache publishing through
+"""A tests/support/app_worker.py subprocess: a real asyncpg pool and cache publishing through
 exporter.instrument, driven line by line over stdin/stdout."""
 
 from __future__ import annotations
@@ -11,16 +11,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-WORKER = Path(__file__).resolve().parent / "app_worker.py"
+#: Run as a module from the repository root, so it imports exactly as the tests do
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class AppWorker:
-    """A tests/app_worker.py subprocess driven line by line."""
+    """A tests/support/app_worker.py subprocess driven line by line."""
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
         self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), json.dumps(options)],
+            [sys.executable, "-m", "tests.support.app_worker", json.dumps(options)],
+            cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from servers import require_binary
+from tests.support.servers import require_binary
 
 
 @dataclass(frozen=True)

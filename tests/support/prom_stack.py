@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from servers import free_port, require_binary, wait_for_port
+
+from tests.support.servers import free_port, require_binary, wait_for_port
 
 
 class _Process:

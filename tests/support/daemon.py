@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from servers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Daemon:
