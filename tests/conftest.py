@@ -10,7 +10,8 @@ import pytest
 # the shared helpers assert too: rewritten, a failing check there shows what it compared
 pytest.register_assert_rewrite("tests.support")
 
-from tests.support.servers import PostgresServer, RedisServer  # noqa: E402 - after the hook
+from tests.support.certs import Issued, web_pki  # noqa: E402 - after the hook
+from tests.support.servers import PostgresServer, RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +28,12 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Issued]:
+    """The web TLS tests' CAs and leaves (see ``web_pki``); tests copy before they change one."""
+    return web_pki(tmp_path_factory.mktemp("pki"))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -11,32 +11,18 @@ from pathlib import Path
 import asyncpg
 import pytest
 import yaml
-from prometheus_client.registry import CollectorRegistry
 
-from exporter.collectors.base import Collected, CollectError
+from exporter.collectors.base import CollectError
 from exporter.collectors.pgbouncer import PgBouncerCollector
 from exporter.config import PgBouncerSettings, PgBouncerTarget, load
 from tests.support.daemon import Daemon
 from tests.support.pgbouncer_server import APP_PASSWORD, APP_USER, STATS_PASSWORD, PgBouncerServer
+from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 POOL = {"pool": "postgres/postgres", "database": "postgres", "user": "postgres"}
-
-
-class _Families:
-    def __init__(self, collected: Collected) -> None:
-        self.families = collected.families
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        return self.families
-
-
-def registry(collected: Collected) -> CollectorRegistry:
-    reg = CollectorRegistry(auto_describe=True)
-    reg.register(_Families(collected))
-    return reg
 
 
 def collector_for(bouncer: PgBouncerServer, password: str = STATS_PASSWORD, **kw: object):  # type: ignore[no-untyped-def]
@@ -66,7 +52,7 @@ async def test_saturated_pool_reports_waiting_clients_and_sub_second_wait_then_d
 ) -> None:
     collector = collector_for(bouncer)
     try:
-        before = registry(await collector.collect())
+        before = registry_of(await collector.collect())
         queries_before = (
             before.get_sample_value("perf_pgbouncer_queries_total", {"database": "postgres"}) or 0.0
         )
@@ -75,7 +61,7 @@ async def test_saturated_pool_reports_waiting_clients_and_sub_second_wait_then_d
         for _ in range(20):
             await asyncio.sleep(0.1)
             busy = await collector.collect()
-            reg = registry(busy)
+            reg = registry_of(busy)
             waiting = reg.get_sample_value("perf_pgbouncer_clients", {**POOL, "state": "waiting"})
             if waiting == 3:
                 break
@@ -91,7 +77,7 @@ async def test_saturated_pool_reports_waiting_clients_and_sub_second_wait_then_d
         assert busy.facts["max_wait_seconds"] == pytest.approx(max_wait)
 
         await asyncio.gather(*clients)
-        drained = registry(await collector.collect())
+        drained = registry_of(await collector.collect())
         assert drained.get_sample_value("perf_pgbouncer_clients", {**POOL, "state": "waiting"}) == 0
         assert drained.get_sample_value("perf_pgbouncer_max_wait_seconds", POOL) == 0
         queries_after = drained.get_sample_value(
@@ -140,7 +126,7 @@ async def test_two_bouncers_in_one_config_are_two_independent_targets(
     try:
         busy = asyncio.create_task(_sleep_through(md5, 0.8))
         await asyncio.sleep(0.3)
-        by_name = {c.target.name: registry(await c.collect()) for c in collectors}
+        by_name = {c.target.name: registry_of(await c.collect()) for c in collectors}
         await busy
         assert by_name["md5"].get_sample_value("perf_pgbouncer_max_client_conn") == 31
         assert by_name["scram"].get_sample_value("perf_pgbouncer_max_client_conn") == 32
@@ -199,7 +185,9 @@ async def test_a_hung_bouncer_is_a_timeout_and_a_restarted_one_recovers(
     collector = collector_for(server, timeout=0.5)
     try:
         assert (
-            registry(await collector.collect()).get_sample_value("perf_pgbouncer_max_client_conn")
+            registry_of(await collector.collect()).get_sample_value(
+                "perf_pgbouncer_max_client_conn"
+            )
             == 50
         )
         server.pause()
@@ -213,7 +201,9 @@ async def test_a_hung_bouncer_is_a_timeout_and_a_restarted_one_recovers(
         assert err.value.reason == "connection"
         server.start()
         assert (
-            registry(await collector.collect()).get_sample_value("perf_pgbouncer_max_client_conn")
+            registry_of(await collector.collect()).get_sample_value(
+                "perf_pgbouncer_max_client_conn"
+            )
             == 50
         )
     finally:

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.postgres_collector import collect_error, collector, registry
+from tests.support.postgres_collector import collect_error, collector
+from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -34,7 +35,7 @@ async def test_missing_library_sets_availability_zero_and_logs_how_to_enable_it_
     finally:
         await coll.close()
     for result in results:
-        reg = registry(result)
+        reg = registry_of(result)
         assert reg.get_sample_value("perf_postgres_stat_statements_available") == 0
         assert reg.get_sample_value("perf_postgres_blocks_hit_total", {"datname": "postgres"})
         assert reg.get_sample_value("perf_postgres_probe_duration_seconds_count")
@@ -62,7 +63,7 @@ async def test_extension_created_without_the_library_is_reported_not_raised(
     finally:
         await coll.close()
     for result in results:
-        reg = registry(result)
+        reg = registry_of(result)
         assert reg.get_sample_value("perf_postgres_stat_statements_available") == 0
         assert reg.get_sample_value("perf_postgres_max_connections") == 40
     said = notes(caplog)

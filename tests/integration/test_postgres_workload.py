@@ -19,9 +19,9 @@ from tests.support.postgres_collector import (
     collect_until_ok,
     collector,
     flush_stats,
-    registry,
     wait_for,
 )
+from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -67,7 +67,7 @@ async def test_block_and_tuple_counters_equal_pg_stat_database(server: PostgresS
         await coll.close()
     finally:
         await conn.close()
-    reg = registry(result)
+    reg = registry_of(result)
     columns = [c for c, _n, _h in DATABASE_COUNTERS]
     view = server.sql(
         f"SELECT {', '.join(columns)}, pg_database_size(datname) "
@@ -171,7 +171,7 @@ async def test_connection_states_are_counted_exactly(
             fut.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    reg = registry(result)
+    reg = registry_of(result)
     expected = {
         "idle": 2,
         "idle in transaction": 4,
@@ -255,7 +255,7 @@ async def test_statement_counters_and_other_row_match_pg_stat_statements(
         await coll.close()
     view = view_statements(server, db)
     assert len(view) > 4  # more statements than the top 3, so `other` is not empty
-    reg = registry(result)
+    reg = registry_of(result)
     samples = [
         s for f in result.families if f.name == "perf_postgres_statement_calls" for s in f.samples
     ]
@@ -317,11 +317,11 @@ async def test_statement_text_is_normalized_cut_and_fetched_once(server: Postgre
         expected = text if len(text) <= 24 else text[:21].rstrip() + "..."
         assert sample.labels["query"] == expected
         assert len(sample.labels["query"]) <= 24
-    statements = registry(first).get_sample_value("perf_postgres_collector_statements")
+    statements = registry_of(first).get_sample_value("perf_postgres_collector_statements")
     # probe, server, statements and, the first time only, the text lookup (no tables: the
     # connected database is not in `databases`)
     assert statements == 4
-    assert registry(second).get_sample_value("perf_postgres_collector_statements") == 3
+    assert registry_of(second).get_sample_value("perf_postgres_collector_statements") == 3
 
 
 async def test_tables_and_index_advice_come_from_the_statistics_views(
@@ -357,7 +357,7 @@ async def test_tables_and_index_advice_come_from_the_statistics_views(
         await coll.close()
     after = server.sql(scans, db)
     assert before == after  # three cycles never scanned or read a user table
-    reg = registry(results[-1])
+    reg = registry_of(results[-1])
     for line in after.splitlines():
         relname, seq, idx, heap_hit, heap_read, idx_hit, idx_read, size = line.split("|")
         labels = {"datname": db, "schemaname": "public", "relname": relname}
@@ -393,7 +393,7 @@ async def test_session_is_named_and_bounded_by_timeouts(server: PostgresServer) 
     assert line == "1"  # one dedicated connection, not a pool
     assert coll.session_settings()["statement_timeout"] == "720ms"
     assert coll.session_settings()["lock_timeout"] == "400ms"
-    reg = registry(result)
+    reg = registry_of(result)
     assert reg.get_sample_value("perf_postgres_collector_statements") == 4
     assert 0 < reg.get_sample_value("perf_postgres_collector_query_duration_seconds") < 0.8
 
@@ -405,7 +405,7 @@ async def test_probe_histogram_accumulates_across_cycles(server: PostgresServer)
             result = await coll.collect()
     finally:
         await coll.close()
-    reg = registry(result)
+    reg = registry_of(result)
     assert reg.get_sample_value("perf_postgres_probe_duration_seconds_count") == 3
     assert reg.get_sample_value("perf_postgres_probe_duration_seconds_bucket", {"le": "+Inf"}) == 3
     assert 0 < reg.get_sample_value("perf_postgres_probe_duration_seconds_sum") < 3
@@ -430,7 +430,7 @@ async def test_pg_monitor_role_is_enough(server: PostgresServer) -> None:
         result = await filtered.collect()
     finally:
         await filtered.close()
-    reg = registry(everything)
+    reg = registry_of(everything)
     assert reg.get_sample_value("perf_postgres_stat_statements_available") == 1
     assert reg.get_sample_value("perf_postgres_database_size_bytes", {"datname": db}) > 0
     # pg_read_all_stats shows other roles' statements with their queryid
@@ -442,7 +442,7 @@ async def test_pg_monitor_role_is_enough(server: PostgresServer) -> None:
     }
     assert "postgres" in users
     view = view_statements(server, db)
-    reg = registry(result)
+    reg = registry_of(result)
     calls = sum(
         s.value
         for f in result.families
@@ -464,7 +464,7 @@ async def test_extension_not_created_in_connected_database_is_said_once(
     finally:
         await coll.close()
     for result in results:
-        assert registry(result).get_sample_value("perf_postgres_stat_statements_available") == 0
+        assert registry_of(result).get_sample_value("perf_postgres_stat_statements_available") == 0
         assert not [f for f in result.families if f.name.startswith("perf_postgres_statement_")]
     notes = [r.getMessage() for r in caplog.records if "pg_stat_statements" in r.getMessage()]
     assert len(notes) == 1

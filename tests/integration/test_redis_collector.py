@@ -18,7 +18,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import NamespaceSplit
-from tests.support.redis_collector import admin, command_calls, make_collector, registry_of
+from tests.support.redis_collector import admin, command_calls, make_collector
+from tests.support.registry import registry_of
 from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -19,8 +19,8 @@ from tests.support.redis_collector import (
     admin,
     make_certs,
     make_collector,
-    registry_of,
 )
+from tests.support.registry import registry_of
 from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.redis_collector import admin, command_calls, make_collector, registry_of
+from tests.support.redis_collector import admin, command_calls, make_collector
+from tests.support.registry import registry_of
 from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

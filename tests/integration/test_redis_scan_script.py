@@ -21,7 +21,8 @@ import pytest
 from exporter.collectors.redis import RedisCollector
 from exporter.collectors.redis_namespaces import NamespaceCounts
 from exporter.config import NamespaceSplit
-from tests.support.redis_collector import admin, command_calls, make_collector, registry_of
+from tests.support.redis_collector import admin, command_calls, make_collector
+from tests.support.registry import registry_of
 from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

@@ -19,7 +19,7 @@ import bcrypt
 import pytest
 import yaml
 
-from tests.support.certs import Issued, issue, make_ca
+from tests.support.certs import Issued
 from tests.support.daemon import ROOT, Daemon
 
 pytestmark = pytest.mark.integration
@@ -58,18 +58,6 @@ class WebDaemon(Daemon):
                 return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers), exc.read()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Issued]:
-    d = tmp_path_factory.mktemp("pki")
-    ca, new_ca = make_ca(d, "server-ca"), make_ca(d, "server-ca-2")
-    return {
-        "ca": ca,
-        "new_ca": new_ca,
-        "server": issue(d, "server", ca),
-        "rotated": issue(d, "rotated", new_ca),
-    }
 
 
 def web_yaml(path: Path, cert: Issued | None, users: dict[str, str], **extra: Any) -> Path:

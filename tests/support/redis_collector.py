@@ -1,38 +1,19 @@
-"""What the Redis collector tests share: building a collector, reading its families, TLS certs.
+"""What the Redis collector tests share: building a collector, a TLS Redis and its certificates.
 
 Plain functions rather than fixtures in the shared conftest, so the Redis tests merge cleanly.
 """
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import redis
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.redis import RedisCollector
 from exporter.config import RedisSettings, RedisTarget
+from tests.support.certs import CertificateAuthority
 from tests.support.servers import RedisServer, wait_for_port
-
-
-class FamiliesCollector:
-    """Adapts one cycle's families to a registry, to read them with ``get_sample_value``."""
-
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self.families = list(families)
-
-    def collect(self) -> Iterable[Metric]:
-        return self.families
-
-
-def registry_of(families: Iterable[Metric]) -> CollectorRegistry:
-    registry = CollectorRegistry()
-    registry.register(FamiliesCollector(families))
-    return registry
 
 
 def make_collector(
@@ -83,31 +64,9 @@ class TlsRedisServer(RedisServer):
 
 
 def make_certs(directory: Path) -> Path:
-    """A CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+    """``ca.crt``, a ``server`` certificate for 127.0.0.1 and a ``client`` one, in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
-
-    run(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=perf-exporter test CA",
-    )  # fmt: skip
-    run(
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-        "-out", "server.csr", "-subj", "/CN=127.0.0.1",
-    )  # fmt: skip
-    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext",
-    )  # fmt: skip
-    run(
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key",
-        "-out", "client.csr", "-subj", "/CN=perf-exporter",
-    )  # fmt: skip
-    run(
-        "x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "client.crt", "-days", "2",
-    )  # fmt: skip
+    ca = CertificateAuthority(directory, "ca")
+    ca.issue("server")
+    ca.issue("client", server=False)
     return directory

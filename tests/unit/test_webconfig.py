@@ -10,22 +10,9 @@ import pytest
 
 from exporter.config import ConfigError
 from exporter.webconfig import load_web_config
-from tests.support.certs import Issued, encrypt_key, issue, make_ca
+from tests.support.certs import Issued, encrypt_key
 
 HASH = bcrypt.hashpw(b"s3cret-Prom", bcrypt.gensalt(4)).decode()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Issued]:
-    d = tmp_path_factory.mktemp("pki")
-    ca = make_ca(d, "server-ca")
-    client_ca = make_ca(d, "client-ca")
-    return {
-        "ca": ca,
-        "server": issue(d, "server", ca),
-        "other": issue(d, "other", ca),
-        "client_ca": client_ca,
-    }
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -25,26 +25,10 @@ from exporter.webconfig import (
     auth_middleware,
     response_headers,
 )
-from tests.support.certs import Issued, issue, make_ca
+from tests.support.certs import Issued
 from tests.support.servers import free_port
 
 PASSWORD = "scrape-Pa55-7d1e"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Issued]:
-    d = tmp_path_factory.mktemp("pki")
-    ca, new_ca = make_ca(d, "server-ca"), make_ca(d, "server-ca-2")
-    client_ca, rogue_ca = make_ca(d, "client-ca"), make_ca(d, "rogue-ca")
-    return {
-        "ca": ca,
-        "server": issue(d, "server", ca),
-        "new_ca": new_ca,
-        "rotated": issue(d, "rotated", new_ca),
-        "client_ca": client_ca,
-        "client": issue(d, "scraper", client_ca, server=False),
-        "rogue": issue(d, "rogue", rogue_ca, server=False),
-    }
 
 
 @pytest.fixture(scope="module")
