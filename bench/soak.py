@@ -1,8 +1,8 @@
 """Soak: ``python -m bench --soak SECONDS``, perf-exporter at 1 s intervals while targets flap.
 
-Starts its own PostgreSQL 15 and Redis 7 (``tests/servers.py``) on 127.0.0.1 free ports and
+Starts its own PostgreSQL 15 and Redis 7 (``tests/support/servers.py``) on 127.0.0.1 free ports and
 perf-exporter with a PostgreSQL, a Redis and an app target on them plus its host collector, all
-at a 1 s interval; a ``Flapper`` (``tests/flapper.py``, the soak test's) kills and restarts
+at a 1 s interval; a ``Flapper`` (``tests/support/flapper.py``, the soak test's) kills and restarts
 Redis and stops and starts PostgreSQL the whole time. The bench scrapes /metrics once a second
 (keep-alive, gzip, as Prometheus does): every scrape's latency, and every collector's
 ``perf_exporter_collector_success`` going 0 -> 1 counted as a recovery; every few seconds it

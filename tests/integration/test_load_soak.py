@@ -1,6 +1,6 @@
 """Load held and nothing leaks: 50 concurrent scrapers and a bounded soak while targets flap.
 
-A flapper thread (``tests/flapper.py``, shared with ``python -m bench --soak``) kills and
+A flapper thread (``tests/support/flapper.py``, shared with ``python -m bench --soak``) kills and
 restarts a suite Redis and stops and starts a suite PostgreSQL the whole time, so every
 collector main holds keeps failing and recovering underneath the scrapes.
 """

@@ -1,6 +1,6 @@
 """What the Redis collector tests share: building a collector, a TLS Redis and its certificates.
 
-Plain functions rather than fixtures in the shared conftest, so the Redis tests merge cleanly.
+Plain functions: each test builds the collector and server it needs.
 """
 
 from __future__ import annotations
