@@ -36,6 +36,7 @@ from exporter.mixin.generate import render
 from exporter.mixin.thresholds import Thresholds
 from tests.support.app_worker_process import AppWorker
 from tests.support.daemon import Daemon
+from tests.support.processes import end_input, wait_until
 from tests.support.prom_stack import Alertmanager, Prometheus, Webhook
 from tests.support.promql_lint import selectors
 from tests.support.servers import PostgresServer, RedisServer, require_binary
@@ -75,13 +76,7 @@ class IdleTransaction:
         self.proc.stdin.flush()
 
     def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        end_input(self.proc)
 
 
 @dataclass
@@ -291,16 +286,6 @@ def test_remote_write_delivers_the_exporter_series_to_the_second_prometheus(
 
 
 # --- alerts through Alertmanager ----------------------------------------------------------------
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def assert_paged_and_inhibited(stack: Stack, alertname: str, start: int) -> None:

@@ -4,10 +4,11 @@ exporter shard config."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import run_module
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +37,8 @@ def test_every_example_is_checked() -> None:
 
 @pytest.mark.parametrize("name", ["perf-exporter-shard-a.yml", "perf-exporter-shard-b.yml"])
 def test_exporter_shard_config_is_valid(name: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--check-config", "--config.file", str(EXAMPLES / name)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
+    result = run_module(
+        "exporter", "--check-config", "--config.file", str(EXAMPLES / name), timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("configuration OK")

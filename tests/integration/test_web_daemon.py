@@ -8,7 +8,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +19,8 @@ import pytest
 import yaml
 
 from tests.support.certs import Issued
-from tests.support.daemon import ROOT, Daemon
+from tests.support.daemon import Daemon
+from tests.support.processes import run_module
 
 pytestmark = pytest.mark.integration
 
@@ -151,13 +151,7 @@ def test_sighup_rotates_certificate_and_passwords_and_a_bad_file_keeps_them(
 
 
 def check_config(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", "--check-config", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_module("exporter", "--check-config", *args, timeout=30)
 
 
 @pytest.mark.timeout(60)

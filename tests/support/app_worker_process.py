@@ -8,11 +8,9 @@ import select
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-#: Run as a module from the repository root, so it imports exactly as the tests do
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.processes import ROOT, end_input
 
 
 class AppWorker:
@@ -20,6 +18,7 @@ class AppWorker:
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
+        # a module run from the repository root imports exactly as the tests do
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.app_worker", json.dumps(options)],
             cwd=ROOT,
@@ -50,10 +49,4 @@ class AppWorker:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            end_input(self.proc)
