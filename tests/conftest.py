@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 
@@ -17,17 +18,15 @@ from tests.support.servers import PostgresServer, RedisServer  # noqa: E402
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     """A PostgreSQL 15 with pg_stat_statements preloaded, shared by the read-only tests."""
-    server = PostgresServer()
-    yield server
-    server.close()
+    with closing(PostgresServer()) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A Redis 7 shared by the tests that do not break it."""
-    server = RedisServer()
-    yield server
-    server.close()
+    with closing(RedisServer()) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,6 @@ from tests.support.processes import run_module
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-
 SAMPLE_FIELDS = {
     "t_s",
     "rss_bytes",

@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import asyncpg
@@ -32,9 +33,8 @@ def collector_for(bouncer: PgBouncerServer, password: str = STATS_PASSWORD, **kw
 
 @pytest.fixture(scope="module")
 def bouncer(pg_server: PostgresServer) -> Iterator[PgBouncerServer]:
-    server = PgBouncerServer(pg_server, pool_size=2, pool_mode="transaction")
-    yield server
-    server.close()
+    with closing(PgBouncerServer(pg_server, pool_size=2, pool_mode="transaction")) as server:
+        yield server
 
 
 async def _sleep_through(bouncer: PgBouncerServer, seconds: float) -> None:

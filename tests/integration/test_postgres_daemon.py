@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -20,17 +21,18 @@ PASSWORD = "d4emon-s3cret-pw"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    srv = PostgresServer(
-        hba=[
-            "local all all trust",
-            "host all perf_monitor 127.0.0.1/32 scram-sha-256",
-            "host all all 127.0.0.1/32 trust",
-        ]
-    )
-    srv.sql(f"CREATE ROLE perf_monitor LOGIN PASSWORD '{PASSWORD}'")
-    srv.sql("GRANT pg_monitor TO perf_monitor")
-    yield srv
-    srv.close()
+    with closing(
+        PostgresServer(
+            hba=[
+                "local all all trust",
+                "host all perf_monitor 127.0.0.1/32 scram-sha-256",
+                "host all all 127.0.0.1/32 trust",
+            ]
+        )
+    ) as srv:
+        srv.sql(f"CREATE ROLE perf_monitor LOGIN PASSWORD '{PASSWORD}'")
+        srv.sql("GRANT pg_monitor TO perf_monitor")
+        yield srv
 
 
 def failures_logged(d: Daemon, target: str) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    srv = PostgresServer(settings={"autovacuum": "off"})
-    srv.sql("CREATE TABLE golden_t (id int PRIMARY KEY, note text)")
-    srv.sql("CREATE INDEX golden_t_note ON golden_t (note)")
-    srv.sql("SELECT count(*) FROM golden_t")
-    yield srv
-    srv.close()
+    with closing(PostgresServer(settings={"autovacuum": "off"})) as srv:
+        srv.sql("CREATE TABLE golden_t (id int PRIMARY KEY, note text)")
+        srv.sql("CREATE INDEX golden_t_note ON golden_t (note)")
+        srv.sql("SELECT count(*) FROM golden_t")
+        yield srv
 
 
 def test_postgres_layout_matches_golden(server: PostgresServer, tmp_path: Path) -> None:

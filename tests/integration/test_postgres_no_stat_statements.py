@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 
@@ -16,9 +17,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    srv = PostgresServer(stat_statements=False)
-    yield srv
-    srv.close()
+    with closing(PostgresServer(stat_statements=False)) as srv:
+        yield srv
 
 
 def notes(caplog: pytest.LogCaptureFixture) -> list[str]:

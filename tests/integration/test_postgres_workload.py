@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 
 import asyncpg
 import pytest
@@ -29,9 +30,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    srv = PostgresServer(settings={"autovacuum": "off"})
-    yield srv
-    srv.close()
+    with closing(PostgresServer(settings={"autovacuum": "off"})) as srv:
+        yield srv
 
 
 def create_db(server: PostgresServer, name: str) -> str:

@@ -13,6 +13,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -48,28 +49,27 @@ def _documented_acl_without_scripts() -> list[str]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[RedisServer]:
     """A quiet dataset in several namespaces, with and without TTL, under odd prefixes too."""
-    instance = RedisServer()
-    client = admin(instance)
-    pipe = client.pipeline(transaction=False)
-    sizes = {"api_response": 1200, "search_results": 700, "llm_response": 300}
-    for namespace, keys in sizes.items():
-        for i in range(keys):
-            # a fixed key and value length per namespace: every sample weighs the same
-            key = f"cache:{namespace}:{i:05d}"
-            if i % 3:
-                pipe.set(key, namespace * 4, ex=3600)
-            else:
-                pipe.set(key, namespace * 4)
-    for i in range(150):
-        pipe.set(f"app-1.tenant{i % 7}|cache:sessions:{i:04d}", "s", ex=600)
-    for i in range(80):
-        pipe.set(f"queue:jobs:{i:03d}", "j")
-    for i in range(40):
-        pipe.set(f"user:{i:03d}:profile", "p")  # 40 labels under a split rule: over the limit
-    pipe.execute()
-    client.execute_command(*_documented_acl_without_scripts())
-    yield instance
-    instance.close()
+    with closing(RedisServer()) as instance:
+        client = admin(instance)
+        pipe = client.pipeline(transaction=False)
+        sizes = {"api_response": 1200, "search_results": 700, "llm_response": 300}
+        for namespace, keys in sizes.items():
+            for i in range(keys):
+                # a fixed key and value length per namespace: every sample weighs the same
+                key = f"cache:{namespace}:{i:05d}"
+                if i % 3:
+                    pipe.set(key, namespace * 4, ex=3600)
+                else:
+                    pipe.set(key, namespace * 4)
+        for i in range(150):
+            pipe.set(f"app-1.tenant{i % 7}|cache:sessions:{i:04d}", "s", ex=600)
+        for i in range(80):
+            pipe.set(f"queue:jobs:{i:03d}", "j")
+        for i in range(40):
+            pipe.set(f"user:{i:03d}:profile", "p")  # 40 labels under a split rule: over the limit
+        pipe.execute()
+        client.execute_command(*_documented_acl_without_scripts())
+        yield instance
 
 
 def _scripted(server: RedisServer, **target: Any) -> RedisCollector:
