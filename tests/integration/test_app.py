@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ from exporter.config import AppSettings, AppTarget
 from exporter.instrument import CacheStats, Publisher
 from tests.support.app_worker_process import AppWorker
 from tests.support.daemon import Daemon
+from tests.support.promtool import promtool
 from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer, RedisServer, free_port
 
@@ -257,11 +256,7 @@ async def test_daemon_exports_published_stats_and_passes_promtool(
         count = daemon.value("perf_app_pool_acquire_seconds_count", {"target": "shop"})
         assert count is not None and count >= 1
         text = daemon.scrape()
-        promtool = shutil.which("promtool")
-        assert promtool, "promtool is missing: `make setup` installs the prometheus package"
-        out = subprocess.run(
-            [promtool, "check", "metrics"], input=text, capture_output=True, text=True
-        )
+        out = promtool("check", "metrics", stdin=text)
         assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -449,6 +449,18 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
 
 
+def promtool_test(generated: Path, name: str, tests: list[Any]) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` of the generated alerts against ``tests``, written to ``name``."""
+    spec = {
+        "rule_files": [str(generated / "alerts/perf-exporter.rules.yml")],
+        "evaluation_interval": "1m",
+        "tests": tests,
+    }
+    path = generated / name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False, width=10_000))
+    return run(PROMTOOL, "test", "rules", str(path))
+
+
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mixin")
@@ -482,14 +494,7 @@ def test_every_alert_fires_and_stays_quiet_at_its_threshold_edges(generated: Pat
     t = Thresholds()
     tests = unit_tests(t)
     assert len(tests) >= 3 * len(SIGNALS)
-    spec = {
-        "rule_files": [str(generated / "alerts/perf-exporter.rules.yml")],
-        "evaluation_interval": "1m",
-        "tests": tests,
-    }
-    path = generated / "alerts/perf-exporter.test.yml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False, width=10_000))
-    result = run(PROMTOOL, "test", "rules", str(path))
+    result = promtool_test(generated, "alerts/perf-exporter.test.yml", tests)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "SUCCESS" in result.stdout
 
@@ -498,39 +503,26 @@ def test_every_alert_fires_and_stays_quiet_at_its_threshold_edges(generated: Pat
 def test_alerts_wait_for_their_for_duration(generated: Path) -> None:
     tests = pending_tests(Thresholds())
     assert len(tests) >= 12  # every signal with a for: of 2 minutes or more
-    spec = {
-        "rule_files": [str(generated / "alerts/perf-exporter.rules.yml")],
-        "evaluation_interval": "1m",
-        "tests": tests,
-    }
-    path = generated / "pending.test.yml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False, width=10_000))
-    result = run(PROMTOOL, "test", "rules", str(path))
+    result = promtool_test(generated, "pending.test.yml", tests)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
 @pytest.mark.timeout(60)
 def test_redis_without_maxmemory_never_alerts_on_memory(generated: Path) -> None:
     labels = REMOTE
-    spec = {
-        "rule_files": [str(generated / "alerts/perf-exporter.rules.yml")],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [
-                    {"series": "perf_redis_memory_used_bytes" + sel(labels), "values": gauge(5e9)},
-                    {"series": "perf_redis_memory_max_bytes" + sel(labels), "values": gauge(0)},
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "1h", "alertname": "PerfRedisMemoryHigh", "exp_alerts": []}
-                ],
-            }
-        ],
-    }
-    path = generated / "maxmemory0.test.yml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    result = run(PROMTOOL, "test", "rules", str(path))
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": "perf_redis_memory_used_bytes" + sel(labels), "values": gauge(5e9)},
+                {"series": "perf_redis_memory_max_bytes" + sel(labels), "values": gauge(0)},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "1h", "alertname": "PerfRedisMemoryHigh", "exp_alerts": []}
+            ],
+        }
+    ]
+    result = promtool_test(generated, "maxmemory0.test.yml", tests)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -3,12 +3,12 @@ exporter shard config."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.support.processes import run_module
+from tests.support.promtool import promtool
 
 pytestmark = pytest.mark.integration
 
@@ -19,13 +19,7 @@ PROMETHEUS_FILES = ["ha-pair.yml", "federation.yml", "remote-write.yml", "sharde
 
 @pytest.mark.parametrize("name", PROMETHEUS_FILES)
 def test_prometheus_example_passes_promtool(name: str) -> None:
-    result = subprocess.run(
-        ["/usr/bin/promtool", "check", "config", str(EXAMPLES / name)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = promtool("check", "config", str(EXAMPLES / name))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -18,6 +16,7 @@ from exporter.collectors.pgbouncer import PgBouncerCollector
 from exporter.config import PgBouncerSettings, PgBouncerTarget, load
 from tests.support.daemon import Daemon
 from tests.support.pgbouncer_server import APP_PASSWORD, APP_USER, STATS_PASSWORD, PgBouncerServer
+from tests.support.promtool import promtool
 from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer, free_port
 
@@ -253,11 +252,7 @@ def test_daemon_scrapes_two_bouncers_and_reports_a_down_one(
             assert daemon.value("perf_pgbouncer_max_client_conn", {"target": "gone"}) is None
             text = daemon.scrape()
             assert STATS_PASSWORD not in text and STATS_PASSWORD not in daemon.log
-            promtool = shutil.which("promtool")
-            assert promtool, "promtool is missing: `make setup` installs the prometheus package"
-            out = subprocess.run(
-                [promtool, "check", "metrics"], input=text, capture_output=True, text=True
-            )
+            out = promtool("check", "metrics", stdin=text)
             assert out.returncode == 0, out.stdout + out.stderr
     finally:
         first.close()

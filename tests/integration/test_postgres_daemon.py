@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemon import Daemon
+from tests.support.promtool import promtool
 from tests.support.servers import PostgresServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -73,11 +72,7 @@ def test_daemon_serves_postgres_series_and_survives_a_restart(
             what="a probe",
         )
         text = d.scrape()
-        promtool = shutil.which("promtool")
-        assert promtool, "promtool is missing: `make setup` installs the prometheus package"
-        check = subprocess.run(
-            [promtool, "check", "metrics"], input=text, capture_output=True, text=True
-        )
+        check = promtool("check", "metrics", stdin=text)
         assert check.returncode == 0, check.stdout + check.stderr
         assert d.value("perf_postgres_blocks_hit_total", {"target": "main", "datname": "postgres"})
         assert (

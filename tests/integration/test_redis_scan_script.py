@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from exporter.collectors.redis import RedisCollector
 from exporter.collectors.redis_namespaces import NamespaceCounts
 from exporter.config import NamespaceSplit
-from tests.support.redis_collector import admin, command_calls, make_collector
+from tests.support.redis_collector import admin, command_calls, linked_replica, make_collector
 from tests.support.registry import registry_of
 from tests.support.servers import RedisServer
 
@@ -253,14 +252,9 @@ async def test_script_flush_is_survived_by_eval_and_replicas_run_the_script(
     assert after.get("eval", 0) - before.get("eval", 0) == 1
     assert collector.scan is not None and collector.scan.scripted is True
 
-    client.config_set("repl-diskless-sync-delay", 0)
-    replica = RedisServer("--replicaof", "127.0.0.1", str(server.port))
+    replica = linked_replica(server)
     try:
         replica_client = admin(replica)
-        deadline = time.monotonic() + 20
-        while replica_client.info("replication").get("master_link_status") != "up":
-            assert time.monotonic() < deadline, "the replica never linked up"
-            time.sleep(0.05)
         on_replica = _scripted(replica)
         counts = await _full_pass(on_replica)
         replica_calls = command_calls(replica_client)

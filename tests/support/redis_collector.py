@@ -13,6 +13,7 @@ import redis
 from exporter.collectors.redis import RedisCollector
 from exporter.config import RedisSettings, RedisTarget
 from tests.support.certs import CertificateAuthority
+from tests.support.processes import wait_until
 from tests.support.servers import RedisServer, wait_for_port
 
 
@@ -34,6 +35,23 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
     """Calls per command from INFO commandstats (what the server saw)."""
     stats: dict[str, Any] = client.info("commandstats")
     return {key.removeprefix("cmdstat_"): int(val["calls"]) for key, val in stats.items()}
+
+
+def linked_replica(primary: RedisServer) -> RedisServer:
+    """A Redis replicating ``primary``, returned once its link to the primary is up."""
+    admin(primary).config_set("repl-diskless-sync-delay", 0)  # full sync now, not in 5 s
+    replica = RedisServer("--replicaof", "127.0.0.1", str(primary.port))
+    try:
+        wait_until(
+            lambda: admin(replica).info("replication").get("master_link_status") == "up",
+            20,
+            "the replica to link up",
+            interval=0.05,
+        )
+    except BaseException:
+        replica.close()
+        raise
+    return replica
 
 
 class TlsRedisServer(RedisServer):
