@@ -14,12 +14,7 @@ import redis
 
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.redis import RedisCollector
-from tests.support.redis_collector import (
-    TlsRedisServer,
-    admin,
-    make_certs,
-    make_collector,
-)
+from tests.support.redis_collector import TlsRedisServer, admin, make_certs, make_collector
 from tests.support.registry import registry_of
 from tests.support.servers import RedisServer
 

@@ -21,6 +21,12 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def tls_section(cert: Path | str, key: Path | str, **settings: object) -> str:
+    """A ``tls_server_config`` section with ``cert`` and ``key``, and ``settings`` after them."""
+    keys = {"cert_file": cert, "key_file": key, **settings}
+    return "tls_server_config:\n" + "".join(f"  {k}: {v}\n" for k, v in keys.items())
+
+
 def problems(path: Path) -> list[str]:
     with pytest.raises(ConfigError) as info:
         load_web_config(path)
@@ -101,16 +107,9 @@ listen: 1
 def test_client_auth_types_that_skip_verification_are_refused_with_the_alternative(
     tmp_path: Path, pki: dict[str, Issued], kind: str
 ) -> None:
-    path = write(
-        tmp_path,
-        f"""
-tls_server_config:
-  cert_file: {pki["server"].cert}
-  key_file: {pki["server"].key}
-  client_auth_type: {kind}
-  client_ca_file: {pki["client_ca"].cert}
-""",
-    )
+    server, ca = pki["server"], pki["client_ca"].cert
+    section = tls_section(server.cert, server.key, client_auth_type=kind, client_ca_file=ca)
+    path = write(tmp_path, section)
     (problem,) = problems(path)
     assert "tls_server_config.client_auth_type" in problem
     assert f"{kind} is not supported" in problem
@@ -120,9 +119,7 @@ tls_server_config:
 def test_client_ca_and_client_auth_type_must_come_together(
     tmp_path: Path, pki: dict[str, Issued]
 ) -> None:
-    base = (
-        f"tls_server_config:\n  cert_file: {pki['server'].cert}\n  key_file: {pki['server'].key}\n"
-    )
+    base = tls_section(pki["server"].cert, pki["server"].key)
     (alone,) = problems(write(tmp_path, base + f"  client_ca_file: {pki['client_ca'].cert}\n"))
     assert "client_ca_file is set but client_auth_type is NoClientCert" in alone
     (missing,) = problems(write(tmp_path, base + "  client_auth_type: VerifyClientCertIfGiven\n"))
@@ -132,15 +129,10 @@ def test_client_ca_and_client_auth_type_must_come_together(
 def test_unimplemented_toolkit_keys_are_refused_by_name(
     tmp_path: Path, pki: dict[str, Issued]
 ) -> None:
-    path = write(
-        tmp_path,
-        f"""
-tls_server_config:
-  cert_file: {pki["server"].cert}
-  key_file: {pki["server"].key}
-  client_allowed_sans: [scraper.example]
-""",
+    section = tls_section(
+        pki["server"].cert, pki["server"].key, client_allowed_sans="[scraper.example]"
     )
+    path = write(tmp_path, section)
     (problem,) = problems(path)
     assert "client_allowed_sans not supported" in problem
 
@@ -148,10 +140,7 @@ tls_server_config:
 def test_key_of_another_certificate_is_reported_without_key_material(
     tmp_path: Path, pki: dict[str, Issued]
 ) -> None:
-    path = write(
-        tmp_path,
-        f"tls_server_config:\n  cert_file: {pki['server'].cert}\n  key_file: {pki['other'].key}\n",
-    )
+    path = write(tmp_path, tls_section(pki["server"].cert, pki["other"].key))
     (problem,) = problems(path)
     assert "cannot use cert_file and key_file together" in problem
     assert "KEY_VALUES_MISMATCH" in problem
@@ -163,20 +152,14 @@ def test_key_of_another_certificate_is_reported_without_key_material(
 @pytest.mark.timeout(20)
 def test_encrypted_key_is_refused_without_prompting(tmp_path: Path, pki: dict[str, Issued]) -> None:
     locked = encrypt_key(pki["server"].key, tmp_path / "locked.key", "pass-phrase-xyz")
-    path = write(
-        tmp_path, f"tls_server_config:\n  cert_file: {pki['server'].cert}\n  key_file: {locked}\n"
-    )
+    path = write(tmp_path, tls_section(pki["server"].cert, locked))
     (problem,) = problems(path)
     assert "the key unencrypted" in problem
     assert "pass-phrase-xyz" not in problem
 
 
 def test_unreadable_files_are_named(tmp_path: Path, pki: dict[str, Issued]) -> None:
-    path = write(
-        tmp_path,
-        f"tls_server_config:\n  cert_file: {tmp_path}/missing.crt\n"
-        f"  key_file: {pki['server'].key}\n",
-    )
+    path = write(tmp_path, tls_section(f"{tmp_path}/missing.crt", pki["server"].key))
     (problem,) = problems(path)
     assert problem == (
         f"{path}: tls_server_config.cert_file: cannot read {tmp_path}/missing.crt "

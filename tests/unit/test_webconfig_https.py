@@ -98,6 +98,11 @@ def tls(pki: dict[str, Issued], **extra: object) -> TLSServerConfig:
     )
 
 
+def client_auth(pki: dict[str, Issued], kind: str) -> TLSServerConfig:
+    """The server certificate, and client certificates of ``kind`` checked against the client CA."""
+    return tls(pki, client_auth_type=kind, client_ca_file=pki["client_ca"].cert)
+
+
 # --- TLS ---------------------------------------------------------------------------------------
 
 
@@ -127,13 +132,7 @@ async def test_min_version_tls13_refuses_a_tls12_only_client(pki: dict[str, Issu
 async def test_required_client_certificate_must_come_from_the_client_ca(
     pki: dict[str, Issued],
 ) -> None:
-    config = WebConfig(
-        tls_server_config=tls(
-            pki,
-            client_auth_type="RequireAndVerifyClientCert",
-            client_ca_file=pki["client_ca"].cert,
-        )
-    )
+    config = WebConfig(tls_server_config=client_auth(pki, "RequireAndVerifyClientCert"))
     async with serve(lambda: config, config.ssl_context()) as url:
         ok = await get(url + "/metrics", context=client_context(pki["ca"], pki["client"]))
         assert ok[0] == 200
@@ -146,11 +145,7 @@ async def test_required_client_certificate_must_come_from_the_client_ca(
 async def test_optional_client_certificate_is_verified_only_when_given(
     pki: dict[str, Issued],
 ) -> None:
-    config = WebConfig(
-        tls_server_config=tls(
-            pki, client_auth_type="VerifyClientCertIfGiven", client_ca_file=pki["client_ca"].cert
-        )
-    )
+    config = WebConfig(tls_server_config=client_auth(pki, "VerifyClientCertIfGiven"))
     async with serve(lambda: config, config.ssl_context()) as url:
         assert (await get(url + "/metrics", context=client_context(pki["ca"])))[0] == 200
         with pytest.raises(aiohttp.ClientError):
@@ -173,13 +168,7 @@ async def test_live_tls_update_applies_to_new_connections_without_a_new_listener
             await get(url + "/metrics", context=client_context(pki["ca"]))
 
         # client certificates now required, then the trusted client CA replaced (not added)
-        live.update(
-            tls(
-                pki,
-                client_auth_type="RequireAndVerifyClientCert",
-                client_ca_file=pki["client_ca"].cert,
-            )
-        )
+        live.update(client_auth(pki, "RequireAndVerifyClientCert"))
         with pytest.raises(aiohttp.ClientError):
             await get(url + "/metrics", context=client_context(pki["ca"]))
         good = client_context(pki["ca"], pki["client"])
