@@ -20,10 +20,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from pgbouncer_server import STATS_PASSWORD, PgBouncerServer  # noqa: E402
-from servers import PostgresServer  # noqa: E402
+from tests.support.pgbouncer_server import STATS_PASSWORD, PgBouncerServer
+from tests.support.servers import PostgresServer
 
 MODULE = str(REPO / "exporter/collectors/pgbouncer_console.py")
 COMMANDS = (

@@ -29,6 +29,8 @@ from bench.workload import NAMESPACES
 
 REPO = Path(__file__).resolve().parent.parent
 STATEMENTS_TOP_N = 50
+#: The remote-server collectors the bench configures perf-exporter with.
+REMOTE_COLLECTORS = ("postgres", "redis", "pgbouncer")
 
 NODE_COLLECTORS = (
     "cpu",
@@ -259,28 +261,10 @@ def start_perf_exporter(
     targets = config["targets"]
     wanted = [
         _up(f"perf_{kind}_up", target["name"])
-        for kind in collectors_present()
+        for kind in REMOTE_COLLECTORS
         for target in targets.get(kind, [])
     ]
     if config["collectors"]["host"]["enabled"]:
         wanted.append(_up("perf_exporter_collector_success", "local"))
     exporter = Exporter(name, True, process, url, {"config": config})
     return _started(exporter, _matches(*wanted), ready_timeout)
-
-
-def perf_exporter_available() -> bool:
-    """True once the daemon (CLI, scheduler, server) is on this tree."""
-    needed = ("cli.py", "scheduler.py", "server.py")
-    return all((REPO / "exporter" / name).exists() for name in needed)
-
-
-def collectors_present() -> list[str]:
-    """The remote-server collectors perf-exporter has on this tree (the bench configures them)."""
-    kinds = ("postgres", "redis", "pgbouncer")
-    return [kind for kind in kinds if (REPO / f"exporter/collectors/{kind}.py").exists()]
-
-
-def pgbouncer_available() -> bool:
-    return (REPO / "exporter/collectors/pgbouncer.py").exists() and (
-        REPO / "tests/pgbouncer_server.py"
-    ).exists()

@@ -1,6 +1,6 @@
 """What exporter.instrument costs per call: instrumented vs bare cache gets and pool acquires.
 
-    python bench/instrument_overhead.py [--dsn postgresql://...] [--redis redis://...] [-n 20000]
+    python -m bench.instrument_overhead [--dsn postgresql://...] [--redis redis://...] [-n 20000]
 
 Cache calls are timed against an in-memory dict, so the table shows the wrapper's own cost
 rather than a Redis round trip (which is ~50-100 us and dwarfs it). Acquires are timed on a
@@ -15,13 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 import redis.asyncio as aioredis

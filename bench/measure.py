@@ -106,25 +106,20 @@ def server_load(
                 "load_scrapes": scrapes,
                 "load_window_clean": True,
             }
-        attempts = 0
-        for attempts in range(1, 9):
+        attempts, clean = 0, False
+        while not clean and attempts < 8:
+            if attempts:
+                time.sleep(0.5)
+            attempts += 1
             before = _remote_collections(scraper)
             pg, commands = _load_window(scraper, servers, scrapes)
             time.sleep(1.5)  # a collection that started inside the window has finished by now
-            if _remote_collections(scraper) == before:
-                return {
-                    "pg_statements_per_scrape": round(pg / scrapes, 3),
-                    "redis_commands_per_scrape": round(commands / scrapes, 3),
-                    "load_scrapes": scrapes,
-                    "load_window_clean": True,
-                    "load_window_attempts": attempts,
-                }
-            time.sleep(0.5)
+            clean = _remote_collections(scraper) == before
         return {
             "pg_statements_per_scrape": round(pg / scrapes, 3),
             "redis_commands_per_scrape": round(commands / scrapes, 3),
             "load_scrapes": scrapes,
-            "load_window_clean": False,
+            "load_window_clean": clean,
             "load_window_attempts": attempts,
         }
     finally:

@@ -22,11 +22,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.exporters import REPO, perf_exporter_config, start_perf_exporter
+from bench.exporters import perf_exporter_config, start_perf_exporter
 from bench.workload import FULL, QUICK, load_postgres, load_redis
-
-sys.path.insert(0, str(REPO / "tests"))
-from servers import PostgresServer, RedisServer, free_port
+from tests.support.servers import PostgresServer, RedisServer, free_port
 
 #: Leaf frames of threads that wait rather than work (py-spy counts some of them as busy).
 IDLE_LEAVES = ("EpollSelector.select", "concurrent/futures/thread.py:81", "Condition.wait")

@@ -1,11 +1,12 @@
 """Run the benchmark: ``python -m bench [--quick | --soak [SECONDS]] [--out DIR]``.
 
-``python bench/run.py`` works too. ``--soak`` runs the soak in ``bench/soak.py`` instead.
+Run it from the repository root (it imports ``tests.support``). ``--soak`` runs the soak in
+``bench/soak.py`` instead.
 
-Starts its own PostgreSQL 15 (pg_stat_statements), Redis 7 and, when the PgBouncer collector
-exists, a PgBouncer, all on 127.0.0.1 free ports; loads them; starts perf-exporter (when the
-daemon is on this tree) and the Debian reference exporters side by side; measures each; runs
-the scaling series; writes ``<out>/<run id>.jsonl``, ``<out>/latest.md`` and ``<out>/latest.png``.
+Starts its own PostgreSQL 15 (pg_stat_statements), Redis 7 and a PgBouncer, all on 127.0.0.1
+free ports; loads them; starts perf-exporter and the Debian reference exporters side by side;
+measures each; runs the scaling series; writes ``<out>/<run id>.jsonl``, ``<out>/latest.md``
+and ``<out>/latest.png``.
 Everything it started is stopped in ``finally``, also on Ctrl-C or SIGTERM.
 """
 
@@ -26,17 +27,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-if __package__ in (None, ""):  # ``python bench/run.py``: make ``bench`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench import profile, report, soak
 from bench.exporters import (
+    REMOTE_COLLECTORS,
     REPO,
     Exporter,
-    collectors_present,
-    perf_exporter_available,
     perf_exporter_config,
-    pgbouncer_available,
     start_node_exporter,
     start_perf_exporter,
     start_postgres_exporter,
@@ -47,9 +43,8 @@ from bench.scaling import PRODUCTION_INTERVAL, measure_targets
 from bench.scrape import wrk_cpu
 from bench.server_load import RedisCommandCounter
 from bench.workload import FULL, QUICK, load_postgres, load_redis
-
-sys.path.insert(0, str(REPO / "tests"))
-from servers import PostgresServer, RedisServer, free_port
+from tests.support.pgbouncer_server import STATS_PASSWORD, STATS_USER, PgBouncerServer
+from tests.support.servers import PostgresServer, RedisServer, free_port
 
 RESULTS = REPO / "bench" / "results"
 FULL_SCALING = (1, 10, 50, 100)
@@ -186,14 +181,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _maybe_pgbouncer(
+def _start_pgbouncer(
     stack: contextlib.ExitStack, pg: PostgresServer, workdir: Path
-) -> tuple[str, Path] | None:
-    """A PgBouncer in front of the bench PostgreSQL, when the PgBouncer collector exists."""
-    if not pgbouncer_available():
-        return None
-    from pgbouncer_server import STATS_PASSWORD, STATS_USER, PgBouncerServer
-
+) -> tuple[str, Path]:
+    """A PgBouncer in front of the bench PostgreSQL, and the file holding its stats password."""
     bouncer = PgBouncerServer(pg, pool_size=5)
     stack.callback(bouncer.close)
     secret = workdir / "pgbouncer.pass"
@@ -209,7 +200,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     scaling = (
         args.scaling if args.scaling is not None else (QUICK_SCALING if quick else FULL_SCALING)
     )
-    with_ours = args.only in ("all", "ours") and perf_exporter_available()
+    with_ours = args.only in ("all", "ours")
     with_refs = args.only in ("all", "reference")
     started = time.monotonic()
     now = dt.datetime.now(dt.UTC)
@@ -222,7 +213,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         "versions": versions(),
         "wrk_cpu": wrk_cpu(),
         "perf_exporter": with_ours,
-        "perf_exporter_collectors": ["host", *collectors_present()] if with_ours else [],
+        "perf_exporter_collectors": ["host", *REMOTE_COLLECTORS] if with_ours else [],
     }
     records: list[dict[str, Any]] = []
     workdir = Path(tempfile.mkdtemp(prefix="perf-bench-"))
@@ -244,7 +235,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         counter = RedisCommandCounter(redis_server.url)
         stack.callback(counter.close)
         servers = Servers(pg.sql, counter)
-        bouncer = _maybe_pgbouncer(stack, pg, workdir) if with_ours else None
+        bouncer = _start_pgbouncer(stack, pg, workdir) if with_ours else None
         run_record["pgbouncer"] = bouncer is not None
 
         exporters: list[Exporter] = []
@@ -320,9 +311,6 @@ def main_soak(args: argparse.Namespace) -> int:
     seconds = float(args.soak)
     if not 1 <= seconds <= 6 * 3600:
         print("--soak takes between 1 and 21600 seconds", file=sys.stderr)
-        return 2
-    if not perf_exporter_available():
-        print("the soak needs perf-exporter's daemon on this tree", file=sys.stderr)
         return 2
     out = args.out or (RESULTS if seconds >= 600 else RESULTS / "tmp")
     # the soak, plus starting and stopping servers and a flap cycle in progress

@@ -1,8 +1,8 @@
 """Soak: ``python -m bench --soak SECONDS``, perf-exporter at 1 s intervals while targets flap.
 
-Starts its own PostgreSQL 15 and Redis 7 (``tests/servers.py``) on 127.0.0.1 free ports and
+Starts its own PostgreSQL 15 and Redis 7 (``tests/support/servers.py``) on 127.0.0.1 free ports and
 perf-exporter with a PostgreSQL, a Redis and an app target on them plus its host collector, all
-at a 1 s interval; a ``Flapper`` (``tests/flapper.py``, the soak test's) kills and restarts
+at a 1 s interval; a ``Flapper`` (``tests/support/flapper.py``, the soak test's) kills and restarts
 Redis and stops and starts PostgreSQL the whole time. The bench scrapes /metrics once a second
 (keep-alive, gzip, as Prometheus does): every scrape's latency, and every collector's
 ``perf_exporter_collector_success`` going 0 -> 1 counted as a recovery; every few seconds it
@@ -19,7 +19,6 @@ import contextlib
 import datetime as dt
 import gzip
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,12 +26,10 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.exporters import REPO, Exporter, start_perf_exporter
+from bench.exporters import Exporter, start_perf_exporter
 from bench.scrape import Scraper, percentile
-
-sys.path.insert(0, str(REPO / "tests"))
-from flapper import Flapper
-from servers import PostgresServer, RedisServer, free_port
+from tests.support.flapper import Flapper
+from tests.support.servers import PostgresServer, RedisServer, free_port
 
 Record = dict[str, Any]
 

@@ -3,43 +3,36 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import closing
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the shared helpers assert too: rewritten, a failing check there shows what it compared
-pytest.register_assert_rewrite(
-    "app_worker",
-    "daemon",
-    "faults_world",
-    "flapper",
-    "pgbouncer_server",
-    "postgres_support",
-    "prom_stack",
-    "redis_support",
-    "servers",
-)
+pytest.register_assert_rewrite("tests.support")
 
-from servers import PostgresServer, RedisServer  # noqa: E402 - after the rewrite hook
+from tests.support.certs import Issued, web_pki  # noqa: E402 - after the hook
+from tests.support.servers import PostgresServer, RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     """A PostgreSQL 15 with pg_stat_statements preloaded, shared by the read-only tests."""
-    server = PostgresServer()
-    yield server
-    server.close()
+    with closing(PostgresServer()) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A Redis 7 shared by the tests that do not break it."""
-    server = RedisServer()
-    yield server
-    server.close()
+    with closing(RedisServer()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Issued]:
+    """The web TLS tests' CAs and leaves (see ``web_pki``); tests copy before they change one."""
+    return web_pki(tmp_path_factory.mktemp("pki"))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,33 +10,20 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from app_worker_process import AppWorker
-from daemon import Daemon
-from prometheus_client.registry import CollectorRegistry
-from servers import PostgresServer, RedisServer, free_port
 
 from exporter.collectors.app import AppCollector
-from exporter.collectors.base import Collected, CollectError
+from exporter.collectors.base import CollectError
 from exporter.config import AppSettings, AppTarget
 from exporter.instrument import CacheStats, Publisher
+from tests.support.app_worker_process import AppWorker
+from tests.support.daemon import Daemon
+from tests.support.promtool import promtool
+from tests.support.registry import registry_of
+from tests.support.servers import PostgresServer, RedisServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 MAIN = {"pool": "main"}
-
-
-class _Families:
-    def __init__(self, collected: Collected) -> None:
-        self.families = collected.families
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        return self.families
-
-
-def registry(collected: Collected) -> CollectorRegistry:
-    reg = CollectorRegistry(auto_describe=True)
-    reg.register(_Families(collected))
-    return reg
 
 
 @pytest.fixture
@@ -85,7 +70,7 @@ async def test_saturated_pool_shows_waiters_latency_and_timeouts(
         busy.send(cmd="flush")
         calm.send(cmd="flush")
         saturated = await collector.collect()
-        reg = registry(saturated)
+        reg = registry_of(saturated)
         assert reg.get_sample_value("perf_app_pool_acquire_waiting", MAIN) == 3
         assert reg.get_sample_value("perf_app_pool_max", MAIN) == 4  # 2 per worker
         assert reg.get_sample_value("perf_app_pool_workers", MAIN) == 2
@@ -94,7 +79,7 @@ async def test_saturated_pool_shows_waiters_latency_and_timeouts(
 
         busy.send(cmd="wait_idle")
         busy.send(cmd="flush")
-        drained = registry(await collector.collect())
+        drained = registry_of(await collector.collect())
         assert drained.get_sample_value("perf_app_pool_acquire_waiting", MAIN) == 0
         assert drained.get_sample_value("perf_app_pool_acquire_seconds_count", MAIN) == 5
         # two got a connection at once; two waited ~1 s and one ~2 s
@@ -131,7 +116,7 @@ async def test_cache_counters_are_exact_sums_over_workers(
         for worker in workers:
             worker.send(cmd="flush")
         collected = await collector.collect()
-        reg = registry(collected)
+        reg = registry_of(collected)
         for namespace, per_worker in PATTERN.items():
             for kind in ("hits", "misses", "sets", "errors", "fallbacks"):
                 expected = sum(counts.get(kind, 0) for counts in per_worker)
@@ -164,7 +149,7 @@ async def test_killed_worker_keeps_counters_monotonic_and_its_pool_expires_then_
         survivor.send(cmd="cache", namespace="api_response", hits=1, misses=1, sets=1)
         doomed.send(cmd="flush")
         survivor.send(cmd="flush")
-        first = registry(await collector.collect())
+        first = registry_of(await collector.collect())
         hits = {"namespace": "api_response"}
         assert first.get_sample_value("perf_app_cache_hits_total", hits) == 6
         assert first.get_sample_value("perf_app_pool_workers", MAIN) == 2
@@ -174,7 +159,7 @@ async def test_killed_worker_keeps_counters_monotonic_and_its_pool_expires_then_
         deadline = time.monotonic() + 10
         workers_left = 2.0
         while time.monotonic() < deadline:
-            reg = registry(await collector.collect())
+            reg = registry_of(await collector.collect())
             value = reg.get_sample_value("perf_app_cache_hits_total", hits)
             assert value is not None
             seen.append(value)
@@ -189,7 +174,7 @@ async def test_killed_worker_keeps_counters_monotonic_and_its_pool_expires_then_
 
         survivor.send(cmd="cache", namespace="api_response", hits=4)
         survivor.send(cmd="flush")
-        after = registry(await collector.collect())
+        after = registry_of(await collector.collect())
         assert after.get_sample_value("perf_app_cache_hits_total", hits) == 10
         assert after.get_sample_value("perf_app_cache_misses_total", hits) == 3
 
@@ -198,7 +183,7 @@ async def test_killed_worker_keeps_counters_monotonic_and_its_pool_expires_then_
         try:
             restarted.send(cmd="cache", namespace="api_response", hits=2, sets=1)
             restarted.send(cmd="flush")
-            again = registry(await collector.collect())
+            again = registry_of(await collector.collect())
             assert again.get_sample_value("perf_app_cache_hits_total", hits) == 12
             assert again.get_sample_value("perf_app_pool_workers", MAIN) == 2
         finally:
@@ -271,11 +256,7 @@ async def test_daemon_exports_published_stats_and_passes_promtool(
         count = daemon.value("perf_app_pool_acquire_seconds_count", {"target": "shop"})
         assert count is not None and count >= 1
         text = daemon.scrape()
-        promtool = shutil.which("promtool")
-        assert promtool, "promtool is missing: `make setup` installs the prometheus package"
-        out = subprocess.run(
-            [promtool, "check", "metrics"], input=text, capture_output=True, text=True
-        )
+        out = promtool("check", "metrics", stdin=text)
         assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -290,7 +271,7 @@ async def test_more_keys_than_max_keys_fail_the_cycle_instead_of_reading_a_part(
         roomy = AppCollector(
             AppTarget(name="app", url=redis_server.url, prefix=prefix), AppSettings()
         )
-        reg = registry(await roomy.collect())
+        reg = registry_of(await roomy.collect())
         hits = {"namespace": "api_response"}
         assert reg.get_sample_value("perf_app_cache_hits_total", hits) == 12
         assert reg.get_sample_value("perf_app_processes") == 12
@@ -321,7 +302,7 @@ async def test_glob_characters_in_the_prefix_match_only_themselves(
         collector = AppCollector(
             AppTarget(name="app", url=redis_server.url, prefix=odd), AppSettings()
         )
-        reg = registry(await collector.collect())
+        reg = registry_of(await collector.collect())
         assert reg.get_sample_value("perf_app_cache_hits_total", {"namespace": "api_response"}) == 2
         await collector.close()
     finally:

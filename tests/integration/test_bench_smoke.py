@@ -8,15 +8,13 @@ that queries a server on each scrape from one that does not.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.support.processes import run_module
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 
 EXPORTER_FIELDS = {
     "exporter",
@@ -62,13 +60,7 @@ SCALING_FIELDS = {
 
 @pytest.mark.timeout(180)
 def test_quick_bench_measures_every_exporter(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
+    proc = run_module("bench", "--quick", "--out", str(tmp_path), timeout=170)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [jsonl] = tmp_path.glob("*-quick.jsonl")
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
@@ -120,13 +112,7 @@ def test_profile_mode_records_the_daemon_with_py_spy(tmp_path: Path) -> None:
     # 7 s: longer than the 5 s interval, so that every target is collected while py-spy records;
     # 10 targets: with 3 the daemon was busy for so few samples that a full run caught only 3
     args = ["--profile", "10", "--profile-seconds", "7", "--quick", "--out", str(tmp_path)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
+    proc = run_module("bench", *args, timeout=170)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     raw = (tmp_path / "profile-10.raw").read_text()
     assert "exporter/cli.py" in raw

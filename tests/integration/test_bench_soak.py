@@ -8,15 +8,13 @@ report is built from, and the daemon came through it (every target up again, exi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from tests.support.processes import run_module
 
-REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
 
 SAMPLE_FIELDS = {
     "t_s",
@@ -55,13 +53,7 @@ SUMMARY_FIELDS = {
 
 @pytest.mark.timeout(150)
 def test_short_soak_writes_samples_summary_table_and_plot(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--soak", "15", "--out", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=140,
-    )
+    proc = run_module("bench", "--soak", "15", "--out", str(tmp_path), timeout=140)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [jsonl] = tmp_path.glob("soak-*.jsonl")
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]

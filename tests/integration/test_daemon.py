@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as om_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.daemon import Daemon
+from tests.support.promtool import promtool
 
 pytestmark = pytest.mark.integration
 
@@ -33,9 +33,7 @@ def test_metrics_parse_and_pass_promtool(daemon: Daemon) -> None:
     text = daemon.scrape()
     names = {f.name for f in text_string_to_metric_families(text)}
     assert {"perf_host_cpu_seconds", "perf_exporter_build_info", "process_cpu_seconds"} <= names
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is missing: `make setup` installs the prometheus package"
-    out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    out = promtool("check", "metrics", stdin=text)
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_support import NOBODY, ROOT, SYSTEM_PYTHON, as_nobody, run, world_readable_dir
-from servers import free_port
+
+from tests.support.deploy import NOBODY, ROOT, SYSTEM_PYTHON, as_nobody, run, world_readable_dir
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import ROOT, password_files, run
 
 from exporter import mixin_k8s
+from tests.support.deploy import ROOT, password_files, run
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_support import (
+
+from exporter import __version__
+from exporter.share import SOURCES
+from tests.support.deploy import (
     ROOT,
     as_nobody,
     clean_venv,
@@ -21,9 +24,6 @@ from deploy_support import (
     run,
     world_readable_dir,
 )
-
-from exporter import __version__
-from exporter.share import SOURCES
 
 pytestmark = pytest.mark.integration
 

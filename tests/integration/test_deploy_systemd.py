@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
-from deploy_support import ROOT, run, world_readable_dir
+
+from tests.support.daemon import Daemon
+from tests.support.deploy import ROOT, run, world_readable_dir
 
 pytestmark = pytest.mark.integration
 

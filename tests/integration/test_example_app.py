@@ -11,12 +11,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from prometheus_client.registry import CollectorRegistry
-from servers import PostgresServer, RedisServer
 
 from exporter.collectors.app import AppCollector
-from exporter.collectors.base import Collected
 from exporter.config import AppSettings, AppTarget
+from tests.support.registry import registry_of
+from tests.support.servers import PostgresServer, RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -30,20 +29,6 @@ def _load_example() -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-class _Families:
-    def __init__(self, collected: Collected) -> None:
-        self.families = collected.families
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        return self.families
-
-
-def _registry(collected: Collected) -> CollectorRegistry:
-    reg = CollectorRegistry(auto_describe=True)
-    reg.register(_Families(collected))
-    return reg
 
 
 async def _get(app: Any, path: str, query: str = "") -> tuple[int, Any]:
@@ -96,7 +81,7 @@ async def test_example_core_publishes_cache_and_pool_stats(
         await service.search("ab")
         await service.search("cd")
         await service.publisher.flush()
-        reg = _registry(await collector.collect())
+        reg = registry_of(await collector.collect())
         api = {"namespace": "api_response"}
         search = {"namespace": "search_results"}
         assert reg.get_sample_value("perf_app_cache_hits_total", api) == 1
@@ -108,7 +93,7 @@ async def test_example_core_publishes_cache_and_pool_stats(
         assert reg.get_sample_value("perf_app_pool_acquire_seconds_count", {"pool": "main"}) == 3
     finally:
         await service.close()
-    after = _registry(await collector.collect())
+    after = registry_of(await collector.collect())
     assert after.get_sample_value("perf_app_pool_size", {"pool": "main"}) is None
     await collector.close()
 
@@ -131,7 +116,7 @@ async def test_example_fastapi_app_serves_and_counts(
             status, found = await _get(app, "/search", "q=1")
             assert status == 200 and isinstance(found, list)
             await app.state.service.publisher.flush()
-            reg = _registry(await collector.collect())
+            reg = registry_of(await collector.collect())
             api = {"namespace": "api_response"}
             assert reg.get_sample_value("perf_app_cache_hits_total", api) == 1
             assert reg.get_sample_value("perf_app_cache_misses_total", api) == 1

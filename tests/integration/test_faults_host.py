@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import ROOT, Daemon
-from servers import require_binary
+
+from tests.support.daemon import ROOT, Daemon
+from tests.support.servers import require_binary
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +95,22 @@ class NamespacedDaemon(Daemon):
         return self.value(name, {"mountpoint": str(mount)})
 
 
+@contextlib.contextmanager
+def hung_mount(d: NamespacedDaemon) -> Iterator[None]:
+    """The FUSE mount hangs (its bindfs stopped) inside the block, and the daemon has said so."""
+    pid = d.bindfs_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        d.wait_for(
+            lambda: d.filesystem("perf_host_filesystem_device_error", d.hung) == 1.0,
+            timeout=5,
+            what="the hung mount reported",
+        )
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[NamespacedDaemon]:
     d = NamespacedDaemon(tmp_path)
@@ -126,14 +143,7 @@ def test_hung_filesystem_is_an_error_for_that_mount_only_and_recovers(
     size = "perf_host_filesystem_size_bytes"
     d.wait_for(lambda: d.filesystem(size, d.hung) and d.filesystem(size, d.gone), what="mounts")
     assert d.filesystem("perf_host_filesystem_device_error", d.hung) == 0.0
-    pid = d.bindfs_pid()
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        d.wait_for(
-            lambda: d.filesystem("perf_host_filesystem_device_error", d.hung) == 1.0,
-            timeout=5,
-            what="the hung mount reported",
-        )
+    with hung_mount(d):
         for _ in range(3):  # several cycles while it hangs
             start = time.monotonic()
             assert d.filesystem(size, d.hung) is None  # no stale size for a mount that hangs
@@ -142,8 +152,6 @@ def test_hung_filesystem_is_an_error_for_that_mount_only_and_recovers(
             assert fresh(d)
             assert d.value("perf_exporter_collector_success", {"collector": "host"}) == 1.0
             time.sleep(INTERVAL)
-    finally:
-        os.kill(pid, signal.SIGCONT)
     start = time.monotonic()
     d.wait_for(lambda: d.filesystem(size, d.hung) is not None, timeout=5, what="recovery")
     assert time.monotonic() - start < 2 * INTERVAL + 0.5
@@ -172,16 +180,7 @@ def test_sigterm_while_a_filesystem_hangs_exits_0_within_5_seconds(
     d.wait_for(
         lambda: d.filesystem("perf_host_filesystem_size_bytes", d.hung), what="the FUSE mount"
     )
-    pid = d.bindfs_pid()
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        d.wait_for(
-            lambda: d.filesystem("perf_host_filesystem_device_error", d.hung) == 1.0,
-            timeout=5,
-            what="the hung mount reported",
-        )
+    with hung_mount(d):
         code, took = d.terminate()
-    finally:
-        os.kill(pid, signal.SIGCONT)
     assert code == 0
     assert took < 5, f"exit took {took:.1f}s with a statvfs thread stuck on the hung mount"

@@ -1,6 +1,7 @@
 """Faults survived by the PgBouncer and app targets, and SIGTERM while collections hang.
 
-See :mod:`faults_world` for what every fault asserts while it lasts and after the repair.
+See :mod:`tests.support.faults_world` for what every fault asserts while it lasts and after
+the repair.
 """
 
 from __future__ import annotations
@@ -9,13 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
-from faults_world import World, pause, resume, world
-from pgbouncer_server import STATS_PASSWORD
+
+from tests.support.daemon import Daemon
+from tests.support.faults_world import World, pause, resume
+from tests.support.pgbouncer_server import STATS_PASSWORD
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["world"]  # the module-scoped fixture, imported for pytest to find
 
 
 @pytest.mark.timeout(60)

@@ -1,5 +1,5 @@
 """Faults survived by a PostgreSQL target: crash, long outage, full server, lock, dropped
-database, rotated password. See :mod:`faults_world` for what every fault asserts.
+database, rotated password. See :mod:`tests.support.faults_world` for what every fault asserts.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ import time
 
 import asyncpg
 import pytest
-from faults_world import INTERVAL, MONITOR_PASSWORD, World, world
-from servers import PostgresServer, require_binary
+
+from tests.support.faults_world import INTERVAL, MONITOR_PASSWORD, World
+from tests.support.servers import PostgresServer, require_binary
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["world"]  # the module-scoped fixture, imported for pytest to find
 
 
 def kill_collector_session(pg: PostgresServer) -> None:

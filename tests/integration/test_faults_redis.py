@@ -1,5 +1,5 @@
 """Faults survived by a Redis target: crash, out of memory, CLIENT PAUSE, DEBUG SLEEP.
-See :mod:`faults_world` for what every fault asserts.
+See :mod:`tests.support.faults_world` for what every fault asserts.
 """
 
 from __future__ import annotations
@@ -8,12 +8,11 @@ import subprocess
 
 import pytest
 import redis
-from faults_world import World, world
-from servers import require_binary
+
+from tests.support.faults_world import World
+from tests.support.servers import require_binary
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["world"]  # the module-scoped fixture, imported for pytest to find
 
 
 @pytest.mark.timeout(60)

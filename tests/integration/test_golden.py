@@ -8,41 +8,14 @@ which exist only where a limit is set, are left out. Regenerate after an intende
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.daemon import Daemon
+from tests.support.golden import check
 
 pytestmark = pytest.mark.integration
-
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
-MASKED_LABELS = {"mountpoint", "device", "fstype", "interface", "version", "cmd", "queryid"}
-OPTIONAL_PREFIXES = ("perf_host_cgroup_",)
-
-
-def layout(text: str) -> str:
-    lines: set[str] = set()
-    for family in text_string_to_metric_families(text):
-        if family.name.startswith(OPTIONAL_PREFIXES):
-            continue
-        lines.add(f"# {family.name} {family.type} {family.documentation}")
-        for sample in family.samples:
-            labels = ",".join(
-                f"{k}={'*' if k in MASKED_LABELS else v}" for k, v in sorted(sample.labels.items())
-            )
-            lines.add(f"{sample.name}{{{labels}}}")
-    return "\n".join(sorted(lines)) + "\n"
-
-
-def check(name: str, text: str) -> None:
-    path = GOLDEN / name
-    got = layout(text)
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(got)
-    assert path.exists(), f"{path} is missing: run with UPDATE_GOLDEN=1 once and review it"
-    assert got == path.read_text()
 
 
 def test_host_only_layout_matches_golden(tmp_path: Path) -> None:

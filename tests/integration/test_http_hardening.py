@@ -8,18 +8,18 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from daemon import ROOT, Daemon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.daemon import Daemon
+from tests.support.processes import run_module
 
 pytestmark = pytest.mark.integration
 
@@ -301,13 +301,7 @@ def test_generated_configs_exit_0_or_2_with_messages_never_a_traceback(
 ) -> None:
     path = tmp_path_factory.mktemp("cfg") / "config.yml"
     path.write_text(yaml.safe_dump(doc))
-    out = subprocess.run(
-        [sys.executable, "-m", "exporter", "--check-config", "--config.file", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    out = run_module("exporter", "--check-config", "--config.file", str(path), timeout=30)
     assert "Traceback" not in out.stderr + out.stdout, out.stderr
     if out.returncode == 0:
         assert out.stdout.startswith("configuration OK")

@@ -11,10 +11,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from servers import RedisServer
 
 import exporter
 from exporter.cli import MIXIN_INSTALL
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 import redis.asyncio as aioredis
-from servers import RedisServer
 
 from exporter.instrument import CacheStats, Publisher
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

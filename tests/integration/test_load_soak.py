@@ -1,6 +1,6 @@
 """Load held and nothing leaks: 50 concurrent scrapers and a bounded soak while targets flap.
 
-A flapper thread (``tests/flapper.py``, shared with ``python -m bench --soak``) kills and
+A flapper thread (``tests/support/flapper.py``, shared with ``python -m bench --soak``) kills and
 restarts a suite Redis and stops and starts a suite PostgreSQL the whole time, so every
 collector main holds keeps failing and recovering underneath the scrapes.
 """
@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
-from flapper import Flapper
 from prometheus_client.parser import text_string_to_metric_families
-from servers import PostgresServer, RedisServer
+
+from tests.support.daemon import Daemon
+from tests.support.flapper import Flapper
+from tests.support.servers import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from daemon import ROOT, Daemon
+
+from tests.support.daemon import ROOT, Daemon
+from tests.support.processes import run_module
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -50,28 +50,14 @@ def test_summary_uses_the_config_thresholds_and_sighup_replaces_them(tmp_path: P
 def test_a_bad_threshold_stops_the_start_with_its_path(tmp_path: Path) -> None:
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump({**BASE, "thresholds": {"redis_hit_ratio": {"wran": 0.8}}}))
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(path), "--check-config"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=ROOT,
-        check=False,
-    )
+    result = run_module("exporter", "--config.file", str(path), "--check-config", timeout=30)
     assert result.returncode == 2
     assert "thresholds.redis_hit_ratio.wran: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_mixin_subcommand_writes_the_files(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "mixin", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
-    )
+    result = run_module("exporter", "mixin", "--out", str(tmp_path), timeout=60)
     assert result.returncode == 0, result.stderr
     committed = (ROOT / "alerts/perf-exporter.rules.yml").read_text()
     assert (tmp_path / "alerts/perf-exporter.rules.yml").read_text() == committed

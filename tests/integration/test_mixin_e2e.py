@@ -28,17 +28,17 @@ from typing import Any
 import asyncpg
 import pytest
 import redis
-from app_worker_process import AppWorker
-from daemon import Daemon
-from prom_stack import Alertmanager, Prometheus, Webhook
 from prometheus_client.parser import text_string_to_metric_families
-from servers import PostgresServer, RedisServer, pg_bin, require_binary
 
 from exporter.mixin.alertmanager import alertmanager_config
 from exporter.mixin.catalog import SIGNALS
 from exporter.mixin.generate import render
 from exporter.mixin.thresholds import Thresholds
-from tests.unit.promql_lint import selectors
+from tests.support.app_worker_process import AppWorker
+from tests.support.daemon import Daemon
+from tests.support.prom_stack import Alertmanager, Prometheus, Webhook
+from tests.support.promql_lint import selectors
+from tests.support.servers import PostgresServer, RedisServer, pg_bin, require_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -131,7 +131,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # from the PgBouncer collector's branch; imported here so that, before it is merged, only
     # this module's tests fail and not the collection of the whole suite
-    from pgbouncer_server import STATS_PASSWORD, PgBouncerServer
+    from tests.support.pgbouncer_server import STATS_PASSWORD, PgBouncerServer
 
     tmp = tmp_path_factory.mktemp("mixin-e2e")
     t = e2e_thresholds()

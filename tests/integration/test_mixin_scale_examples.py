@@ -3,11 +3,12 @@ exporter shard config."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import run_module
+from tests.support.promtool import promtool
 
 pytestmark = pytest.mark.integration
 
@@ -18,13 +19,7 @@ PROMETHEUS_FILES = ["ha-pair.yml", "federation.yml", "remote-write.yml", "sharde
 
 @pytest.mark.parametrize("name", PROMETHEUS_FILES)
 def test_prometheus_example_passes_promtool(name: str) -> None:
-    result = subprocess.run(
-        ["/usr/bin/promtool", "check", "config", str(EXAMPLES / name)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = promtool("check", "config", str(EXAMPLES / name))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -36,13 +31,8 @@ def test_every_example_is_checked() -> None:
 
 @pytest.mark.parametrize("name", ["perf-exporter-shard-a.yml", "perf-exporter-shard-b.yml"])
 def test_exporter_shard_config_is_valid(name: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter", "--check-config", "--config.file", str(EXAMPLES / name)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
+    result = run_module(
+        "exporter", "--check-config", "--config.file", str(EXAMPLES / name), timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("configuration OK")

@@ -3,40 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import asyncpg
 import pytest
 import yaml
-from daemon import Daemon
-from pgbouncer_server import APP_PASSWORD, APP_USER, STATS_PASSWORD, PgBouncerServer
-from prometheus_client.registry import CollectorRegistry
-from servers import PostgresServer, free_port
 
-from exporter.collectors.base import Collected, CollectError
+from exporter.collectors.base import CollectError
 from exporter.collectors.pgbouncer import PgBouncerCollector
 from exporter.config import PgBouncerSettings, PgBouncerTarget, load
+from tests.support.daemon import Daemon
+from tests.support.pgbouncer_server import APP_PASSWORD, APP_USER, STATS_PASSWORD, PgBouncerServer
+from tests.support.promtool import promtool
+from tests.support.registry import registry_of
+from tests.support.servers import PostgresServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 POOL = {"pool": "postgres/postgres", "database": "postgres", "user": "postgres"}
-
-
-class _Families:
-    def __init__(self, collected: Collected) -> None:
-        self.families = collected.families
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        return self.families
-
-
-def registry(collected: Collected) -> CollectorRegistry:
-    reg = CollectorRegistry(auto_describe=True)
-    reg.register(_Families(collected))
-    return reg
 
 
 def collector_for(bouncer: PgBouncerServer, password: str = STATS_PASSWORD, **kw: object):  # type: ignore[no-untyped-def]
@@ -46,9 +32,8 @@ def collector_for(bouncer: PgBouncerServer, password: str = STATS_PASSWORD, **kw
 
 @pytest.fixture(scope="module")
 def bouncer(pg_server: PostgresServer) -> Iterator[PgBouncerServer]:
-    server = PgBouncerServer(pg_server, pool_size=2, pool_mode="transaction")
-    yield server
-    server.close()
+    with closing(PgBouncerServer(pg_server, pool_size=2, pool_mode="transaction")) as server:
+        yield server
 
 
 async def _sleep_through(bouncer: PgBouncerServer, seconds: float) -> None:
@@ -66,7 +51,7 @@ async def test_saturated_pool_reports_waiting_clients_and_sub_second_wait_then_d
 ) -> None:
     collector = collector_for(bouncer)
     try:
-        before = registry(await collector.collect())
+        before = registry_of(await collector.collect())
         queries_before = (
             before.get_sample_value("perf_pgbouncer_queries_total", {"database": "postgres"}) or 0.0
         )
@@ -75,7 +60,7 @@ async def test_saturated_pool_reports_waiting_clients_and_sub_second_wait_then_d
         for _ in range(20):
             await asyncio.sleep(0.1)
             busy = await collector.collect()
-            reg = registry(busy)
+            reg = registry_of(busy)
             waiting = reg.get_sample_value("perf_pgbouncer_clients", {**POOL, "state": "waiting"})
             if waiting == 3:
                 break
@@ -91,7 +76,7 @@ async def test_saturated_pool_reports_waiting_clients_and_sub_second_wait_then_d
         assert busy.facts["max_wait_seconds"] == pytest.approx(max_wait)
 
         await asyncio.gather(*clients)
-        drained = registry(await collector.collect())
+        drained = registry_of(await collector.collect())
         assert drained.get_sample_value("perf_pgbouncer_clients", {**POOL, "state": "waiting"}) == 0
         assert drained.get_sample_value("perf_pgbouncer_max_wait_seconds", POOL) == 0
         queries_after = drained.get_sample_value(
@@ -140,7 +125,7 @@ async def test_two_bouncers_in_one_config_are_two_independent_targets(
     try:
         busy = asyncio.create_task(_sleep_through(md5, 0.8))
         await asyncio.sleep(0.3)
-        by_name = {c.target.name: registry(await c.collect()) for c in collectors}
+        by_name = {c.target.name: registry_of(await c.collect()) for c in collectors}
         await busy
         assert by_name["md5"].get_sample_value("perf_pgbouncer_max_client_conn") == 31
         assert by_name["scram"].get_sample_value("perf_pgbouncer_max_client_conn") == 32
@@ -199,7 +184,9 @@ async def test_a_hung_bouncer_is_a_timeout_and_a_restarted_one_recovers(
     collector = collector_for(server, timeout=0.5)
     try:
         assert (
-            registry(await collector.collect()).get_sample_value("perf_pgbouncer_max_client_conn")
+            registry_of(await collector.collect()).get_sample_value(
+                "perf_pgbouncer_max_client_conn"
+            )
             == 50
         )
         server.pause()
@@ -219,7 +206,9 @@ async def test_a_hung_bouncer_is_a_timeout_and_a_restarted_one_recovers(
         server.start()
         await asyncio.sleep(1.1)  # the second wait is at most 1 s
         assert (
-            registry(await collector.collect()).get_sample_value("perf_pgbouncer_max_client_conn")
+            registry_of(await collector.collect()).get_sample_value(
+                "perf_pgbouncer_max_client_conn"
+            )
             == 50
         )
     finally:
@@ -269,11 +258,7 @@ def test_daemon_scrapes_two_bouncers_and_reports_a_down_one(
             assert daemon.value("perf_pgbouncer_max_client_conn", {"target": "gone"}) is None
             text = daemon.scrape()
             assert STATS_PASSWORD not in text and STATS_PASSWORD not in daemon.log
-            promtool = shutil.which("promtool")
-            assert promtool, "promtool is missing: `make setup` installs the prometheus package"
-            out = subprocess.run(
-                [promtool, "check", "metrics"], input=text, capture_output=True, text=True
-            )
+            out = promtool("check", "metrics", stdin=text)
             assert out.returncode == 0, out.stdout + out.stderr
     finally:
         first.close()

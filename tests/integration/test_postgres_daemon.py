@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
-from servers import PostgresServer, free_port
+
+from tests.support.daemon import Daemon
+from tests.support.promtool import promtool
+from tests.support.servers import PostgresServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -19,17 +20,18 @@ PASSWORD = "d4emon-s3cret-pw"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    srv = PostgresServer(
-        hba=[
-            "local all all trust",
-            "host all perf_monitor 127.0.0.1/32 scram-sha-256",
-            "host all all 127.0.0.1/32 trust",
-        ]
-    )
-    srv.sql(f"CREATE ROLE perf_monitor LOGIN PASSWORD '{PASSWORD}'")
-    srv.sql("GRANT pg_monitor TO perf_monitor")
-    yield srv
-    srv.close()
+    with closing(
+        PostgresServer(
+            hba=[
+                "local all all trust",
+                "host all perf_monitor 127.0.0.1/32 scram-sha-256",
+                "host all all 127.0.0.1/32 trust",
+            ]
+        )
+    ) as srv:
+        srv.sql(f"CREATE ROLE perf_monitor LOGIN PASSWORD '{PASSWORD}'")
+        srv.sql("GRANT pg_monitor TO perf_monitor")
+        yield srv
 
 
 def failures_logged(d: Daemon, target: str) -> int:
@@ -70,11 +72,7 @@ def test_daemon_serves_postgres_series_and_survives_a_restart(
             what="a probe",
         )
         text = d.scrape()
-        promtool = shutil.which("promtool")
-        assert promtool, "promtool is missing: `make setup` installs the prometheus package"
-        check = subprocess.run(
-            [promtool, "check", "metrics"], input=text, capture_output=True, text=True
-        )
+        check = promtool("check", "metrics", stdin=text)
         assert check.returncode == 0, check.stdout + check.stderr
         assert d.value("perf_postgres_blocks_hit_total", {"target": "main", "datname": "postgres"})
         assert (

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from postgres_support import (
+
+from tests.support.postgres_collector import (
     collect_error,
     collect_until_ok,
     collector,
-    registry,
-    self_signed_cert,
+    postgres_server_cert,
 )
-from servers import PostgresServer, pg_bin
+from tests.support.registry import registry_of
+from tests.support.servers import PostgresServer, pg_bin
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -51,7 +52,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
         "host all crowd 127.0.0.1/32 trust",
     ]
     if tls:
-        cert, key = self_signed_cert(tls_dir)
+        cert, key = postgres_server_cert(tls_dir)
         settings.update(ssl="on", ssl_cert_file=f"'{cert}'", ssl_key_file=f"'{key}'")
         hba.insert(1, "hostssl all tls_user 127.0.0.1/32 scram-sha-256")
     srv = PostgresServer(settings=settings, hba=hba, bin_dir=pg_bin(request.param))
@@ -89,10 +90,10 @@ async def test_target_down_then_back_recovers_without_a_new_collector(
         result = await collect_until_ok(coll)
     finally:
         await coll.close()
-    assert registry(first).get_sample_value("perf_postgres_probe_duration_seconds_count") == 1
+    assert registry_of(first).get_sample_value("perf_postgres_probe_duration_seconds_count") == 1
     # the same collector, so the probe histogram kept its earlier observation
-    assert registry(result).get_sample_value("perf_postgres_probe_duration_seconds_count") == 2
-    assert registry(result).get_sample_value("perf_postgres_max_connections") == 8
+    assert registry_of(result).get_sample_value("perf_postgres_probe_duration_seconds_count") == 2
+    assert registry_of(result).get_sample_value("perf_postgres_max_connections") == 8
 
 
 async def test_wrong_password_is_an_auth_failure_and_a_fixed_file_recovers(
@@ -115,7 +116,7 @@ async def test_wrong_password_is_an_auth_failure_and_a_fixed_file_recovers(
         result = await collect_until_ok(coll)
     finally:
         await coll.close()
-    assert registry(result).get_sample_value("perf_postgres_stat_statements_available") == 1
+    assert registry_of(result).get_sample_value("perf_postgres_stat_statements_available") == 1
 
 
 async def test_md5_password_from_the_environment_is_checked_and_reread(
@@ -131,7 +132,7 @@ async def test_md5_password_from_the_environment_is_checked_and_reread(
         result = await collect_until_ok(coll)
     finally:
         await coll.close()
-    assert registry(result).get_sample_value("perf_postgres_max_connections") == 8
+    assert registry_of(result).get_sample_value("perf_postgres_max_connections") == 8
 
 
 @pytest.mark.parametrize("server", ["15"], indirect=True, ids=["pg15"])
@@ -157,7 +158,7 @@ async def test_tls_required_by_the_server_is_explained(
     assert "sslmode: require" in error.message
     assert TLS_PASSWORD not in error.message
     assert ssl_used == "t"
-    assert registry(result).get_sample_value("perf_postgres_in_recovery") == 0
+    assert registry_of(result).get_sample_value("perf_postgres_in_recovery") == 0
 
 
 async def test_database_dropped_mid_run_fails_then_recovers(server: PostgresServer) -> None:
@@ -177,7 +178,9 @@ async def test_database_dropped_mid_run_fails_then_recovers(server: PostgresServ
     finally:
         await coll.close()
         server.sql("DROP DATABASE IF EXISTS gone WITH (FORCE)")
-    assert registry(result).get_sample_value("perf_postgres_blocks_hit_total", {"datname": "gone"})
+    assert registry_of(result).get_sample_value(
+        "perf_postgres_blocks_hit_total", {"datname": "gone"}
+    )
 
 
 async def test_too_many_connections_is_a_connection_failure_that_says_so(
@@ -205,7 +208,7 @@ async def test_too_many_connections_is_a_connection_failure_that_says_so(
             conn.terminate()
         await coll.close()
     assert (
-        registry(result).get_sample_value(
+        registry_of(result).get_sample_value(
             "perf_postgres_connections", {"datname": "postgres", "state": "active"}
         )
         == 1
@@ -219,18 +222,18 @@ async def test_table_locked_by_a_migration_only_loses_its_size(server: PostgresS
     holder = await asyncpg.connect(server.dsn_for("postgres", "migr"))
     labels = {"datname": "migr", "schemaname": "public", "relname": "busy"}
     try:
-        before = registry(await coll.collect())
+        before = registry_of(await coll.collect())
         await holder.execute("BEGIN")
         await holder.execute("ALTER TABLE busy ADD COLUMN extra int")  # ACCESS EXCLUSIVE
         during = await coll.collect()
         await holder.execute("ROLLBACK")
-        after = registry(await coll.collect())
+        after = registry_of(await coll.collect())
     finally:
         await holder.close()
         await coll.close()
     size = before.get_sample_value("perf_postgres_table_size_bytes", labels)
     assert size is not None and size > 0
-    reg = registry(during)
+    reg = registry_of(during)
     assert reg.get_sample_value("perf_postgres_table_size_bytes", labels) is None
     assert reg.get_sample_value("perf_postgres_table_seq_scan_total", labels) is not None
     # the cycle did not wait for the lock: well under lock_timeout (450 ms here)
@@ -256,7 +259,7 @@ async def test_catalog_lock_hits_lock_timeout_then_recovers(server: PostgresServ
     finally:
         await holder.close()
         await coll.close()
-    assert registry(result).get_sample_value("perf_postgres_max_connections") == 8
+    assert registry_of(result).get_sample_value("perf_postgres_max_connections") == 8
 
 
 async def test_stalled_backend_times_out_and_the_next_cycle_reconnects(
@@ -285,4 +288,4 @@ async def test_stalled_backend_times_out_and_the_next_cycle_reconnects(
             os.kill(pid, signal.SIGCONT)
         await coll.close()
     assert new_pid != pid  # the stalled session was abandoned, not reused
-    assert registry(result).get_sample_value("perf_postgres_max_connections") == 8
+    assert registry_of(result).get_sample_value("perf_postgres_max_connections") == 8

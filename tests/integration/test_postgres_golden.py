@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon import Daemon
-from servers import PostgresServer, pg_bin
-from test_golden import GOLDEN, layout
+
+from tests.support.daemon import Daemon
+from tests.support.golden import GOLDEN, layout
+from tests.support.servers import PostgresServer, pg_bin
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
-from postgres_support import collect_error, collector, registry
-from servers import PostgresServer
+
+from tests.support.postgres_collector import collect_error, collector
+from tests.support.registry import registry_of
+from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    srv = PostgresServer(stat_statements=False)
-    yield srv
-    srv.close()
+    with closing(PostgresServer(stat_statements=False)) as srv:
+        yield srv
 
 
 def notes(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -34,7 +36,7 @@ async def test_missing_library_sets_availability_zero_and_logs_how_to_enable_it_
     finally:
         await coll.close()
     for result in results:
-        reg = registry(result)
+        reg = registry_of(result)
         assert reg.get_sample_value("perf_postgres_stat_statements_available") == 0
         assert reg.get_sample_value("perf_postgres_blocks_hit_total", {"datname": "postgres"})
         assert reg.get_sample_value("perf_postgres_probe_duration_seconds_count")
@@ -62,7 +64,7 @@ async def test_extension_created_without_the_library_is_reported_not_raised(
     finally:
         await coll.close()
     for result in results:
-        reg = registry(result)
+        reg = registry_of(result)
         assert reg.get_sample_value("perf_postgres_stat_statements_available") == 0
         assert reg.get_sample_value("perf_postgres_max_connections") == 40
     said = notes(caplog)

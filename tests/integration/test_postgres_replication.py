@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from postgres_support import StandbyServer, collector, registry, wait_for
-from servers import PostgresServer
+
+from tests.support.postgres_collector import StandbyServer, collector, wait_for
+from tests.support.registry import registry_of
+from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -45,14 +47,14 @@ async def test_lag_is_zero_when_caught_up_and_grows_while_replay_is_paused(
     on_standby = collector(dsn=standby.dsn)
     try:
         for _ in range(5):  # a background WAL record may arrive between two reads: retry
-            reg = registry(await on_standby.collect())
+            reg = registry_of(await on_standby.collect())
             if reg.get_sample_value("perf_postgres_replication_lag_bytes") == 0:
                 break
             await asyncio.sleep(0.2)
         assert reg.get_sample_value("perf_postgres_in_recovery") == 1
         assert reg.get_sample_value("perf_postgres_replication_lag_bytes") == 0
         assert reg.get_sample_value("perf_postgres_replication_lag_seconds") == 0
-        reg = registry(await on_primary.collect())
+        reg = registry_of(await on_primary.collect())
         assert reg.get_sample_value("perf_postgres_in_recovery") == 0
         assert reg.get_sample_value("perf_postgres_replication_lag_bytes") is None
         assert reg.get_sample_value("perf_postgres_standby_lag_bytes", STANDBY) is not None
@@ -69,11 +71,11 @@ async def test_lag_is_zero_when_caught_up_and_grows_while_replay_is_paused(
 
             await wait_for(received, timeout=20, what="WAL received but not replayed")
             standby_result = await on_standby.collect()
-            reg = registry(standby_result)
+            reg = registry_of(standby_result)
             assert reg.get_sample_value("perf_postgres_replication_lag_bytes") > 100_000
             assert reg.get_sample_value("perf_postgres_replication_lag_seconds") > 0
             assert standby_result.facts["replication_lag_seconds"] > 0
-            reg = registry(await on_primary.collect())
+            reg = registry_of(await on_primary.collect())
             assert reg.get_sample_value("perf_postgres_standby_lag_bytes", STANDBY) > 100_000
         finally:
             standby.sql("SELECT pg_wal_replay_resume()")

@@ -11,9 +11,11 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
-from postgres_support import collector, flush_stats, registry
 from prometheus_client import CollectorRegistry
-from servers import PostgresServer, pg_bin
+
+from tests.support.postgres_collector import collector, flush_stats
+from tests.support.registry import registry_of
+from tests.support.servers import PostgresServer, pg_bin
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -97,7 +99,7 @@ async def test_checkpoints_and_wal_equal_the_views_under_one_set_of_names(
     )
     try:
         before = [float(v) for v in server.sql(quiet).split("|")]
-        reg = registry(await coll.collect())
+        reg = registry_of(await coll.collect())
         after = [float(v) for v in server.sql(quiet).split("|")]
     finally:
         await coll.close()
@@ -139,7 +141,7 @@ async def test_io_counters_lie_within_the_view_before_and_after(server: Postgres
     coll = collector(dsn=server.dsn, databases=["postgres"])
     try:
         before = io_view(server) if version >= 16 else {}
-        reg = registry(await coll.collect())
+        reg = registry_of(await coll.collect())
         after = io_view(server) if version >= 16 else {}
     finally:
         await coll.close()
@@ -172,7 +174,7 @@ async def test_reset_views_never_make_a_counter_go_down(server: PostgresServer) 
     await churn_buffers(server)
     coll = collector(dsn=server.dsn, databases=["postgres"])
     try:
-        first = registry(await coll.collect())
+        first = registry_of(await coll.collect())
         server.sql("SELECT pg_stat_reset_shared('bgwriter')")
         if version >= 17:
             server.sql("SELECT pg_stat_reset_shared('checkpointer')")
@@ -180,7 +182,7 @@ async def test_reset_views_never_make_a_counter_go_down(server: PostgresServer) 
         if version >= 16:
             server.sql("SELECT pg_stat_reset_shared('io')")
         await churn_buffers(server)
-        second = registry(await coll.collect())
+        second = registry_of(await coll.collect())
     finally:
         await coll.close()
     names = [

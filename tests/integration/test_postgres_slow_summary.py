@@ -19,8 +19,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from daemon import Daemon
-from servers import PostgresServer
+
+from tests.support.daemon import Daemon
+from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

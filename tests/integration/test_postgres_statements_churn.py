@@ -16,10 +16,11 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
-from postgres_support import collect_until_ok, collector, registry
-from servers import PostgresServer
 
 from exporter.collectors.base import Collected
+from tests.support.postgres_collector import collect_until_ok, collector
+from tests.support.registry import registry_of
+from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -125,7 +126,7 @@ async def test_counters_never_decrease_and_count_every_call_under_eviction_and_r
             assert {k[0] for k in calls_rows} - {"other"} == {
                 s.queryid for s in coll.listed_statements
             }
-            reg = registry(result)
+            reg = registry_of(result)
             deallocations.append(
                 reg.get_sample_value("perf_postgres_statements_deallocations_total")
             )
@@ -135,7 +136,9 @@ async def test_counters_never_decrease_and_count_every_call_under_eviction_and_r
             for series, value in statement_samples(unfiltered).items():
                 assert value >= seen_all.get(series, 0.0), (step, series)
             seen_all.update(statement_samples(unfiltered))
-            own += int(registry(unfiltered).get_sample_value("perf_postgres_collector_statements"))
+            own += int(
+                registry_of(unfiltered).get_sample_value("perf_postgres_collector_statements")
+            )
     finally:
         await work.close()
         await admin.close()

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-from postgres_support import collect_until_ok, collector, registry, wait_for
 from prometheus_client import CollectorRegistry, generate_latest
-from servers import PostgresServer
 
 from exporter.collectors.base import Collected
 from exporter.collectors.postgres import PostgresCollector
+from tests.support.postgres_collector import collect_until_ok, collector, wait_for
+from tests.support.registry import registry_of
+from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -104,7 +105,7 @@ async def growth(
     first = await collect_until_ok(coll)
     await asyncio.sleep(seconds)
     second = await collect_until_ok(coll)
-    a, b = registry(first), registry(second)
+    a, b = registry_of(first), registry_of(second)
     return (
         first,
         second,
@@ -141,7 +142,7 @@ async def test_a_held_access_exclusive_lock_shows_as_lock_samples_and_a_chain(
 
     lock = {"datname": db, "wait_event_type": "Lock", "wait_event": "relation"}
     first, second, lock_samples, rounds = await growth(coll, 1.0, SAMPLES, lock)
-    a, b = registry(first), registry(second)
+    a, b = registry_of(first), registry_of(second)
     assert rounds >= 3
     # one session waited on the lock the whole time: one sample in every round
     assert lock_samples == rounds
@@ -183,7 +184,7 @@ async def test_a_held_access_exclusive_lock_shows_as_lock_samples_and_a_chain(
     await holder.execute("ROLLBACK")
     await asyncio.gather(*sessions.tasks)
     await asyncio.sleep(0.3)  # the gauges come from a sample at most two intervals old
-    after = registry(await collect_until_ok(coll))
+    after = registry_of(await collect_until_ok(coll))
     assert value(after, "perf_postgres_blocked_sessions", {"datname": db}) == 0
     assert value(after, "perf_postgres_blocked_max_seconds", {"datname": db}) == 0
     assert after.get_sample_value("perf_postgres_blocking_sessions", roots) is None
@@ -205,7 +206,7 @@ async def test_the_root_statement_text_is_given_only_with_statement_text_on(
     result = await collect_until_ok(coll)
     [chain] = result.facts["blocking"]
     assert chain["query"] == "LOCK TABLE t IN ACCESS EXCLUSIVE MODE"
-    reg = registry(result)
+    reg = registry_of(result)
     # sampling off: the blocking gauges still come, from one sample in the cycle
     assert value(reg, "perf_postgres_blocked_sessions", {"datname": db}) == 1
     assert reg.get_sample_value(ROUNDS) is None
@@ -223,7 +224,7 @@ async def test_a_session_in_pg_sleep_is_sampled_as_timeout_pgsleep(
     _first, second, sleeps, rounds = await growth(coll, 1.0, SAMPLES, labels)
     assert rounds >= 3
     assert sleeps == rounds
-    reg = registry(second)
+    reg = registry_of(second)
     assert value(reg, "perf_postgres_blocked_sessions", {"datname": db}) == 0
     assert second.facts["blocking"] == []
 
@@ -257,7 +258,7 @@ async def test_sampling_follows_a_reconnect_and_its_counters_never_go_down(
     labels = {"datname": db, "wait_event_type": "Timeout", "wait_event": "PgSleep"}
     await collect_until_ok(coll)
     await asyncio.sleep(0.5)
-    before = registry(await collect_until_ok(coll))
+    before = registry_of(await collect_until_ok(coll))
     server.sql(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         "WHERE application_name = 'perf-exporter'"
@@ -265,7 +266,7 @@ async def test_sampling_follows_a_reconnect_and_its_counters_never_go_down(
     await asyncio.sleep(0.5)  # the sampler meets the dead session, the cycle reconnects
     await collect_until_ok(coll)
     await asyncio.sleep(0.5)
-    after = registry(await collect_until_ok(coll))
+    after = registry_of(await collect_until_ok(coll))
     assert value(after, ROUNDS) >= value(before, ROUNDS) + 2
     assert value(after, SAMPLES, labels) >= value(before, SAMPLES, labels) + 2
 

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
-from postgres_support import collect_until_ok, collector, flush_stats, registry, wait_for
-from servers import PostgresServer, pg_bin
 
 from exporter.collectors.postgres_families import DATABASE_COUNTERS
 from exporter.collectors.postgres_queries import CONNECTION_STATES
+from tests.support.postgres_collector import collect_until_ok, collector, flush_stats, wait_for
+from tests.support.registry import registry_of
+from tests.support.servers import PostgresServer, pg_bin
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -61,7 +62,7 @@ async def test_block_and_tuple_counters_equal_pg_stat_database(server: PostgresS
         await coll.close()
     finally:
         await conn.close()
-    reg = registry(result)
+    reg = registry_of(result)
     columns = [c for c, _n, _h in DATABASE_COUNTERS]
     view = server.sql(
         f"SELECT {', '.join(columns)}, pg_database_size(datname) "
@@ -165,7 +166,7 @@ async def test_connection_states_are_counted_exactly(
             fut.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    reg = registry(result)
+    reg = registry_of(result)
     expected = {
         "idle": 2,
         "idle in transaction": 4,
@@ -268,7 +269,7 @@ async def test_statement_counters_and_other_row_match_pg_stat_statements(
         )
         > 0
     )
-    reg = registry(result)
+    reg = registry_of(result)
     samples = [
         s for f in result.families if f.name == "perf_postgres_statement_calls" for s in f.samples
     ]
@@ -331,11 +332,11 @@ async def test_statement_text_is_normalized_cut_and_fetched_once(server: Postgre
         expected = text if len(text) <= 24 else text[:21].rstrip() + "..."
         assert sample.labels["query"] == expected
         assert len(sample.labels["query"]) <= 24
-    statements = registry(first).get_sample_value("perf_postgres_collector_statements")
+    statements = registry_of(first).get_sample_value("perf_postgres_collector_statements")
     # probe, server, statements, activity (sampling off: read in the cycle) and, the first
     # time only, the text lookup (no tables: the connected database is not in `databases`)
     assert statements == 5
-    assert registry(second).get_sample_value("perf_postgres_collector_statements") == 4
+    assert registry_of(second).get_sample_value("perf_postgres_collector_statements") == 4
 
 
 async def test_tables_and_index_advice_come_from_the_statistics_views(
@@ -371,7 +372,7 @@ async def test_tables_and_index_advice_come_from_the_statistics_views(
         await coll.close()
     after = server.sql(scans, db)
     assert before == after  # three cycles never scanned or read a user table
-    reg = registry(results[-1])
+    reg = registry_of(results[-1])
     for line in after.splitlines():
         relname, seq, idx, heap_hit, heap_read, idx_hit, idx_read, size = line.split("|")
         labels = {"datname": db, "schemaname": "public", "relname": relname}
@@ -407,7 +408,7 @@ async def test_session_is_named_and_bounded_by_timeouts(server: PostgresServer) 
     assert line == "1"  # one dedicated connection, not a pool
     assert coll.session_settings()["statement_timeout"] == "720ms"
     assert coll.session_settings()["lock_timeout"] == "400ms"
-    reg = registry(result)
+    reg = registry_of(result)
     # probe, server, tables, statements, activity (sampling off: read in the cycle)
     assert reg.get_sample_value("perf_postgres_collector_statements") == 5
     assert 0 < reg.get_sample_value("perf_postgres_collector_query_duration_seconds") < 0.8
@@ -420,7 +421,7 @@ async def test_probe_histogram_accumulates_across_cycles(server: PostgresServer)
             result = await coll.collect()
     finally:
         await coll.close()
-    reg = registry(result)
+    reg = registry_of(result)
     assert reg.get_sample_value("perf_postgres_probe_duration_seconds_count") == 3
     assert reg.get_sample_value("perf_postgres_probe_duration_seconds_bucket", {"le": "+Inf"}) == 3
     assert 0 < reg.get_sample_value("perf_postgres_probe_duration_seconds_sum") < 3
@@ -445,7 +446,7 @@ async def test_pg_monitor_role_is_enough(server: PostgresServer) -> None:
         result = await filtered.collect()
     finally:
         await filtered.close()
-    reg = registry(everything)
+    reg = registry_of(everything)
     assert reg.get_sample_value("perf_postgres_stat_statements_available") == 1
     assert reg.get_sample_value("perf_postgres_database_size_bytes", {"datname": db}) > 0
     # pg_read_all_stats shows other roles' statements with their queryid
@@ -457,7 +458,7 @@ async def test_pg_monitor_role_is_enough(server: PostgresServer) -> None:
     }
     assert "postgres" in users
     view = view_statements(server, db)
-    reg = registry(result)
+    reg = registry_of(result)
     calls = sum(
         s.value
         for f in result.families
@@ -479,7 +480,7 @@ async def test_extension_not_created_in_connected_database_is_said_once(
     finally:
         await coll.close()
     for result in results:
-        assert registry(result).get_sample_value("perf_postgres_stat_statements_available") == 0
+        assert registry_of(result).get_sample_value("perf_postgres_stat_statements_available") == 0
         assert not [f for f in result.families if f.name.startswith("perf_postgres_statement_")]
     notes = [r.getMessage() for r in caplog.records if "pg_stat_statements" in r.getMessage()]
     assert len(notes) == 1

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +14,12 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
 from prometheus_client.parser import text_string_to_metric_families
-from redis_support import admin, command_calls, make_collector, registry_of
-from servers import RedisServer
 
 from exporter.config import NamespaceSplit
+from tests.support.promtool import promtool
+from tests.support.redis_collector import admin, command_calls, linked_replica, make_collector
+from tests.support.registry import registry_of
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -269,21 +269,13 @@ async def test_output_passes_promtool_and_both_parsers(server: RedisServer) -> N
     assert {"perf_redis_keyspace_hits", "perf_redis_probe_duration_seconds"} <= names
     openmetrics = generate_openmetrics(registry).decode()
     assert {f.name for f in parse_openmetrics(openmetrics)} == names
-    check = subprocess.run(
-        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
-    )
+    check = promtool("check", "metrics", stdin=text)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
 async def test_replication_state_on_primary_and_replica(server: RedisServer) -> None:
-    admin(server).config_set("repl-diskless-sync-delay", 0)  # full sync now, not in 5 s
-    replica = RedisServer("--replicaof", "127.0.0.1", str(server.port))
+    replica = linked_replica(server)
     try:
-        replica_client = admin(replica)
-        deadline = time.monotonic() + 20
-        while replica_client.info("replication").get("master_link_status") != "up":
-            assert time.monotonic() < deadline, "the replica never linked up"
-            time.sleep(0.05)
         admin(server).set("k", "v")
         primary_result = await make_collector(server, namespaces=[]).collect()
         replica_result = await make_collector(replica, namespaces=[]).collect()

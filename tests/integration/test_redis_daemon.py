@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon import Daemon
-from redis_support import admin
-from servers import RedisServer
+
+from tests.support.daemon import Daemon
+from tests.support.redis_collector import admin
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis_support import TlsRedisServer, admin, make_certs, make_collector, registry_of
-from servers import RedisServer
 
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.redis import RedisCollector
+from tests.support.redis_collector import TlsRedisServer, admin, make_certs, make_collector
+from tests.support.registry import registry_of
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

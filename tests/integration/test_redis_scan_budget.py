@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import pytest
-from redis_support import admin, command_calls, make_collector, registry_of
-from servers import RedisServer
+
+from tests.support.redis_collector import admin, command_calls, make_collector
+from tests.support.registry import registry_of
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -35,26 +38,25 @@ TOTAL = sum(keys for keys, _ in NAMESPACES.values())
 @pytest.fixture(scope="module")
 def big_server() -> Iterator[RedisServer]:
     """200,000 keys, loaded in about a second with DEBUG POPULATE plus pipelined EXPIREs."""
-    server = RedisServer("--enable-debug-command", "local")
-    client = admin(server)
-    client.execute_command("DEBUG", "POPULATE", 90_000, "cache:api_response", 16)
-    client.execute_command("DEBUG", "POPULATE", 60_000, "cache:search_results", 16)
-    client.execute_command("DEBUG", "POPULATE", 20_000, "cache:llm_response", 16)
-    client.execute_command("DEBUG", "POPULATE", 10_000, "cache:user_session", 16)
-    client.execute_command("DEBUG", "POPULATE", 20_000, "jobs", 16)
-    pipe = client.pipeline(transaction=False)
-    for i in range(20_000):
-        pipe.expire(f"cache:llm_response:{i}", 1800)
-    for i in range(4_000):
-        pipe.expire(f"cache:user_session:{i}", 3600)
-    pipe.execute()
-    assert client.dbsize() == TOTAL == 200_000
-    client.execute_command(
-        "ACL", "SETUSER", "noscript", "on", ">pw", "resetkeys", "%R~*", "-@all", "+ping", "+info",
-        "+scan", "+ttl", "+memory|usage", "+client|setname",
-    )  # fmt: skip
-    yield server
-    server.close()
+    with closing(RedisServer("--enable-debug-command", "local")) as server:
+        client = admin(server)
+        client.execute_command("DEBUG", "POPULATE", 90_000, "cache:api_response", 16)
+        client.execute_command("DEBUG", "POPULATE", 60_000, "cache:search_results", 16)
+        client.execute_command("DEBUG", "POPULATE", 20_000, "cache:llm_response", 16)
+        client.execute_command("DEBUG", "POPULATE", 10_000, "cache:user_session", 16)
+        client.execute_command("DEBUG", "POPULATE", 20_000, "jobs", 16)
+        pipe = client.pipeline(transaction=False)
+        for i in range(20_000):
+            pipe.expire(f"cache:llm_response:{i}", 1800)
+        for i in range(4_000):
+            pipe.expire(f"cache:user_session:{i}", 3600)
+        pipe.execute()
+        assert client.dbsize() == TOTAL == 200_000
+        client.execute_command(
+            "ACL", "SETUSER", "noscript", "on", ">pw", "resetkeys", "%R~*", "-@all", "+ping",
+            "+info", "+scan", "+ttl", "+memory|usage", "+client|setname",
+        )  # fmt: skip
+        yield server
 
 
 @pytest.mark.parametrize("scripted", [True, False], ids=["script", "pipelines"])

@@ -11,18 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_support import admin, command_calls, make_collector, registry_of
-from servers import RedisServer
 
 from exporter.collectors.redis import RedisCollector
 from exporter.collectors.redis_namespaces import NamespaceCounts
 from exporter.config import NamespaceSplit
+from tests.support.redis_collector import admin, command_calls, linked_replica, make_collector
+from tests.support.registry import registry_of
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -47,28 +48,27 @@ def _documented_acl_without_scripts() -> list[str]:
 @pytest.fixture(scope="module")
 def server() -> Iterator[RedisServer]:
     """A quiet dataset in several namespaces, with and without TTL, under odd prefixes too."""
-    instance = RedisServer()
-    client = admin(instance)
-    pipe = client.pipeline(transaction=False)
-    sizes = {"api_response": 1200, "search_results": 700, "llm_response": 300}
-    for namespace, keys in sizes.items():
-        for i in range(keys):
-            # a fixed key and value length per namespace: every sample weighs the same
-            key = f"cache:{namespace}:{i:05d}"
-            if i % 3:
-                pipe.set(key, namespace * 4, ex=3600)
-            else:
-                pipe.set(key, namespace * 4)
-    for i in range(150):
-        pipe.set(f"app-1.tenant{i % 7}|cache:sessions:{i:04d}", "s", ex=600)
-    for i in range(80):
-        pipe.set(f"queue:jobs:{i:03d}", "j")
-    for i in range(40):
-        pipe.set(f"user:{i:03d}:profile", "p")  # 40 labels under a split rule: over the limit
-    pipe.execute()
-    client.execute_command(*_documented_acl_without_scripts())
-    yield instance
-    instance.close()
+    with closing(RedisServer()) as instance:
+        client = admin(instance)
+        pipe = client.pipeline(transaction=False)
+        sizes = {"api_response": 1200, "search_results": 700, "llm_response": 300}
+        for namespace, keys in sizes.items():
+            for i in range(keys):
+                # a fixed key and value length per namespace: every sample weighs the same
+                key = f"cache:{namespace}:{i:05d}"
+                if i % 3:
+                    pipe.set(key, namespace * 4, ex=3600)
+                else:
+                    pipe.set(key, namespace * 4)
+        for i in range(150):
+            pipe.set(f"app-1.tenant{i % 7}|cache:sessions:{i:04d}", "s", ex=600)
+        for i in range(80):
+            pipe.set(f"queue:jobs:{i:03d}", "j")
+        for i in range(40):
+            pipe.set(f"user:{i:03d}:profile", "p")  # 40 labels under a split rule: over the limit
+        pipe.execute()
+        client.execute_command(*_documented_acl_without_scripts())
+        yield instance
 
 
 def _scripted(server: RedisServer, **target: Any) -> RedisCollector:
@@ -255,14 +255,9 @@ async def test_script_flush_is_survived_by_a_reload_and_replicas_run_the_script(
     assert after.get("eval", 0) == before.get("eval", 0)
     assert collector.scan is not None and collector.scan.scripted is True
 
-    client.config_set("repl-diskless-sync-delay", 0)
-    replica = RedisServer("--replicaof", "127.0.0.1", str(server.port))
+    replica = linked_replica(server)
     try:
         replica_client = admin(replica)
-        deadline = time.monotonic() + 20
-        while replica_client.info("replication").get("master_link_status") != "up":
-            assert time.monotonic() < deadline, "the replica never linked up"
-            time.sleep(0.05)
         on_replica = _scripted(replica)
         counts = await _full_pass(on_replica)
         replica_calls = command_calls(replica_client)

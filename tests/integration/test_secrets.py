@@ -12,18 +12,18 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from daemon import ROOT, Daemon
-from pgbouncer_server import STATS_PASSWORD, PgBouncerServer
-from servers import PostgresServer, RedisServer, free_port
 
 from exporter.collectors import COLLECTORS
+from tests.support.daemon import Daemon
+from tests.support.pgbouncer_server import STATS_PASSWORD, PgBouncerServer
+from tests.support.processes import run_module
+from tests.support.servers import PostgresServer, RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -129,14 +129,7 @@ def test_planted_passwords_never_appear_in_logs_pages_or_metrics(tmp_path: Path)
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_module("exporter", *args, timeout=30, env={**os.environ, **env})
 
 
 @pytest.mark.timeout(60)

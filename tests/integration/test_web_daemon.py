@@ -9,7 +9,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,8 +18,10 @@ from typing import Any
 import bcrypt
 import pytest
 import yaml
-from daemon import ROOT, Daemon
-from tlscerts import Issued, issue, make_ca
+
+from tests.support.certs import Issued
+from tests.support.daemon import Daemon
+from tests.support.processes import run_module
 
 pytestmark = pytest.mark.integration
 
@@ -58,18 +59,6 @@ class WebDaemon(Daemon):
                 return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers), exc.read()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Issued]:
-    d = tmp_path_factory.mktemp("pki")
-    ca, new_ca = make_ca(d, "server-ca"), make_ca(d, "server-ca-2")
-    return {
-        "ca": ca,
-        "new_ca": new_ca,
-        "server": issue(d, "server", ca),
-        "rotated": issue(d, "rotated", new_ca),
-    }
 
 
 def web_yaml(path: Path, cert: Issued | None, users: dict[str, str], **extra: Any) -> Path:
@@ -163,13 +152,7 @@ def test_sighup_rotates_certificate_and_passwords_and_a_bad_file_keeps_them(
 
 
 def check_config(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", "--check-config", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_module("exporter", "--check-config", *args, timeout=30)
 
 
 @pytest.mark.timeout(60)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from exporter import config
 from exporter.config import ConfigError, Timing, load, parse_duration, redact_url
+from tests.support.processes import run_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -231,14 +231,7 @@ def test_short_interval_alone_is_fine_but_an_explicit_longer_timeout_is_not(
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
-    )
+    return run_module("exporter", *args, timeout=60, env={"PATH": "/usr/bin:/bin", **(env or {})})
 
 
 def test_cli_bad_config_exits_2_without_traceback_or_secret(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from exporter.mixin.catalog import BY_KEY, COMPARED, SIGNALS
 from exporter.mixin.dashboards import dashboards
 from exporter.mixin.rules import alert_rules
 from exporter.mixin.thresholds import Thresholds
-from tests.unit.promql_lint import problems, selectors, substitute
+from tests.support.promql_lint import problems, selectors, substitute
 
 ROOT = Path(__file__).resolve().parents[2]
 RENDERED = generate.render(Thresholds())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from prometheus_client.registry import CollectorRegistry
-
 from exporter.collectors.pgbouncer import (
     DATABASES,
     POOLS,
@@ -12,32 +10,19 @@ from exporter.collectors.pgbouncer import (
     families_from,
 )
 from exporter.collectors.pgbouncer_console import ConsoleAddress, ConsoleError
-
-
-class _Families:
-    def __init__(self, families: list[object]) -> None:
-        self.families = families
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        return self.families
-
-
-def _registry(*family_maps: dict[str, object]) -> CollectorRegistry:
-    reg = CollectorRegistry(auto_describe=True)
-    reg.register(_Families([f for m in family_maps for f in m.values()]))
-    return reg
+from tests.support.registry import registry_of
 
 
 def test_max_wait_combines_seconds_and_microseconds() -> None:
     rows = [{"database": "app", "user": "web", "maxwait": "2", "maxwait_us": "250000"}]
-    reg = _registry(families_from(POOLS, _with_max_wait_us(rows)))
+    reg = registry_of(families_from(POOLS, _with_max_wait_us(rows)).values())
     labels = {"pool": "app/web", "database": "app", "user": "web"}
     assert reg.get_sample_value("perf_pgbouncer_max_wait_seconds", labels) == 2.25
 
 
 def test_max_wait_without_microsecond_column_keeps_whole_seconds() -> None:
     rows = [{"database": "app", "user": "web", "maxwait": "3"}]
-    reg = _registry(families_from(POOLS, _with_max_wait_us(rows)))
+    reg = registry_of(families_from(POOLS, _with_max_wait_us(rows)).values())
     labels = {"pool": "app/web", "database": "app", "user": "web"}
     assert reg.get_sample_value("perf_pgbouncer_max_wait_seconds", labels) == 3
 
@@ -45,7 +30,7 @@ def test_max_wait_without_microsecond_column_keeps_whole_seconds() -> None:
 def test_pool_states_of_older_versions_map_to_the_same_series() -> None:
     # PgBouncer before 1.18 had a single cl_cancel_req column and no sv_active_cancel
     rows = [{"database": "app", "user": "web", "cl_active": "4", "cl_cancel_req": "1"}]
-    reg = _registry(families_from(POOLS, rows))
+    reg = registry_of(families_from(POOLS, rows).values())
     base = {"pool": "app/web", "database": "app", "user": "web"}
     assert reg.get_sample_value("perf_pgbouncer_clients", {**base, "state": "active"}) == 4
     assert reg.get_sample_value("perf_pgbouncer_clients", {**base, "state": "cancel"}) == 1
@@ -54,14 +39,16 @@ def test_pool_states_of_older_versions_map_to_the_same_series() -> None:
 
 def test_stats_times_are_converted_from_microseconds() -> None:
     rows = [{"database": "app", "total_query_time": "1500000", "total_query_count": "12"}]
-    reg = _registry(families_from(STATS, rows))
+    reg = registry_of(families_from(STATS, rows).values())
     assert reg.get_sample_value("perf_pgbouncer_query_seconds_total", {"database": "app"}) == 1.5
     assert reg.get_sample_value("perf_pgbouncer_queries_total", {"database": "app"}) == 12
 
 
 def test_reserve_pool_column_renamed_in_1_24_reads_the_same() -> None:
-    old = _registry(families_from(DATABASES, [{"name": "app", "reserve_pool": "5"}]))
-    new = _registry(families_from(DATABASES, [{"name": "app", "reserve_pool_size": "5"}]))
+    old = registry_of(families_from(DATABASES, [{"name": "app", "reserve_pool": "5"}]).values())
+    new = registry_of(
+        families_from(DATABASES, [{"name": "app", "reserve_pool_size": "5"}]).values()
+    )
     for reg in (old, new):
         value = reg.get_sample_value(
             "perf_pgbouncer_database_reserve_pool_size", {"database": "app"}
@@ -71,7 +58,7 @@ def test_reserve_pool_column_renamed_in_1_24_reads_the_same() -> None:
 
 def test_empty_and_text_values_are_skipped() -> None:
     rows = [{"name": "app", "pool_size": "", "max_connections": "n/a", "paused": "1"}]
-    reg = _registry(families_from(DATABASES, rows))
+    reg = registry_of(families_from(DATABASES, rows).values())
     assert reg.get_sample_value("perf_pgbouncer_database_pool_size", {"database": "app"}) is None
     assert reg.get_sample_value("perf_pgbouncer_database_paused", {"database": "app"}) == 1
 

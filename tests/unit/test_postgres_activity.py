@@ -3,29 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 
 import asyncpg
 import pytest
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import Metric
 
 from exporter.collectors import postgres_activity as act
 from exporter.config import ConfigError, PostgresSettings, load
-
-
-class _Families:
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self.families = list(families)
-
-    def collect(self) -> list[Metric]:
-        return self.families
-
-
-def registry(families: Iterable[Metric]) -> CollectorRegistry:
-    reg = CollectorRegistry()
-    reg.register(_Families(families))
-    return reg
+from tests.support.registry import registry_of
 
 
 def test_a_chain_has_one_root_with_everyone_behind_it() -> None:
@@ -109,11 +93,11 @@ def test_statement_waits_are_exported_for_listed_statements_and_kept_for_later()
     counts.add([{"datname": "app", "type": "CPU", "event": "CPU", "query_id": 5, "n": 2}], {5})
     name = "perf_postgres_statement_wait_samples_total"
     labels = {"queryid": "5", "datname": "app", "wait_event_type": "CPU"}
-    assert registry(act.wait_families(counts, {5})).get_sample_value(name, labels) == 2
-    assert registry(act.wait_families(counts, {9})).get_sample_value(name, labels) is None
+    assert registry_of(act.wait_families(counts, {5})).get_sample_value(name, labels) == 2
+    assert registry_of(act.wait_families(counts, {9})).get_sample_value(name, labels) is None
     # listed again later: the count goes on from where it was, never from zero
     counts.add([{"datname": "app", "type": "CPU", "event": "CPU", "query_id": 5, "n": 1}], {5})
-    reg = registry(act.wait_families(counts, {5}))
+    reg = registry_of(act.wait_families(counts, {5}))
     assert reg.get_sample_value(name, labels) == 3
     assert reg.get_sample_value("perf_postgres_wait_sample_rounds_total") == 2
     assert (
@@ -130,7 +114,7 @@ def test_blocking_families_give_zeros_for_quiet_databases_and_bound_application_
         {"datname": "app", "application_name": f"job{i % 12}", "waiting": 1} for i in range(14)
     ]
     blocking = act.Blocking(blocked={"app": (14, 9.5)}, roots=roots)
-    reg = registry(act.blocking_families(["app", "quiet"], blocking))
+    reg = registry_of(act.blocking_families(["app", "quiet"], blocking))
     assert reg.get_sample_value("perf_postgres_blocked_sessions", {"datname": "quiet"}) == 0
     assert reg.get_sample_value("perf_postgres_blocked_max_seconds", {"datname": "quiet"}) == 0
     assert reg.get_sample_value("perf_postgres_blocked_sessions", {"datname": "app"}) == 14

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 
 import asyncpg
 import pytest
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import Metric
 
 from exporter.collectors import postgres_families as fam
 from exporter.collectors.base import CollectError
 from exporter.collectors.postgres import PostgresCollector, _preloaded, translate_failure, where
 from exporter.collectors.postgres_queries import CONNECTION_STATES
 from exporter.config import PostgresSettings, PostgresTarget
-
-
-class _Families:
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self.families = list(families)
-
-    def collect(self) -> list[Metric]:
-        return self.families
-
-
-def registry(families: Iterable[Metric]) -> CollectorRegistry:
-    reg = CollectorRegistry()
-    reg.register(_Families(families))
-    return reg
+from tests.support.registry import registry_of
 
 
 def row(queryid: str, datname: str, user: str, calls: int, exec_ms: float) -> fam.StatementRow:
@@ -37,7 +21,7 @@ def row(queryid: str, datname: str, user: str, calls: int, exec_ms: float) -> fa
 
 def test_statement_rows_become_counters_in_base_units() -> None:
     top = [row("11", "app", "api", 10, 50.5), row("-12", "app", "worker", 3, 20.25)]
-    reg = registry(fam.statement_families(top, row("other", "", "", 7, 9.25), None))
+    reg = registry_of(fam.statement_families(top, row("other", "", "", 7, 9.25), None))
     api = {"queryid": "11", "datname": "app", "user": "api"}
     assert reg.get_sample_value("perf_postgres_statement_calls_total", api) == 10
     assert reg.get_sample_value("perf_postgres_statement_exec_seconds_total", api) == pytest.approx(
@@ -59,7 +43,7 @@ def test_statement_info_carries_the_text_of_top_statements_only_when_given() -> 
     top, other = [row("5", "d", "u", 1, 1.0)], row("other", "", "", 0, 0.0)
     names = {f.name for f in fam.statement_families(top, other, None)}
     assert "perf_postgres_statement_info" not in names
-    reg = registry(fam.statement_families(top, other, {"5": "SELECT $1"}))
+    reg = registry_of(fam.statement_families(top, other, {"5": "SELECT $1"}))
     assert (
         reg.get_sample_value("perf_postgres_statement_info", {"queryid": "5", "query": "SELECT $1"})
         == 1
@@ -68,13 +52,13 @@ def test_statement_info_carries_the_text_of_top_statements_only_when_given() -> 
 
 def test_view_families_exist_only_when_the_server_reports_them() -> None:
     assert fam.statement_view_families(None, None) == []
-    reg = registry(fam.statement_view_families(7, 1.7e9))
+    reg = registry_of(fam.statement_view_families(7, 1.7e9))
     assert reg.get_sample_value("perf_postgres_statements_deallocations_total") == 7
     assert reg.get_sample_value("perf_postgres_statements_reset_timestamp_seconds") == 1.7e9
 
 
 def test_every_connection_state_is_reported_even_at_zero() -> None:
-    reg = registry(
+    reg = registry_of(
         fam.connection_families(
             ["app", "other"],
             [
@@ -102,7 +86,7 @@ def test_every_connection_state_is_reported_even_at_zero() -> None:
 def test_database_rows_become_counters_per_datname() -> None:
     row = {c: i for i, (c, _n, _h) in enumerate(fam.DATABASE_COUNTERS, start=1)}
     row.update(datname="app", size_bytes=8192)
-    reg = registry(fam.database_families([row]))
+    reg = registry_of(fam.database_families([row]))
     assert reg.get_sample_value("perf_postgres_blocks_hit_total", {"datname": "app"}) == 1
     assert reg.get_sample_value("perf_postgres_blocks_read_total", {"datname": "app"}) == 2
     assert reg.get_sample_value("perf_postgres_tuples_deleted_total", {"datname": "app"}) == 13
@@ -113,7 +97,7 @@ def test_probe_histogram_is_cumulative_across_cycles() -> None:
     hist = fam.probe_histogram()
     for seconds in (0.00005, 0.0003, 0.0003, 7.0):
         hist.observe(seconds)
-    reg = registry([hist.family()])
+    reg = registry_of([hist.family()])
     bucket = "perf_postgres_probe_duration_seconds_bucket"
     assert reg.get_sample_value(bucket, {"le": "0.0001"}) == 1
     assert reg.get_sample_value(bucket, {"le": "0.0005"}) == 3
@@ -128,7 +112,7 @@ def test_probe_histogram_is_cumulative_across_cycles() -> None:
 def test_boundary_observation_falls_in_its_own_bucket() -> None:
     hist = fam.probe_histogram()
     hist.observe(0.001)
-    reg = registry([hist.family()])
+    reg = registry_of([hist.family()])
     assert reg.get_sample_value("perf_postgres_probe_duration_seconds_bucket", {"le": "0.001"}) == 1
     assert (
         reg.get_sample_value("perf_postgres_probe_duration_seconds_bucket", {"le": "0.0005"}) == 0
@@ -205,7 +189,7 @@ def test_table_rows_become_labelled_families() -> None:
         "idx_scan": 11,
         "size_bytes": 12,
     }
-    reg = registry(fam.table_families("db", [row], []))
+    reg = registry_of(fam.table_families("db", [row], []))
     labels = {"datname": "db", "schemaname": "s", "relname": "t"}
     assert reg.get_sample_value("perf_postgres_table_heap_blocks_read_total", labels) == 6
     assert reg.get_sample_value("perf_postgres_table_index_blocks_hit_total", labels) == 7
@@ -226,7 +210,7 @@ def test_server_row_gives_settings_version_and_replica_lag() -> None:
         "replica_lag_seconds": 1.5,
         "standbys": [],
     }
-    reg = registry(fam.server_families(server))
+    reg = registry_of(fam.server_families(server))
     assert (
         reg.get_sample_value(
             "perf_postgres_version_info", {"version": "15.20", "version_num": "150020"}
@@ -248,7 +232,7 @@ def test_server_row_gives_settings_version_and_replica_lag() -> None:
             }
         ],
     }
-    reg = registry(fam.server_families(primary))
+    reg = registry_of(fam.server_families(primary))
     assert reg.get_sample_value("perf_postgres_replication_lag_bytes") is None
     assert (
         reg.get_sample_value(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry
 from redis import exceptions as rx
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
@@ -14,6 +13,7 @@ from exporter.collectors.redis import RedisCollector, _connection_settings
 from exporter.collectors.redis_info import families_from_info, parse_info, parse_pairs
 from exporter.collectors.redis_namespaces import OTHER, NamespaceRules
 from exporter.config import NamespaceSplit, RedisSettings, RedisTarget
+from tests.support.registry import registry_of
 
 PRIMARY_INFO = """\
 # Server\r
@@ -77,20 +77,8 @@ db3:keys=1,expires=0,avg_ttl=0\r
 """
 
 
-def _registry(text: str) -> CollectorRegistry:
-    families = families_from_info(parse_info(text))
-
-    class Source:
-        def collect(self):  # type: ignore[no-untyped-def]
-            return families
-
-    registry = CollectorRegistry()
-    registry.register(Source())
-    return registry
-
-
 def test_plain_fields_become_counters_and_gauges_in_base_units() -> None:
-    registry = _registry(PRIMARY_INFO)
+    registry = registry_of(families_from_info(parse_info(PRIMARY_INFO)))
     value = registry.get_sample_value
     assert value("perf_redis_keyspace_hits_total") == 700
     assert value("perf_redis_keyspace_misses_total") == 300
@@ -111,7 +99,7 @@ def test_plain_fields_become_counters_and_gauges_in_base_units() -> None:
 
 
 def test_per_command_error_db_and_replica_sections() -> None:
-    value = _registry(PRIMARY_INFO).get_sample_value
+    value = registry_of(families_from_info(parse_info(PRIMARY_INFO))).get_sample_value
     assert value("perf_redis_command_calls_total", {"cmd": "get"}) == 1500
     assert value("perf_redis_command_duration_seconds_total", {"cmd": "get"}) == pytest.approx(
         0.0025
@@ -134,7 +122,7 @@ def test_per_command_error_db_and_replica_sections() -> None:
 
 def test_replica_reports_its_link_and_absent_sections_are_left_out() -> None:
     text = "role:slave\r\nmaster_link_status:down\r\nmaster_last_io_seconds_ago:-1\r\n"
-    value = _registry(text).get_sample_value
+    value = registry_of(families_from_info(parse_info(text))).get_sample_value
     assert value("perf_redis_replication_is_replica") == 1
     assert value("perf_redis_replication_master_link_up") == 0
     assert value("perf_redis_keyspace_hits_total") is None

@@ -7,31 +7,24 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from tlscerts import Issued, encrypt_key, issue, make_ca
 
 from exporter.config import ConfigError
 from exporter.webconfig import load_web_config
+from tests.support.certs import Issued, encrypt_key
 
 HASH = bcrypt.hashpw(b"s3cret-Prom", bcrypt.gensalt(4)).decode()
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Issued]:
-    d = tmp_path_factory.mktemp("pki")
-    ca = make_ca(d, "server-ca")
-    client_ca = make_ca(d, "client-ca")
-    return {
-        "ca": ca,
-        "server": issue(d, "server", ca),
-        "other": issue(d, "other", ca),
-        "client_ca": client_ca,
-    }
 
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "web.yml"
     path.write_text(text)
     return path
+
+
+def tls_section(cert: Path | str, key: Path | str, **settings: object) -> str:
+    """A ``tls_server_config`` section with ``cert`` and ``key``, and ``settings`` after them."""
+    keys = {"cert_file": cert, "key_file": key, **settings}
+    return "tls_server_config:\n" + "".join(f"  {k}: {v}\n" for k, v in keys.items())
 
 
 def problems(path: Path) -> list[str]:
@@ -114,16 +107,9 @@ listen: 1
 def test_client_auth_types_that_skip_verification_are_refused_with_the_alternative(
     tmp_path: Path, pki: dict[str, Issued], kind: str
 ) -> None:
-    path = write(
-        tmp_path,
-        f"""
-tls_server_config:
-  cert_file: {pki["server"].cert}
-  key_file: {pki["server"].key}
-  client_auth_type: {kind}
-  client_ca_file: {pki["client_ca"].cert}
-""",
-    )
+    server, ca = pki["server"], pki["client_ca"].cert
+    section = tls_section(server.cert, server.key, client_auth_type=kind, client_ca_file=ca)
+    path = write(tmp_path, section)
     (problem,) = problems(path)
     assert "tls_server_config.client_auth_type" in problem
     assert f"{kind} is not supported" in problem
@@ -133,9 +119,7 @@ tls_server_config:
 def test_client_ca_and_client_auth_type_must_come_together(
     tmp_path: Path, pki: dict[str, Issued]
 ) -> None:
-    base = (
-        f"tls_server_config:\n  cert_file: {pki['server'].cert}\n  key_file: {pki['server'].key}\n"
-    )
+    base = tls_section(pki["server"].cert, pki["server"].key)
     (alone,) = problems(write(tmp_path, base + f"  client_ca_file: {pki['client_ca'].cert}\n"))
     assert "client_ca_file is set but client_auth_type is NoClientCert" in alone
     (missing,) = problems(write(tmp_path, base + "  client_auth_type: VerifyClientCertIfGiven\n"))
@@ -145,15 +129,10 @@ def test_client_ca_and_client_auth_type_must_come_together(
 def test_unimplemented_toolkit_keys_are_refused_by_name(
     tmp_path: Path, pki: dict[str, Issued]
 ) -> None:
-    path = write(
-        tmp_path,
-        f"""
-tls_server_config:
-  cert_file: {pki["server"].cert}
-  key_file: {pki["server"].key}
-  client_allowed_sans: [scraper.example]
-""",
+    section = tls_section(
+        pki["server"].cert, pki["server"].key, client_allowed_sans="[scraper.example]"
     )
+    path = write(tmp_path, section)
     (problem,) = problems(path)
     assert "client_allowed_sans not supported" in problem
 
@@ -161,10 +140,7 @@ tls_server_config:
 def test_key_of_another_certificate_is_reported_without_key_material(
     tmp_path: Path, pki: dict[str, Issued]
 ) -> None:
-    path = write(
-        tmp_path,
-        f"tls_server_config:\n  cert_file: {pki['server'].cert}\n  key_file: {pki['other'].key}\n",
-    )
+    path = write(tmp_path, tls_section(pki["server"].cert, pki["other"].key))
     (problem,) = problems(path)
     assert "cannot use cert_file and key_file together" in problem
     assert "KEY_VALUES_MISMATCH" in problem
@@ -176,20 +152,14 @@ def test_key_of_another_certificate_is_reported_without_key_material(
 @pytest.mark.timeout(20)
 def test_encrypted_key_is_refused_without_prompting(tmp_path: Path, pki: dict[str, Issued]) -> None:
     locked = encrypt_key(pki["server"].key, tmp_path / "locked.key", "pass-phrase-xyz")
-    path = write(
-        tmp_path, f"tls_server_config:\n  cert_file: {pki['server'].cert}\n  key_file: {locked}\n"
-    )
+    path = write(tmp_path, tls_section(pki["server"].cert, locked))
     (problem,) = problems(path)
     assert "the key unencrypted" in problem
     assert "pass-phrase-xyz" not in problem
 
 
 def test_unreadable_files_are_named(tmp_path: Path, pki: dict[str, Issued]) -> None:
-    path = write(
-        tmp_path,
-        f"tls_server_config:\n  cert_file: {tmp_path}/missing.crt\n"
-        f"  key_file: {pki['server'].key}\n",
-    )
+    path = write(tmp_path, tls_section(f"{tmp_path}/missing.crt", pki["server"].key))
     (problem,) = problems(path)
     assert problem == (
         f"{path}: tls_server_config.cert_file: cannot read {tmp_path}/missing.crt "

@@ -15,8 +15,6 @@ import aiohttp
 import bcrypt
 import pytest
 from aiohttp import web
-from servers import free_port
-from tlscerts import Issued, issue, make_ca
 
 import exporter.webconfig as webconfig
 from exporter.config import ConfigError
@@ -27,24 +25,10 @@ from exporter.webconfig import (
     auth_middleware,
     response_headers,
 )
+from tests.support.certs import Issued
+from tests.support.servers import free_port
 
 PASSWORD = "scrape-Pa55-7d1e"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Issued]:
-    d = tmp_path_factory.mktemp("pki")
-    ca, new_ca = make_ca(d, "server-ca"), make_ca(d, "server-ca-2")
-    client_ca, rogue_ca = make_ca(d, "client-ca"), make_ca(d, "rogue-ca")
-    return {
-        "ca": ca,
-        "server": issue(d, "server", ca),
-        "new_ca": new_ca,
-        "rotated": issue(d, "rotated", new_ca),
-        "client_ca": client_ca,
-        "client": issue(d, "scraper", client_ca, server=False),
-        "rogue": issue(d, "rogue", rogue_ca, server=False),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +98,11 @@ def tls(pki: dict[str, Issued], **extra: object) -> TLSServerConfig:
     )
 
 
+def client_auth(pki: dict[str, Issued], kind: str) -> TLSServerConfig:
+    """The server certificate, and client certificates of ``kind`` checked against the client CA."""
+    return tls(pki, client_auth_type=kind, client_ca_file=pki["client_ca"].cert)
+
+
 # --- TLS ---------------------------------------------------------------------------------------
 
 
@@ -143,13 +132,7 @@ async def test_min_version_tls13_refuses_a_tls12_only_client(pki: dict[str, Issu
 async def test_required_client_certificate_must_come_from_the_client_ca(
     pki: dict[str, Issued],
 ) -> None:
-    config = WebConfig(
-        tls_server_config=tls(
-            pki,
-            client_auth_type="RequireAndVerifyClientCert",
-            client_ca_file=pki["client_ca"].cert,
-        )
-    )
+    config = WebConfig(tls_server_config=client_auth(pki, "RequireAndVerifyClientCert"))
     async with serve(lambda: config, config.ssl_context()) as url:
         ok = await get(url + "/metrics", context=client_context(pki["ca"], pki["client"]))
         assert ok[0] == 200
@@ -162,11 +145,7 @@ async def test_required_client_certificate_must_come_from_the_client_ca(
 async def test_optional_client_certificate_is_verified_only_when_given(
     pki: dict[str, Issued],
 ) -> None:
-    config = WebConfig(
-        tls_server_config=tls(
-            pki, client_auth_type="VerifyClientCertIfGiven", client_ca_file=pki["client_ca"].cert
-        )
-    )
+    config = WebConfig(tls_server_config=client_auth(pki, "VerifyClientCertIfGiven"))
     async with serve(lambda: config, config.ssl_context()) as url:
         assert (await get(url + "/metrics", context=client_context(pki["ca"])))[0] == 200
         with pytest.raises(aiohttp.ClientError):
@@ -189,13 +168,7 @@ async def test_live_tls_update_applies_to_new_connections_without_a_new_listener
             await get(url + "/metrics", context=client_context(pki["ca"]))
 
         # client certificates now required, then the trusted client CA replaced (not added)
-        live.update(
-            tls(
-                pki,
-                client_auth_type="RequireAndVerifyClientCert",
-                client_ca_file=pki["client_ca"].cert,
-            )
-        )
+        live.update(client_auth(pki, "RequireAndVerifyClientCert"))
         with pytest.raises(aiohttp.ClientError):
             await get(url + "/metrics", context=client_context(pki["ca"]))
         good = client_context(pki["ca"], pki["client"])

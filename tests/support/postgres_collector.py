@@ -8,32 +8,17 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import Metric
-from servers import PG_BIN, PostgresServer, free_port
 
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.postgres import PostgresCollector
 from exporter.config import PostgresSettings, PostgresTarget
-
-
-class _Families:
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self.families = list(families)
-
-    def collect(self) -> list[Metric]:
-        return self.families
-
-
-def registry(result: Collected) -> CollectorRegistry:
-    reg = CollectorRegistry()
-    reg.register(_Families(result.families))
-    return reg
+from tests.support.certs import CertificateAuthority
+from tests.support.servers import PG_BIN, PostgresServer, free_port
 
 
 def collector(
@@ -82,31 +67,11 @@ async def flush_stats(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_stat_force_next_flush()")
 
 
-def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+def postgres_server_cert(directory: Path) -> tuple[Path, Path]:
     """A throw-away server certificate readable by the postgres user (key mode 0600)."""
     directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / "server.crt", directory / "server.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    issued = CertificateAuthority(directory, "ca").issue("server")
+    cert, key = issued.cert, issued.key
     os.chmod(directory, 0o755)
     os.chmod(key, 0o600)
     os.chmod(cert, 0o644)

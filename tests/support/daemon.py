@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from servers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.processes import ROOT, stop_process, wait_until
+from tests.support.servers import free_port
 
 
 class Daemon:
@@ -106,14 +106,10 @@ class Daemon:
     def wait_for(
         self, predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition"
     ) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; log:\n{self.log}")
+        try:
+            return wait_until(predicate, timeout, what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; log:\n{self.log}") from None
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
@@ -130,14 +126,7 @@ class Daemon:
     def stop(self, timeout: float = 10.0) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        code = self.proc.returncode
+        code = stop_process(self.proc, timeout)
         with contextlib.suppress(Exception):
             self._stderr.close()
         return int(code)

@@ -1,6 +1,7 @@
 """One application worker process for the instrument tests: a real asyncpg pool and Redis cache.
 
-Started by tests/integration/test_app.py as ``python tests/app_worker.py <json options>``; it
+Started by tests/integration/test_app.py as
+``python -m tests.support.app_worker <json options>`` from the repository root; it
 prints ``ready`` and then obeys one JSON command per stdin line, answering ``ok`` (or
 ``error <text>``) on stdout when the command is done:
 
@@ -19,10 +20,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 import redis.asyncio as aioredis

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from servers import PostgresServer, RedisServer
+from tests.support.servers import PostgresServer, RedisServer
 
 
 class Flapper:

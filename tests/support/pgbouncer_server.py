@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from servers import PostgresServer, free_port, require_binary, wait_for_port
+from tests.support.servers import PostgresServer, free_port, require_binary, wait_for_port
 
 #: Users every test bouncer knows: the admin-console user the exporter logs in as, and an app user.
 STATS_USER = "stats"

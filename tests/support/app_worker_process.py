@@ -1,4 +1,4 @@
-"""A tests/app_worker.py subprocess: a real asyncpg pool and cache publishing through
+"""A tests/support/app_worker.py subprocess: a real asyncpg pool and cache publishing through
 exporter.instrument, driven line by line over stdin/stdout."""
 
 from __future__ import annotations
@@ -8,19 +8,20 @@ import select
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-WORKER = Path(__file__).resolve().parent / "app_worker.py"
+from tests.support.processes import ROOT, end_input
 
 
 class AppWorker:
-    """A tests/app_worker.py subprocess driven line by line."""
+    """A tests/support/app_worker.py subprocess driven line by line."""
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
+        # a module run from the repository root imports exactly as the tests do
         self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), json.dumps(options)],
+            [sys.executable, "-m", "tests.support.app_worker", json.dumps(options)],
+            cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -48,10 +49,4 @@ class AppWorker:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+            end_input(self.proc)

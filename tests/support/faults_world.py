@@ -1,7 +1,7 @@
 """One daemon watching suite-started servers of every kind, for the fault tests to break in turn.
 
-Import the ``world`` fixture into a test module (``from faults_world import world``): each module
-gets its own servers and daemon, and the daemon is never restarted while its module runs.
+The ``world`` fixture (tests/integration/conftest.py) is module-scoped: each fault module gets its
+own servers and daemon, and the daemon is never restarted while its module runs.
 
 During every fault :meth:`World.fault` checks that /metrics answers within ``SCRAPE_BUDGET``, that
 only the broken target's ``up`` is 0 and none of its other series remain (nothing stale served
@@ -15,18 +15,17 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-from daemon import Daemon
-from pgbouncer_server import STATS_PASSWORD, PgBouncerServer
 from prometheus_client.parser import text_string_to_metric_families
-from servers import PostgresServer, RedisServer
 
 from exporter.collectors import COLLECTORS
+from tests.support.daemon import Daemon
+from tests.support.pgbouncer_server import PgBouncerServer
+from tests.support.servers import PostgresServer, RedisServer
 
 INTERVAL = 1.0
 #: A scrape on a busy 2-core CI box; no fault may slow /metrics beyond this.
@@ -146,7 +145,7 @@ class World:
         return took
 
 
-def _config(world_dir: Path, pg: PostgresServer, cache: RedisServer, appdata: RedisServer,
+def daemon_config(world_dir: Path, pg: PostgresServer, cache: RedisServer, appdata: RedisServer,
             bouncer: PgBouncerServer, password_file: Path) -> dict[str, Any]:  # fmt: skip
     targets: dict[str, list[dict[str, Any]]] = {
         "postgres": [
@@ -166,54 +165,3 @@ def _config(world_dir: Path, pg: PostgresServer, cache: RedisServer, appdata: Re
         "timeout": "0.8s",
         "targets": {kind: t for kind, t in targets.items() if kind in watched_kinds},
     }
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp = tmp_path_factory.mktemp("faults")
-    pg = PostgresServer(
-        stat_statements=False,
-        settings={"max_connections": "12", "superuser_reserved_connections": "3"},
-        hba=[
-            "local all all trust",
-            "host all monitor 127.0.0.1/32 scram-sha-256",
-            "host all all 127.0.0.1/32 trust",
-        ],
-    )
-    cache = RedisServer(
-        "--enable-debug-command", "yes", "--maxmemory", "4mb", "--maxmemory-policy", "noeviction"
-    )
-    appdata = RedisServer()
-    bouncer = PgBouncerServer(pg)
-    try:
-        pg.sql(f"CREATE ROLE monitor LOGIN PASSWORD '{MONITOR_PASSWORD}' IN ROLE pg_monitor")
-        pg.sql("CREATE ROLE crowd LOGIN")
-        pg.sql("CREATE DATABASE app")
-        pg.sql("CREATE TABLE orders (id int)", "app")
-        password_file = tmp / "monitor-password"
-        password_file.write_text(MONITOR_PASSWORD)
-        config = _config(tmp, pg, cache, appdata, bouncer, password_file)
-        watched = {name: kind for name, kind in TARGETS.items() if kind in COLLECTORS}
-        with Daemon(config, tmp, env={"PERF_BOUNCER_PW": STATS_PASSWORD}) as d:
-            w = World(pg, cache, appdata, bouncer, d, password_file, watched)
-            for target in watched:
-                w.wait(lambda t=target: w.up(t) == 1.0, 20, f"{target} up at start")  # type: ignore[misc]
-            pid = d.proc.pid if d.proc else None
-            yield w
-            lat = sorted(w.latencies)
-            p99 = lat[int(len(lat) * 0.99)]
-            print(f"\n/metrics during faults: {len(lat)} scrapes, p99 {p99 * 1000:.1f} ms")  # noqa: T201
-            # the same process ran through every fault
-            assert d.proc is not None and d.proc.poll() is None and d.proc.pid == pid, (
-                f"the daemon did not live through the faults:\n{d.log[-4000:]}"
-            )
-            code = d.stop()
-            # shown by pytest only when the teardown fails: what the daemon said beyond info
-            print("\n".join(line for line in d.log.splitlines() if "level=info" not in line))  # noqa: T201
-            assert code == 0, f"the daemon exited {code} on SIGTERM:\n{d.log[-4000:]}"
-            assert "Traceback" not in d.log, d.log[-4000:]
-    finally:
-        bouncer.close()
-        appdata.close()
-        cache.close()
-        pg.close()

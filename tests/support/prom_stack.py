@@ -20,23 +20,41 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from servers import free_port, require_binary, wait_for_port
+
+from tests.support.processes import stop_process
+from tests.support.servers import free_port, require_binary, wait_for_port
 
 
 class _Process:
-    def __init__(self, name: str, cmd: list[str], port: int, workdir: Path) -> None:
+    """A Prometheus-family binary: its YAML config, data and log in a fresh directory."""
+
+    def __init__(
+        self, name: str, binary: str, config: dict[str, Any], storage_flag: str, args: list[str]
+    ) -> None:
         self.name = name
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = workdir / f"{name}.log"
+        self.dir = Path(tempfile.mkdtemp(prefix=f"perf-{name}-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config_file = self.dir / f"{name}.yml"
+        config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+        cmd = [
+            require_binary(binary),
+            f"--config.file={config_file}",
+            f"{storage_flag}={self.dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+            *args,
+        ]
+        self.log_path = self.dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
         try:
-            wait_for_port(port, timeout=30)
+            wait_for_port(self.port, timeout=30)
             self._wait_ready(30)
         except TimeoutError:
+            log = self.log()[-2000:]
             self.close()
-            raise RuntimeError(f"{name} did not start: {self.log()[-2000:]}") from None
+            raise RuntimeError(f"{name} did not start: {log}") from None
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -59,35 +77,19 @@ class _Process:
             return json.loads(resp.read())
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Prometheus(_Process):
     """``prometheus`` with the given config; ``receiver=True`` accepts remote_write."""
 
     def __init__(self, config: dict[str, Any], receiver: bool = False) -> None:
-        binary = require_binary("/usr/bin/prometheus")
-        self.dir = Path(tempfile.mkdtemp(prefix="perf-prometheus-"))
-        port = free_port()
-        (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        cmd = [
-            binary,
-            f"--config.file={self.dir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={self.dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--rules.alert.resend-delay=1s",
-            "--log.level=warn",
-        ]
+        args = ["--rules.alert.resend-delay=1s"]
         if receiver:
-            cmd.append("--web.enable-remote-write-receiver")
-        super().__init__("prometheus", cmd, port, self.dir)
+            args.append("--web.enable-remote-write-receiver")
+        super().__init__("prometheus", "/usr/bin/prometheus", config, "--storage.tsdb.path", args)
 
     def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
         params = {"query": expr}
@@ -106,38 +108,19 @@ class Prometheus(_Process):
                 return result
             time.sleep(0.5)
 
-    def close(self) -> None:
-        super().close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
 
 class Alertmanager(_Process):
     """``prometheus-alertmanager`` with clustering off."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        binary = require_binary("/usr/bin/prometheus-alertmanager")
-        self.dir = Path(tempfile.mkdtemp(prefix="perf-alertmanager-"))
-        port = free_port()
-        (self.dir / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        cmd = [
-            binary,
-            f"--config.file={self.dir / 'alertmanager.yml'}",
-            f"--storage.path={self.dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            "--log.level=warn",
-        ]
-        super().__init__("alertmanager", cmd, port, self.dir)
+        binary, args = "/usr/bin/prometheus-alertmanager", ["--cluster.listen-address="]
+        super().__init__("alertmanager", binary, config, "--storage.path", args)
 
     def alerts(self, alertname: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self.get(
             "/api/v2/alerts", {"filter": f'alertname="{alertname}"'}
         )
         return found
-
-    def close(self) -> None:
-        super().close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Webhook:

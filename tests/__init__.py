@@ -1,0 +1,1 @@
+"""The perf-exporter test suite (a package, so its support modules import by name)."""
