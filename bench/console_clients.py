@@ -19,9 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 from tests.support.pgbouncer_server import STATS_PASSWORD, PgBouncerServer
 from tests.support.servers import PostgresServer
+
+REPO = Path(__file__).resolve().parent.parent
 
 MODULE = str(REPO / "exporter/collectors/pgbouncer_console.py")
 COMMANDS = (
