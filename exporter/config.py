@@ -231,6 +231,10 @@ class RedisSettings(CollectorSettings):
     memory_sample_per_namespace: int = Field(20, ge=0, le=1000)
     #: Distinct namespace labels at most (wildcard patterns, split rules); more go to "other".
     namespace_limit: int = Field(50, ge=1, le=1000)
+    #: Commands with a latency histogram at most (the top by calls; 0: no LATENCY HISTOGRAM).
+    latency_top_n: int = Field(20, ge=0, le=500)
+    #: Newest slowlog (and Valkey COMMANDLOG) entries read per cycle.
+    slowlog_fetch: int = Field(128, ge=1, le=1024)
 
 
 class PgBouncerSettings(CollectorSettings):

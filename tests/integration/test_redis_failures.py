@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 import redis
-from redis_support import TlsRedisServer, admin, make_certs, make_collector, registry_of
+from redis_support import (
+    SERVER_BINARIES,
+    TlsRedisServer,
+    admin,
+    make_certs,
+    make_collector,
+    registry_of,
+    server_for,
+)
 from servers import RedisServer
 
 from exporter.collectors.base import Collected, CollectError
@@ -41,9 +49,9 @@ async def _recovers(collector: RedisCollector, within: float = 20.0) -> Collecte
             await asyncio.sleep(0.2)
 
 
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    instance = RedisServer()
+@pytest.fixture(params=list(SERVER_BINARIES))
+def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    instance = server_for(request.param)
     yield instance
     instance.close()
 

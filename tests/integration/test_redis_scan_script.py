@@ -36,7 +36,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "redis.md"
 
 def _documented_acl_without_scripts() -> list[str]:
     """docs/redis.md's ACL line for a user that may scan but not run scripts."""
-    lines = re.findall(r"^ACL SETUSER perf-exporter .+$", DOCS.read_text(), re.MULTILINE)
+    lines = re.findall(r"^ACL SETUSER perf-exporter on .+$", DOCS.read_text(), re.MULTILINE)
     without = [line for line in lines if "+eval" not in line]
     assert len(lines) == 2 and len(without) == 1, "docs/redis.md must show both ACL lines"
     words = without[0].replace("<password>", PASSWORD).split()
