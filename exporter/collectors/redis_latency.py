@@ -84,17 +84,33 @@ def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
+def _pairs(value: Any) -> list[tuple[Any, Any]]:
+    # RESP2 sends a flat array; redis-py may already have turned it into a mapping
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, list):
+        return list(zip(value[::2], value[1::2], strict=False))
+    return []
+
+
+def power_of_two_below(usec: int) -> int:
+    """The power of two a server bucket stands for.
+
+    The server names a bucket by the highest value its HDR histogram files there, a little
+    above the power of two from 32 us on (33, 66, ..., 264, 528): the bucket ends at 2**k.
+    """
+    return 1 << (max(usec, 1).bit_length() - 1)
+
+
 def parse_latency_histogram(reply: Any) -> dict[str, tuple[float, list[tuple[int, float]]]]:
-    """The RESP2 reply into cmd -> (calls, [(bucket bound in usec, cumulative count)])."""
+    """The reply into cmd -> (calls, [(power-of-two bound in usec, cumulative count)])."""
     out: dict[str, tuple[float, list[tuple[int, float]]]] = {}
-    if not isinstance(reply, list):
-        return out
-    for name, body in zip(reply[::2], reply[1::2], strict=False):
-        fields = dict(zip(map(_text, body[::2]), body[1::2], strict=False))
+    for name, body in _pairs(reply):
+        fields = {_text(k): v for k, v in _pairs(body)}
         calls = parse_number(_text(fields.get("calls", "")))
-        flat = fields.get("histogram_usec") or []
         buckets = [
-            (int(bound), float(count)) for bound, count in zip(flat[::2], flat[1::2], strict=False)
+            (power_of_two_below(int(bound)), float(count))
+            for bound, count in _pairs(fields.get("histogram_usec"))
         ]
         if calls is not None:
             out[_text(name).lower()] = (calls, sorted(buckets))
