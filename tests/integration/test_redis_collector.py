@@ -278,6 +278,7 @@ async def test_minimal_acl_user_from_the_docs_works(server: RedisServer, tmp_pat
 
 async def test_output_passes_promtool_and_both_parsers(server: RedisServer) -> None:
     _fill_namespaces(server)
+    admin(server).config_set("slowlog-log-slower-than", 0)  # slowlog entries to render
     admin(server).get("cache:api_response:0000")
     collector = make_collector(server)
     await collector.collect()
@@ -288,6 +289,13 @@ async def test_output_passes_promtool_and_both_parsers(server: RedisServer) -> N
     text = generate_latest(registry).decode()
     names = {family.name for family in text_string_to_metric_families(text)}
     assert {"perf_redis_keyspace_hits", "perf_redis_probe_duration_seconds"} <= names
+    assert {
+        "perf_redis_command_latency_seconds",
+        "perf_redis_command_latency_percentile_seconds",
+        "perf_redis_slowlog_length",
+        "perf_redis_slowlog_entries",
+    } <= names
+    assert ("perf_redis_commandlog_entries" in names) == is_valkey(server)
     openmetrics = generate_openmetrics(registry).decode()
     assert {f.name for f in parse_openmetrics(openmetrics)} == names
     check = subprocess.run(
