@@ -37,6 +37,8 @@ EXTRA = {
     "queryid": "42",
     "mountpoint": "/",
     "collector": "redis",
+    "cmd": "get",
+    "scope": "host",
 }
 
 
@@ -205,6 +207,7 @@ FIXTURES: dict[str, Fixture] = {
     "app_pool_acquire_p99": Fixture(histogram("perf_app_pool_acquire_seconds_bucket"), 0.01),
     "postgres_probe_p99": Fixture(histogram("perf_postgres_probe_duration_seconds_bucket"), 0.01),
     "redis_probe_p99": Fixture(histogram("perf_redis_probe_duration_seconds_bucket"), 0.002),
+    "redis_command_p99": Fixture(histogram("perf_redis_command_latency_seconds_bucket"), 0.002),
     "postgres_statement_mean_latency": Fixture(statements, 0.01),
     "postgres_longest_transaction": Fixture(
         one_gauge("perf_postgres_transaction_max_age_seconds"), 1
@@ -222,6 +225,12 @@ FIXTURES: dict[str, Fixture] = {
     "host_cgroup_memory_utilisation": Fixture(
         used_of_max("perf_host_cgroup_memory_current_bytes", "perf_host_cgroup_memory_max_bytes"),
         0.01,
+    ),
+    "host_memory_pressure": Fixture(
+        per_second("perf_host_pressure_memory_stalled_seconds_total"), 0.01, 0, 1
+    ),
+    "host_io_pressure": Fixture(
+        per_second("perf_host_pressure_io_stalled_seconds_total"), 0.01, 0, 1
     ),
     "host_filesystem_avail_ratio": Fixture(filesystem, 0.005),
     "host_filesystem_fill_hours": Fixture(filling, 2),
@@ -373,6 +382,7 @@ NO_PENDING_TEST = {
     "app_pool_acquire_p99",
     "postgres_probe_p99",
     "redis_probe_p99",
+    "redis_command_p99",
 }
 
 
@@ -486,7 +496,7 @@ def test_rule_files_pass_promtool_check_with_duplicate_lint(generated: Path) -> 
         str(generated / "alerts/recording.rules.yml"),
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 48 rules found" in result.stdout
+    assert f"SUCCESS: {2 * len(SIGNALS)} rules found" in result.stdout  # warn and crit each
     assert f"SUCCESS: {len(SIGNALS)} rules found" in result.stdout
 
 
