@@ -6,6 +6,7 @@ seen last cycle are the new ones; a gap between that id and the oldest entry fet
 that came and went between two cycles, counted as ``cmd="other"``. A restart (new run_id)
 starts the ids again from 0. Only the command name of an entry is read: its arguments, client
 address and client name are never exported. The first cycle counts the entries in the log.
+``cmd="other"`` is exported from the first cycle on, at 0 until an entry is missed.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class EntryLog:
     """One log's new entries per command, accumulated so the totals never go down."""
 
     def __init__(self) -> None:
-        self.totals: dict[str, float] = defaultdict(float)
+        # "other" (entries missed between cycles) always exists: sums over cmd are never absent
+        self.totals: dict[str, float] = defaultdict(float, {"other": 0.0})
         self.length = 0.0
         self._last_id: int | None = None
         self._run_id: str | None = None

@@ -89,7 +89,7 @@ def _entries(*ids_and_names: tuple[int, str]) -> list[list[object]]:
 def test_slowlog_counts_new_ids_and_the_gap_as_other() -> None:
     log = EntryLog()
     log.update("a", 2, _entries((0, "GET"), (1, "KEYS")))
-    assert dict(log.totals) == {"get": 1, "keys": 1}
+    assert dict(log.totals) == {"get": 1, "keys": 1, "other": 0}
     # ids 2..4 came and went between the cycles; only 5 and 6 were fetched
     log.update("a", 128, _entries((5, "get"), (6, "get")))
     assert dict(log.totals) == {"get": 3, "keys": 1, "other": 3}
@@ -102,5 +102,18 @@ def test_slowlog_reset_and_restart_never_lower_the_totals() -> None:
     log.update("a", 0, [])  # SLOWLOG RESET: empty, the id sequence goes on
     log.update("a", 1, _entries((8, "set")))
     log.update("b", 2, _entries((0, "get"), (1, "get")))  # restarted: ids from 0 again
-    assert dict(log.totals) == {"get": 3, "set": 1}
+    assert dict(log.totals) == {"get": 3, "set": 1, "other": 0}
     assert "secret" not in repr(dict(log.totals))
+
+
+def test_a_reset_seen_on_the_sum_alone_restarts_every_series_of_the_command() -> None:
+    # after CONFIG RESETSTAT more fast calls than before: only usec shows the reset
+    hist = LatencyHistograms(top_n=5)
+    hist.choose(_info("a", 10, 50))
+    hist.family(_info("a", 10, 50), _reply(10, {1: 4, 33: 10}))
+    after = _registry(hist.family(_info("a", 12, 12), _reply(12, {1: 12})))
+    name = "perf_redis_command_latency_seconds"
+    assert after.get_sample_value(f"{name}_bucket", {"cmd": "get", "le": "1e-06"}) == 16
+    assert after.get_sample_value(f"{name}_bucket", {"cmd": "get", "le": "3.2e-05"}) == 22
+    assert after.get_sample_value(f"{name}_count", {"cmd": "get"}) == 22
+    assert after.get_sample_value(f"{name}_sum", {"cmd": "get"}) == 62e-6
