@@ -282,8 +282,10 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
             pipe.execute_command(*args)
         replies = dict(zip(wanted, await pipe.execute(raise_on_error=False), strict=True))
         for key, reply in list(replies.items()):
-            if isinstance(reply, rx.NoPermissionError):
-                # an ACL without these optional commands: collect the rest, ask no more
+            if isinstance(reply, rx.ResponseError):
+                # an ACL without these optional commands (NOPERM), or a Redis-compatible server
+                # that lacks one despite its version: collect the rest, ask no more on this
+                # connection
                 self._refused.add(wanted[key][0])
                 del replies[key]
             elif isinstance(reply, Exception):

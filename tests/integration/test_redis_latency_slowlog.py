@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from redis_support import SERVER_BINARIES, admin, is_valkey, make_collector, registry_of, server_for
@@ -180,3 +181,29 @@ async def test_valkey_large_replies_are_counted_per_command(server: RedisServer)
     labels = {"type": "large-reply", "cmd": "get"}
     assert _value(result, "perf_redis_commandlog_entries_total", labels) == 3
     assert _value(result, "perf_redis_commandlog_length", {"type": "large-request"}) == 0
+
+
+async def test_an_acl_without_latency_and_slowlog_costs_one_refusal_per_connection(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    client = admin(server)
+    client.execute_command(
+        "ACL", "SETUSER", "old-acl", "on", ">pw", "%R~*", "-@all", "+ping", "+info",
+        "+client|setname",
+    )  # fmt: skip
+    secret = tmp_path / "pw"
+    secret.write_text("pw\n")
+    collector = make_collector(server, namespaces=[], username="old-acl", password_file=secret)
+    results = [await collector.collect()]
+    refused_first = client.info("errorstats")["errorstat_NOPERM"]["count"]
+    results += [await collector.collect() for _ in range(2)]
+    await collector.close()
+
+    # the first pipeline is refused command by command (LATENCY, and SLOWLOG LEN/GET or the
+    # six COMMANDLOG calls); later cycles on the connection send none of them again
+    assert refused_first == (7 if is_valkey(server) else 3)
+    assert client.info("errorstats")["errorstat_NOPERM"]["count"] == refused_first
+    for result in results:
+        assert _value(result, "perf_redis_keyspace_hits_total") is not None
+        assert _value(result, f"{HIST}_count", {"cmd": "info"}) is None
+        assert _value(result, "perf_redis_slowlog_length") is None
