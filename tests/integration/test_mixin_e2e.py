@@ -54,6 +54,7 @@ DATA_DEPENDENT = (
     "Filesystem predicted full in",
     "Slowlog entries per second",
     "COMMANDLOG large requests and replies per second (Valkey 8.1+)",
+    "COMMANDLOG length (Valkey 8.1+)",
 )
 #: Metrics a dashboard reads that the suite's Redis 7 never has (COMMANDLOG is Valkey 8.1's).
 VALKEY_ONLY = {"perf_redis_commandlog_entries_total", "perf_redis_commandlog_length"}

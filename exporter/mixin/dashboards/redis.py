@@ -78,6 +78,12 @@ def redis(t: Thresholds) -> dict[str, Any]:
                         description="Commands whose request or reply exceeded "
                         "commandlog-request/reply-larger-than; empty on Redis.",
                     ),
+                    p.raw(
+                        "COMMANDLOG length (Valkey 8.1+)",
+                        "short",
+                        "target, type",
+                        gauge("perf_redis_commandlog_length"),
+                    ),
                 ],
             ),
             (
