@@ -3,8 +3,11 @@
 One instance per configured target keeps exactly one connection (a blocking pool of size 1,
 so pipelines share it), the PING histogram, the namespace SCAN cursor and the counter
 baselines for /summary between cycles. A cycle is: advance the namespace scan (bounded), read
-``INFO all``, PING. Only read commands are sent, so a Redis that is out of memory (OOM) is
-still sampled. Sample output (the ``target`` label is added by the snapshot)::
+``INFO all``, PING, then one pipeline of LATENCY HISTOGRAM and SLOWLOG (COMMANDLOG on Valkey
+8.1+), as far as the server offers them: which one it is, is read from INFO server once per
+connection (redis_latency.FEATURES), so a command a version lacks is never sent. Only read
+commands are sent, so a Redis that is out of memory (OOM) is still sampled. Sample output
+(the ``target`` label is added by the snapshot)::
 
     perf_redis_keyspace_hits_total 1.234e+06
     perf_redis_keyspace_misses_total 310211.0
@@ -190,7 +193,8 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
         self._baseline: dict[str, float] | None = None
         #: Which server answers, read from INFO server once per connection.
         self._server: ServerKind | None = None
-        #: Optional commands the connection's ACL user may not run: not sent again on it.
+        #: Optional commands refused on this connection (ACL, or a server without them): not
+        #: sent again on it.
         self._refused: set[str] = set()
         self._latency = LatencyHistograms(settings.latency_top_n)
         self._slowlog = EntryLog()
