@@ -47,6 +47,7 @@ from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.base import Collected, CollectError, parse_number
 from exporter.collectors.connected import ConnectedCollector
+from exporter.collectors.monotonic_sums import MonotonicSums
 from exporter.config import AppSettings, AppTarget, Timing, redact_url
 from exporter.instrument.layout import BUCKET, CACHE, CACHE_KINDS, POOL, POOL_GAUGES
 
@@ -71,27 +72,6 @@ CACHE_HELP = {
     "errors": "Cache operations that raised.",
     "fallbacks": "Operations served by the in-memory fallback because Redis failed.",
 }
-
-
-class MonotonicSums:
-    """Sums per-process counters into totals that never go backwards (see the module doc)."""
-
-    def __init__(self) -> None:
-        self._last: dict[tuple[str, Series], float] = {}
-        self._base: dict[Series, float] = defaultdict(float)
-
-    def update(self, current: dict[tuple[str, Series], float]) -> dict[Series, float]:
-        """Take this cycle's values by (process, series); return the totals by series."""
-        for key, previous in self._last.items():
-            value = current.get(key)
-            if value is None or value < previous:
-                # the process vanished, or its counter restarted: keep what it had counted
-                self._base[key[1]] += previous
-        self._last = dict(current)
-        totals: dict[Series, float] = dict(self._base)
-        for (_, series), value in current.items():
-            totals[series] = totals.get(series, 0.0) + value
-        return totals
 
 
 def _glob_escape(text: str) -> str:

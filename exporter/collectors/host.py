@@ -12,6 +12,11 @@ Sample output::
     perf_host_disk_read_bytes_total{device="vda"} 1.2e+09
     perf_host_network_receive_bytes_total{interface="eth0"} 5.3e+08
     perf_host_cgroup_memory_max_bytes 4.294967296e+09
+    perf_host_pressure_memory_stalled_seconds_total{scope="host"} 1.52
+    perf_host_pressure_io_waiting_seconds_total{scope="cgroup"} 40.1
+
+The cgroup series come from the daemon's own cgroup, v2 or v1 (host_cgroup_v1.py: same names);
+pressure stall information from /proc/pressure and the v2 cgroup's own *.pressure files.
 
 Filesystem calls (statvfs) can hang on a dead network mount, so each runs in a worker thread
 under ``filesystem_timeout``; a mount that does not answer is reported through
@@ -35,6 +40,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.base import Collected, Collector
+from exporter.collectors.host_cgroup_v1 import cgroup_v1_families, v1_directories
+from exporter.collectors.host_pressure import PROC_PRESSURE, pressure_families, pressure_sources
 from exporter.config import HostSettings, TargetConfig, Timing
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -123,6 +130,13 @@ _CGROUP_VALUES: tuple[tuple[str, str | None, str, str, float], ...] = (
         1e6,
     ),
     (
+        "cpu.stat",
+        "nr_throttled",
+        "perf_host_cgroup_cpu_throttled_periods",
+        "CPU quota periods in which this process's cgroup was throttled (cpu.stat nr_throttled).",
+        1.0,
+    ),
+    (
         "memory.events",
         "oom_kill",
         "perf_host_cgroup_memory_oom_kills",
@@ -195,7 +209,7 @@ def _statvfs_in_daemon_thread(
 
 
 class HostCollector(Collector[TargetConfig, HostSettings]):
-    """CPU, load, memory, swap, filesystems, disks, network, file descriptors, cgroup limits."""
+    """CPU, load, memory, swap, filesystems, disks, network, fds, cgroup limits, pressure."""
 
     name = "host"
     target_label = False
@@ -213,6 +227,12 @@ class HostCollector(Collector[TargetConfig, HostSettings]):
         # to a mount whose first has not returned (so at most one stuck thread per dead mount)
         self._pending: dict[str, asyncio.Future[os.statvfs_result]] = {}
         self._cgroup = _own_cgroup()
+        # on a cgroup v1 host (no v2 directory of our own) the v1 hierarchies give the same names
+        self._cgroup_v1: dict[str, Path] = {}
+        if self._cgroup is None:
+            own = _read(Path("/proc/self/cgroup"))
+            self._cgroup_v1 = v1_directories(own or "", CGROUP_ROOT)
+        self._pressure = pressure_sources(PROC_PRESSURE, self._cgroup)
         self._last_cpu: tuple[float, float] | None = None
 
     async def collect(self) -> Collected:
@@ -226,6 +246,8 @@ class HostCollector(Collector[TargetConfig, HostSettings]):
         families += self._misc()
         if self._cgroup is not None:
             families += cgroup_families(self._cgroup)
+        families += cgroup_v1_families(self._cgroup_v1)
+        families += pressure_families(self._pressure)
         return Collected(families, facts)
 
     async def close(self) -> None:

@@ -3,8 +3,11 @@
 One instance per configured target keeps exactly one connection (a blocking pool of size 1,
 so pipelines share it), the PING histogram, the namespace SCAN cursor and the counter
 baselines for /summary between cycles. A cycle is: advance the namespace scan (bounded), read
-``INFO all``, PING. Only read commands are sent, so a Redis that is out of memory (OOM) is
-still sampled. Sample output (the ``target`` label is added by the snapshot)::
+``INFO all``, PING, then one pipeline of LATENCY HISTOGRAM and SLOWLOG (COMMANDLOG on Valkey
+8.1+), as far as the server offers them: which one it is, is read from INFO server once per
+connection (redis_latency.FEATURES), so a command a version lacks is never sent. Only read
+commands are sent, so a Redis that is out of memory (OOM) is still sampled. Sample output
+(the ``target`` label is added by the snapshot)::
 
     perf_redis_keyspace_hits_total 1.234e+06
     perf_redis_keyspace_misses_total 310211.0
@@ -17,7 +20,11 @@ still sampled. Sample output (the ``target`` label is added by the snapshot)::
     perf_redis_commands_processed_total 9.1e+06
     perf_redis_command_calls_total{cmd="get"} 1.5e+06
     perf_redis_command_duration_seconds_total{cmd="get"} 1.21
-    perf_redis_command_latency_seconds{cmd="get",percentile="99.9"} 2.1e-05
+    perf_redis_command_latency_percentile_seconds{cmd="get",percentile="99.9"} 2.1e-05
+    perf_redis_command_latency_seconds_bucket{cmd="get",le="1.6e-05"} 1.49e+06
+    perf_redis_slowlog_length 12.0
+    perf_redis_slowlog_entries_total{cmd="keys"} 3.0
+    perf_redis_commandlog_entries_total{cmd="get",type="large-reply"} 1.0
     perf_redis_errors_total{error="WRONGTYPE"} 3.0
     perf_redis_db_keys{db="0"} 20000.0
     perf_redis_probe_duration_seconds_bucket{le="0.0005"} 41.0
@@ -59,10 +66,17 @@ from exporter.collectors.connected import ConnectedCollector
 from exporter.collectors.field_metric import FieldMetric
 from exporter.collectors.probe_histogram import ProbeHistogram
 from exporter.collectors.redis_info import Info, families_from_info, parse_info
+from exporter.collectors.redis_latency import LatencyHistograms, ServerKind
 from exporter.collectors.redis_namespaces import (
     NamespaceRules,
     NamespaceScan,
     ScanBudget,
+)
+from exporter.collectors.redis_slowlog import (
+    COMMANDLOG_TYPES,
+    EntryLog,
+    commandlog_families,
+    slowlog_families,
 )
 from exporter.config import DEFAULT_REDIS_URL, RedisSettings, RedisTarget, Timing
 
@@ -177,6 +191,15 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
         )
         self._run_id: str | None = None
         self._baseline: dict[str, float] | None = None
+        #: Which server answers, read from INFO server once per connection.
+        self._server: ServerKind | None = None
+        #: Optional commands refused on this connection (ACL, or a server without them): not
+        #: sent again on it.
+        self._refused: set[str] = set()
+        self._latency = LatencyHistograms(settings.latency_top_n)
+        self._slowlog = EntryLog()
+        self._commandlog = {kind: EntryLog() for kind in COMMANDLOG_TYPES}
+        self._latency_family: Metric | None = None
         self.scan: NamespaceScan | None = None
         if target.namespaces != []:
             self.scan = NamespaceScan(
@@ -205,6 +228,8 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
         )
         client = Redis(connection_pool=pool)
         client.set_response_callback("INFO", _raw)
+        self._server = None
+        self._refused = set()
         if self.scan is not None:
             self.scan.restart()
         return client
@@ -235,7 +260,48 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
             raise rx.BusyLoadingError("Redis is loading the dataset in memory")
         started = time.perf_counter()
         await client.ping()
-        return info, time.perf_counter() - started
+        probe = time.perf_counter() - started
+        if self._server is None:
+            self._server = ServerKind.from_info(info)
+        await self._logs_and_latency(client, info, self._server)
+        return info, probe
+
+    async def _logs_and_latency(self, client: Redis, info: Info, server: ServerKind) -> None:
+        """LATENCY HISTOGRAM and the slowlog/COMMANDLOG in one round trip, as far as offered."""
+        n = self.settings.slowlog_fetch
+        commands: dict[str, tuple[Any, ...]] = {}
+        chosen = self._latency.choose(info) if server.has("latency_histogram") else []
+        if chosen:
+            commands["latency"] = ("LATENCY", "HISTOGRAM", *chosen)
+        if server.has("commandlog"):
+            for kind in ("slow", *COMMANDLOG_TYPES):
+                commands[f"{kind}:len"] = ("COMMANDLOG", "LEN", kind)
+                commands[f"{kind}:get"] = ("COMMANDLOG", "GET", n, kind)
+        else:
+            commands["slow:len"] = ("SLOWLOG", "LEN")
+            commands["slow:get"] = ("SLOWLOG", "GET", n)
+        wanted = {k: v for k, v in commands.items() if v[0] not in self._refused}
+        pipe = client.pipeline(transaction=False)
+        for args in wanted.values():
+            pipe.execute_command(*args)
+        replies = dict(zip(wanted, await pipe.execute(raise_on_error=False), strict=True))
+        for key, reply in list(replies.items()):
+            if isinstance(reply, rx.ResponseError):
+                # an ACL without these optional commands (NOPERM), or a Redis-compatible server
+                # that lacks one despite its version: collect the rest, ask no more on this
+                # connection
+                self._refused.add(wanted[key][0])
+                del replies[key]
+            elif isinstance(reply, Exception):
+                raise reply
+        run_id = info.get("run_id")
+        reply = replies.get("latency")
+        self._latency_family = None if reply is None else self._latency.family(info, reply)
+        if "slow:get" in replies:
+            self._slowlog.update(run_id, replies["slow:len"], replies["slow:get"])
+        for kind, log in self._commandlog.items():
+            if f"{kind}:get" in replies:
+                log.update(run_id, replies[f"{kind}:len"], replies[f"{kind}:get"])
 
     def translate(self, exc: Exception) -> CollectError | None:
         if not isinstance(exc, rx.RedisError | OSError | TimeoutError):
@@ -288,8 +354,23 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
         self._probe.observe(probe_seconds)
         families = families_from_info(info)
         families.append(self._probe.family())
+        families.extend(self._log_families())
         families.extend(self._scan_families())
         return Collected(families=families, facts=self._facts(info, probe_seconds))
+
+    def _log_families(self) -> list[Metric]:
+        server = self._server
+        if server is None:
+            return []
+        out: list[Metric] = []
+        if self._latency_family is not None:
+            out.append(self._latency_family)
+        refused = self._refused
+        if "SLOWLOG" not in refused and "COMMANDLOG" not in refused:
+            out.extend(slowlog_families(self._slowlog))
+        if server.has("commandlog") and "COMMANDLOG" not in refused:
+            out.extend(commandlog_families(self._commandlog))
+        return out
 
     def _scan_families(self) -> list[Metric]:
         scan = self.scan

@@ -254,10 +254,13 @@ def _info_families(info: Info) -> list[Metric]:
     out: list[Metric] = []
     version = GaugeMetricFamily(
         "perf_redis_version_info",
-        "Always 1; the labels say which Redis runs and in which mode.",
+        "Always 1; the labels say which Redis (or Valkey) version runs and in which mode.",
         labels=["version", "mode"],
     )
-    version.add_metric([info.get("redis_version", ""), info.get("redis_mode", "")], 1.0)
+    # Valkey reports redis_version 7.2.4 for clients' sake; its own version is valkey_version
+    own = info.get("valkey_version") or info.get("redis_version", "")
+    mode = info.get("redis_mode") or info.get("server_mode", "")  # Valkey: server_mode
+    version.add_metric([own, mode], 1.0)
     out.append(version)
     if "maxmemory_policy" in info:
         policy = GaugeMetricFamily(
@@ -314,7 +317,7 @@ def _latencystats(info: Info) -> list[Metric]:
     # The label is `percentile`, not `quantile`: `promtool check metrics` rejects a `quantile`
     # label on anything but a summary ("non-summary metrics should not have quantile label").
     latency = GaugeMetricFamily(
-        "perf_redis_command_latency_seconds",
+        "perf_redis_command_latency_percentile_seconds",
         "Latency percentiles per command since the last CONFIG RESETSTAT (INFO latencystats, "
         "Redis 7+); percentile is 50, 99, 99.9, ...",
         labels=["cmd", "percentile"],

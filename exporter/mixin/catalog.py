@@ -760,6 +760,25 @@ SIGNALS: tuple[Signal, ...] = (
         "persistence off the hot instance.",
     ),
     Signal(
+        key="redis_command_p99",
+        question="queries",
+        title="Redis command latency p99",
+        alert="PerfRedisCommandSlow",
+        above=True,
+        unit="s",
+        levels=Levels(0.005, 0.05),
+        by=("cmd",),
+        record="perf_redis_command_latency_seconds:p99_rate{w}",
+        formula=p99("perf_redis_command_latency_seconds_bucket"),
+        meaning="A command's own execution time inside Redis (LATENCY HISTOGRAM, Redis 7+ and "
+        "Valkey, network excluded) is slow now: a cache that should answer in microseconds "
+        "holds every other client up, Redis being single-threaded.",
+        diagnosis="Which cmd it is on the Redis dashboard; the slowlog entries per command "
+        "show the calls that took longest (SLOWLOG GET, COMMANDLOG on Valkey).",
+        mitigation="Replace O(N) calls on large keys (KEYS, SMEMBERS, HGETALL, LRANGE 0 -1) "
+        "by SCAN-style or bounded ones, split large values, move Lua work to the application.",
+    ),
+    Signal(
         key="postgres_statement_mean_latency",
         question="queries",
         title="PostgreSQL statement mean latency",
@@ -966,6 +985,44 @@ SIGNALS: tuple[Signal, ...] = (
         meaning="The container uses most of its memory limit; the OOM killer is next.",
         diagnosis="Memory of the processes in the container over time.",
         mitigation="Fix the growth or raise the container's memory limit.",
+    ),
+    Signal(
+        key="host_memory_pressure",
+        question="resources",
+        title="Host memory pressure (all tasks stalled)",
+        alert="PerfHostMemoryPressure",
+        above=True,
+        unit="percentunit",
+        levels=Levels(0.05, 0.20, "10m", "10m"),
+        by=("scope",),
+        record="perf_host_pressure_memory_stalled:ratio_rate{w}",
+        formula=counter_rate("perf_host_pressure_memory_stalled_seconds_total"),
+        meaning="Out of room is pressure, not only utilisation: this share of the time every "
+        "runnable task of the host (scope=host) or the daemon's cgroup (scope=cgroup) stalled "
+        "on memory (reclaim, swap-in, refaults), while memory utilisation may still look fine.",
+        diagnosis="Memory and swap on the host dashboard, the cgroup's limit against its "
+        "usage, page cache being thrown out (PostgreSQL and Redis reads from disk again).",
+        mitigation="Give the host or container more memory, lower what the processes hold "
+        "(shared_buffers, work_mem, Redis maxmemory) or move a workload elsewhere.",
+    ),
+    Signal(
+        key="host_io_pressure",
+        question="resources",
+        title="Host I/O pressure (all tasks stalled)",
+        alert="PerfHostIoPressure",
+        above=True,
+        unit="percentunit",
+        levels=Levels(0.10, 0.30, "10m", "10m"),
+        by=("scope",),
+        record="perf_host_pressure_io_stalled:ratio_rate{w}",
+        formula=counter_rate("perf_host_pressure_io_stalled_seconds_total"),
+        meaning="This share of the time every runnable task waited for I/O at once: queries "
+        "and persistence (WAL, RDB/AOF) queue on the disk even when its throughput looks "
+        "moderate.",
+        diagnosis="Disk I/O time and bytes on the host dashboard; checkpoints, vacuum, RDB "
+        "saves or a noisy neighbour on shared storage.",
+        mitigation="Spread checkpoints (checkpoint_completion_target), move persistence off "
+        "the hot volume, or give the volume more IOPS.",
     ),
     Signal(
         key="host_filesystem_avail_ratio",

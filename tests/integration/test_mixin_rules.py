@@ -38,6 +38,8 @@ EXTRA = {
     "mountpoint": "/",
     "collector": "redis",
     "user": "app",
+    "cmd": "get",
+    "scope": "host",
 }
 
 
@@ -271,6 +273,7 @@ FIXTURES: dict[str, Fixture] = {
     "app_pool_acquire_p99": Fixture(histogram("perf_app_pool_acquire_seconds_bucket"), 0.01),
     "postgres_probe_p99": Fixture(histogram("perf_postgres_probe_duration_seconds_bucket"), 0.01),
     "redis_probe_p99": Fixture(histogram("perf_redis_probe_duration_seconds_bucket"), 0.002),
+    "redis_command_p99": Fixture(histogram("perf_redis_command_latency_seconds_bucket"), 0.002),
     "postgres_statement_mean_latency": Fixture(statements, 0.01),
     "postgres_statement_slowdown": Fixture(slowdown, 0.1),
     "postgres_lock_blocking": Fixture(one_gauge("perf_postgres_blocked_max_seconds"), 1),
@@ -291,6 +294,12 @@ FIXTURES: dict[str, Fixture] = {
     "host_cgroup_memory_utilisation": Fixture(
         used_of_max("perf_host_cgroup_memory_current_bytes", "perf_host_cgroup_memory_max_bytes"),
         0.01,
+    ),
+    "host_memory_pressure": Fixture(
+        per_second("perf_host_pressure_memory_stalled_seconds_total"), 0.01, 0, 1
+    ),
+    "host_io_pressure": Fixture(
+        per_second("perf_host_pressure_io_stalled_seconds_total"), 0.01, 0, 1
     ),
     "host_filesystem_avail_ratio": Fixture(filesystem, 0.005),
     "host_filesystem_fill_hours": Fixture(filling, 2),
@@ -447,6 +456,7 @@ NO_PENDING_TEST = {
     "postgres_probe_p99",
     "redis_probe_p99",
     "postgres_statement_slowdown",  # its own fixtures: test_statement_slowdown_*
+    "redis_command_p99",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import NamespaceSplit
 from tests.support.promtool import promtool
-from tests.support.redis_collector import admin, command_calls, linked_replica, make_collector
+from tests.support.redis_collector import (
+    SERVER_BINARIES,
+    admin,
+    command_calls,
+    is_valkey,
+    linked_replica,
+    make_collector,
+    server_for,
+)
 from tests.support.registry import registry_of
 from tests.support.servers import RedisServer
 
@@ -26,10 +35,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "redis.md"
 
 
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    """A fresh Redis per test: the deltas below must not see another test's traffic."""
-    instance = RedisServer()
+@pytest.fixture(params=list(SERVER_BINARIES))
+def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A fresh Redis 7 or Valkey 8.1 per test: the deltas must not see another test's traffic."""
+    instance = server_for(request.param)
     yield instance
     instance.close()
 
@@ -196,7 +205,11 @@ async def test_one_connection_per_target_across_cycles_and_pipelines(server: Red
         ids.add(mine[0]["id"])
     await collector.close()
     assert len(ids) == 1
-    assert not [c for c in client.client_list() if c.get("name") == "perf-exporter"]
+    # the server notices the closed socket on its next event-loop turn (Valkey a little later)
+    deadline = time.monotonic() + 3
+    while [c for c in client.client_list() if c.get("name") == "perf-exporter"]:
+        assert time.monotonic() < deadline, "the collector's connection stayed open after close"
+        time.sleep(0.05)
 
 
 async def test_commandstats_latencystats_and_errorstats(server: RedisServer) -> None:
@@ -214,13 +227,18 @@ async def test_commandstats_latencystats_and_errorstats(server: RedisServer) -> 
     assert _value(result, "perf_redis_command_duration_seconds_total", {"cmd": "get"}) >= 0  # type: ignore[operator]
     for percentile in ("50", "99", "99.9"):
         latency = _value(
-            result, "perf_redis_command_latency_seconds", {"cmd": "get", "percentile": percentile}
+            result,
+            "perf_redis_command_latency_percentile_seconds",
+            {"cmd": "get", "percentile": percentile},
         )
         assert latency is not None and 0 <= latency < 0.1
     assert _value(result, "perf_redis_db_keys", {"db": "0"}) == 1
     assert _value(result, "perf_redis_replication_is_replica") == 0
+    own = client.info("server")
+    expected = own.get("valkey_version") or own["redis_version"]
+    assert expected == ("8.1.8" if is_valkey(server) else "7.0.15")
     assert (
-        _value(result, "perf_redis_version_info", {"version": "7.0.15", "mode": "standalone"}) == 1
+        _value(result, "perf_redis_version_info", {"version": expected, "mode": "standalone"}) == 1
     )
 
 
@@ -235,6 +253,10 @@ async def test_minimal_acl_user_from_the_docs_works(server: RedisServer, tmp_pat
     client = admin(server)
     line = _documented_acl().replace("<password>", "monitor-pw")
     client.execute_command(*line.split())
+    if is_valkey(server):
+        valkey_line = re.search(r"^ACL SETUSER \S+ \+commandlog.*$", DOCS.read_text(), re.M)
+        assert valkey_line, "docs/redis.md must show the COMMANDLOG grant for Valkey"
+        client.execute_command(*valkey_line.group(0).split())
     secret = tmp_path / "pw"
     secret.write_text("monitor-pw\n")
     collector = make_collector(server, username="perf-exporter", password_file=secret)
@@ -257,6 +279,7 @@ async def test_minimal_acl_user_from_the_docs_works(server: RedisServer, tmp_pat
 
 async def test_output_passes_promtool_and_both_parsers(server: RedisServer) -> None:
     _fill_namespaces(server)
+    admin(server).config_set("slowlog-log-slower-than", 0)  # slowlog entries to render
     admin(server).get("cache:api_response:0000")
     collector = make_collector(server)
     await collector.collect()
@@ -267,6 +290,13 @@ async def test_output_passes_promtool_and_both_parsers(server: RedisServer) -> N
     text = generate_latest(registry).decode()
     names = {family.name for family in text_string_to_metric_families(text)}
     assert {"perf_redis_keyspace_hits", "perf_redis_probe_duration_seconds"} <= names
+    assert {
+        "perf_redis_command_latency_seconds",
+        "perf_redis_command_latency_percentile_seconds",
+        "perf_redis_slowlog_length",
+        "perf_redis_slowlog_entries",
+    } <= names
+    assert ("perf_redis_commandlog_entries" in names) == is_valkey(server)
     openmetrics = generate_openmetrics(registry).decode()
     assert {f.name for f in parse_openmetrics(openmetrics)} == names
     check = promtool("check", "metrics", stdin=text)

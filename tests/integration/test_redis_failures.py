@@ -14,7 +14,14 @@ import redis
 
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.redis import RedisCollector
-from tests.support.redis_collector import TlsRedisServer, admin, make_certs, make_collector
+from tests.support.redis_collector import (
+    SERVER_BINARIES,
+    TlsRedisServer,
+    admin,
+    make_certs,
+    make_collector,
+    server_for,
+)
 from tests.support.registry import registry_of
 from tests.support.servers import RedisServer
 
@@ -42,9 +49,9 @@ async def _recovers(collector: RedisCollector, within: float = 20.0) -> Collecte
             await asyncio.sleep(0.2)
 
 
-@pytest.fixture
-def server() -> Iterator[RedisServer]:
-    instance = RedisServer()
+@pytest.fixture(params=list(SERVER_BINARIES))
+def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    instance = server_for(request.param)
     yield instance
     instance.close()
 

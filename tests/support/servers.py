@@ -250,8 +250,9 @@ class PostgresServer:
 class RedisServer:
     """A throw-away Redis on 127.0.0.1:<free port>, nothing persisted."""
 
-    def __init__(self, *args: str) -> None:
-        self.binary = require_binary("redis-server")
+    def __init__(self, *args: str, binary: str = "redis-server") -> None:
+        # binary: the Debian redis-server, or another build of it (Valkey's valkey-server)
+        self.binary = require_binary(binary)
         self.port = free_port()
         self.base = Path(tempfile.mkdtemp(prefix="perf-redis-"))
         self.args = list(args)

@@ -107,10 +107,10 @@ def test_per_command_error_db_and_replica_sections() -> None:
     assert value("perf_redis_command_rejected_calls_total", {"cmd": "get"}) == 1
     assert value("perf_redis_command_calls_total", {"cmd": "client|setname"}) == 1
     assert value(
-        "perf_redis_command_latency_seconds", {"cmd": "get", "percentile": "99.9"}
+        "perf_redis_command_latency_percentile_seconds", {"cmd": "get", "percentile": "99.9"}
     ) == pytest.approx(40.191e-6)
     assert value(
-        "perf_redis_command_latency_seconds", {"cmd": "get", "percentile": "50"}
+        "perf_redis_command_latency_percentile_seconds", {"cmd": "get", "percentile": "50"}
     ) == pytest.approx(1.003e-6)
     assert value("perf_redis_errors_total", {"error": "WRONGTYPE"}) == 2
     assert value("perf_redis_db_keys", {"db": "3"}) == 1

@@ -1,4 +1,4 @@
-"""The host dashboard: CPU, memory (host and container), filesystems, disks, network."""
+"""The host dashboard: CPU, memory (host and container), pressure, filesystems, disks, network."""
 
 from __future__ import annotations
 
@@ -29,6 +29,15 @@ def host(t: Thresholds) -> dict[str, Any]:
         rate("perf_host_network_transmit_bytes_total"),
         "transmit",
     )
+    waiting = with_kind(
+        with_kind(
+            rate("perf_host_pressure_cpu_waiting_seconds_total"),
+            rate("perf_host_pressure_memory_waiting_seconds_total"),
+            "memory",
+        ),
+        rate("perf_host_pressure_io_waiting_seconds_total"),
+        "io",
+    )
     return p.dashboard(
         "perf-exporter-host",
         "perf-exporter / Host",
@@ -54,6 +63,28 @@ def host(t: Thresholds) -> dict[str, Any]:
                         "bytes",
                         "instance",
                         gauge("perf_host_memory_available_bytes", "max"),
+                    ),
+                ],
+            ),
+            (
+                "Pressure (out of room)",
+                [
+                    p.graph("host_memory_pressure"),
+                    p.graph("host_io_pressure"),
+                    p.raw(
+                        "Some task waiting, share of time",
+                        "percentunit",
+                        "instance, scope",
+                        waiting,
+                        description="PSI some: at least one task waited for a CPU (no kind), "
+                        "for memory or for I/O; scope is the host or the exporter's cgroup.",
+                    ),
+                    p.raw(
+                        "Container CPU throttled periods per second",
+                        "ops",
+                        "instance",
+                        rate("perf_host_cgroup_cpu_throttled_periods_total"),
+                        description="Quota periods in which the cgroup ran out of its CPU quota.",
                     ),
                 ],
             ),

@@ -1,4 +1,4 @@
-"""The Redis dashboard: hit ratio, memory, namespaces, latency, clients."""
+"""The Redis dashboard: hit ratio, memory, namespaces, latency and slowlog, clients."""
 
 from __future__ import annotations
 
@@ -59,6 +59,30 @@ def redis(t: Thresholds) -> dict[str, Any]:
                         "ops",
                         "target, cmd",
                         top10(rate("perf_redis_command_calls_total")),
+                    ),
+                    p.graph("redis_command_p99"),
+                    p.raw(
+                        "Slowlog entries per second",
+                        "ops",
+                        "target, cmd",
+                        top10(rate("perf_redis_slowlog_entries_total")),
+                        description="Commands slower than slowlog-log-slower-than, by command "
+                        "name (never arguments); the log's length is on the right.",
+                    ),
+                    p.raw("Slowlog length", "short", "target", gauge("perf_redis_slowlog_length")),
+                    p.raw(
+                        "COMMANDLOG large requests and replies per second (Valkey 8.1+)",
+                        "ops",
+                        "target, type, cmd",
+                        top10(rate("perf_redis_commandlog_entries_total")),
+                        description="Commands whose request or reply exceeded "
+                        "commandlog-request/reply-larger-than; empty on Redis.",
+                    ),
+                    p.raw(
+                        "COMMANDLOG length (Valkey 8.1+)",
+                        "short",
+                        "target, type",
+                        gauge("perf_redis_commandlog_length"),
                     ),
                 ],
             ),

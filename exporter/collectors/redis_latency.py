@@ -1,0 +1,202 @@
+"""``LATENCY HISTOGRAM`` as a Prometheus histogram per command, and what each server offers.
+
+Redis 7+ and Valkey keep one latency histogram per command with power-of-two microsecond
+buckets (cumulative, sparse: only buckets that changed are listed). They become
+``perf_redis_command_latency_seconds{cmd}`` on fixed ``le`` bounds, so ``histogram_quantile``
+over ``rate()`` gives the p99 of the last minutes, where INFO latencystats gives one since start.
+``_sum`` is INFO commandstats' ``usec`` of the same command, ``_count`` the histogram's calls.
+
+Only the top commands by calls are exported (``latency_top_n``). A command once chosen stays
+chosen while the daemon runs: its series never disappear and its counts are never counted twice
+(a command leaving and re-entering the top would otherwise add its whole count again).
+CONFIG RESETSTAT and restarts lower the server's numbers; :class:`MonotonicSums` keeps the
+exported totals going up, and one reset seen on any chosen command closes the epoch of all of
+them, so buckets, sum and count of a command always stay consistent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from exporter.collectors.base import parse_number
+from exporter.collectors.monotonic_sums import MonotonicSums, Series
+from exporter.collectors.redis_info import Info, parse_pairs
+
+#: Upper bounds of the exported buckets, in microseconds: the server's own power-of-two
+#: bounds from 1 us to about 4.2 s (slower calls land in +Inf).
+BOUNDS_USEC: tuple[int, ...] = tuple(2**k for k in range(23))
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A command family a server version may lack, with the first version of each server."""
+
+    name: str
+    #: server_name ("redis", "valkey") -> first version that has it; absent: never.
+    since: Mapping[str, tuple[int, ...]]
+
+
+#: Read this table to know which server sends what; nothing else is ever sent.
+FEATURES: tuple[Feature, ...] = (
+    # Valkey forked from Redis 7.2.4, which already had LATENCY HISTOGRAM
+    Feature("latency_histogram", {"redis": (7, 0), "valkey": (7, 2)}),
+    Feature("commandlog", {"valkey": (8, 1)}),
+)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """Which server and version answers on a connection, read once from INFO server."""
+
+    name: str
+    version: tuple[int, ...]
+
+    @classmethod
+    def from_info(cls, info: Info) -> ServerKind:
+        # Valkey reports redis_version 7.2.4 for client compatibility and its own valkey_version
+        if info.get("server_name") == "valkey" or "valkey_version" in info:
+            return cls("valkey", _version(info.get("valkey_version", "")))
+        return cls("redis", _version(info.get("redis_version", "")))
+
+    def has(self, feature: str) -> bool:
+        for row in FEATURES:
+            if row.name == feature:
+                since = row.since.get(self.name)
+                return since is not None and self.version >= since
+        raise KeyError(feature)
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _pairs(value: Any) -> list[tuple[Any, Any]]:
+    # RESP2 sends a flat array; redis-py may already have turned it into a mapping
+    if isinstance(value, dict):
+        return list(value.items())
+    if isinstance(value, list):
+        return list(zip(value[::2], value[1::2], strict=False))
+    return []
+
+
+def power_of_two_below(usec: int) -> int:
+    """The power of two a server bucket stands for.
+
+    The server names a bucket by the highest value its HDR histogram files there, a little
+    above the power of two from 32 us on (33, 66, ..., 264, 528): the bucket ends at 2**k.
+    """
+    return 1 << (max(usec, 1).bit_length() - 1)
+
+
+def parse_latency_histogram(reply: Any) -> dict[str, tuple[float, list[tuple[int, float]]]]:
+    """The reply into cmd -> (calls, [(power-of-two bound in usec, cumulative count)])."""
+    out: dict[str, tuple[float, list[tuple[int, float]]]] = {}
+    for name, body in _pairs(reply):
+        fields = {_text(k): v for k, v in _pairs(body)}
+        calls = parse_number(_text(fields.get("calls", "")))
+        buckets = [
+            (power_of_two_below(int(bound)), float(count))
+            for bound, count in _pairs(fields.get("histogram_usec"))
+        ]
+        if calls is not None:
+            out[_text(name).lower()] = (calls, sorted(buckets))
+    return out
+
+
+def commandstats_calls(info: Info) -> dict[str, tuple[float, float]]:
+    """cmd -> (calls, usec) from INFO commandstats."""
+    out: dict[str, tuple[float, float]] = {}
+    for key, value in info.items():
+        if key.startswith("cmdstat_"):
+            stats = parse_pairs(value)
+            calls, usec = parse_number(stats.get("calls")), parse_number(stats.get("usec"))
+            if calls is not None and usec is not None:
+                out[key.removeprefix("cmdstat_")] = (calls, usec)
+    return out
+
+
+class LatencyHistograms:
+    """The chosen commands and the monotonic totals of their histograms (see the module doc)."""
+
+    def __init__(self, top_n: int) -> None:
+        self.top_n = top_n
+        self.chosen: list[str] = []
+        self._sums = MonotonicSums()
+        self._epoch = 0
+        self._run_id: str | None = None
+        self._last: dict[str, tuple[float, float]] = {}
+
+    def choose(self, info: Info) -> list[str]:
+        """The commands to ask LATENCY HISTOGRAM about this cycle: the chosen, topped up."""
+        stats = commandstats_calls(info)
+        room = self.top_n - len(self.chosen)
+        if room > 0:
+            ranked = sorted(
+                (c for c in stats if c not in self.chosen), key=lambda c: (-stats[c][0], c)
+            )
+            self.chosen.extend(ranked[:room])
+        return list(self.chosen)
+
+    def family(self, info: Info, reply: Any) -> Metric:
+        """This cycle's histogram family, from INFO (for ``_sum``) and the LATENCY reply."""
+        histograms = parse_latency_histogram(reply)
+        stats = commandstats_calls(info)
+        run_id = info.get("run_id")
+        now = {c: (histograms[c][0], stats.get(c, (0.0, 0.0))[1]) for c in histograms}
+        went_down = any(
+            now[c][0] < calls or now[c][1] < usec
+            for c, (calls, usec) in self._last.items()
+            if c in now
+        )
+        if went_down or (self._run_id is not None and run_id != self._run_id):
+            self._epoch += 1  # CONFIG RESETSTAT or a restart: every command starts again
+        self._run_id, self._last = run_id, now
+        source = str(self._epoch)
+        current: dict[tuple[str, Series], float] = {}
+        for cmd in self.chosen:
+            if cmd not in histograms:
+                continue  # no call since the last reset: the totals keep what was counted
+            calls, buckets = histograms[cmd]
+            cumulative, i = 0.0, 0
+            for bound in BOUNDS_USEC:
+                while i < len(buckets) and buckets[i][0] <= bound:
+                    cumulative = buckets[i][1]
+                    i += 1
+                current[(source, (cmd, str(bound)))] = min(cumulative, calls)
+            current[(source, (cmd, "+Inf"))] = calls
+            current[(source, (cmd, "sum"))] = now[cmd][1]
+        totals = self._sums.update(current)
+        family = HistogramMetricFamily(
+            "perf_redis_command_latency_seconds",
+            "Latency of each of the top commands by calls (LATENCY HISTOGRAM, Redis 7+ and "
+            "Valkey); _sum is INFO commandstats usec. histogram_quantile over rate() gives "
+            "the percentile of now.",
+            labels=["cmd"],
+        )
+        for cmd in self.chosen:
+            if (cmd, "+Inf") not in totals:
+                continue
+            buckets_out = [
+                (_le(bound), totals.get((cmd, str(bound)), 0.0)) for bound in BOUNDS_USEC
+            ]
+            buckets_out.append(("+Inf", totals[(cmd, "+Inf")]))
+            family.add_metric([cmd], buckets_out, totals.get((cmd, "sum"), 0.0) / 1e6)
+        return family
+
+
+def _le(usec: int) -> str:
+    return repr(usec / 1e6)

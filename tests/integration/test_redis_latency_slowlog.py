@@ -1,0 +1,209 @@
+"""LATENCY HISTOGRAM, slowlog and COMMANDLOG against real Redis 7 and Valkey 8.1 servers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis_support import SERVER_BINARIES, admin, is_valkey, make_collector, registry_of, server_for
+from servers import RedisServer
+
+from exporter.collectors.base import Collected, CollectError
+from exporter.collectors.redis import RedisCollector
+from exporter.collectors.redis_latency import BOUNDS_USEC
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+HIST = "perf_redis_command_latency_seconds"
+
+
+@pytest.fixture(params=list(SERVER_BINARIES))
+def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    instance = server_for(request.param)
+    yield instance
+    instance.close()
+
+
+def _value(result: object, name: str, labels: dict[str, str] | None = None) -> float | None:
+    return registry_of(result.families).get_sample_value(name, labels or {})  # type: ignore[attr-defined]
+
+
+def _server_histogram(server: RedisServer, cmd: str) -> tuple[int, dict[int, int]]:
+    reply = admin(server).execute_command("LATENCY", "HISTOGRAM", cmd)
+    body = reply[cmd.encode()]  # redis-py hands the reply over as a mapping
+    return int(body[b"calls"]), {int(b): int(n) for b, n in body[b"histogram_usec"].items()}
+
+
+async def _recovers(collector: RedisCollector) -> Collected:
+    deadline = time.monotonic() + 10  # the backoff is capped at the interval (1 s)
+    while True:
+        try:
+            return await collector.collect()
+        except CollectError:
+            assert time.monotonic() < deadline, "the collector never recovered"
+            await asyncio.sleep(0.2)
+
+
+async def test_latency_histogram_matches_the_servers_histogram_and_commandstats(
+    server: RedisServer,
+) -> None:
+    client = admin(server)
+    client.set("k", "v")
+    for _ in range(40):
+        client.get("k")
+    collector = make_collector(server, namespaces=[])
+    result = await collector.collect()
+    await collector.close()
+    calls, buckets = _server_histogram(server, "get")
+    usec = client.info("commandstats")["cmdstat_get"]["usec"]
+
+    assert calls == 40
+    assert _value(result, f"{HIST}_count", {"cmd": "get"}) == 40
+    assert _value(result, f"{HIST}_bucket", {"cmd": "get", "le": "+Inf"}) == 40
+    assert _value(result, f"{HIST}_sum", {"cmd": "get"}) == pytest.approx(usec / 1e6)
+    for bound in BOUNDS_USEC:
+        # the server's cumulative count at the largest of its buckets within the bound (the
+        # server names the bucket ending at 32 us "33", at 64 us "66", ...)
+        expected = max((n for b, n in buckets.items() if b <= bound * 1.04), default=0)
+        le = repr(bound / 1e6)
+        assert _value(result, f"{HIST}_bucket", {"cmd": "get", "le": le}) == expected, bound
+    assert _value(result, f"{HIST}_count", {"cmd": "set"}) == 1
+
+
+async def test_latency_histogram_never_goes_down_across_resetstat_and_restart(
+    server: RedisServer,
+) -> None:
+    client = admin(server)
+    for _ in range(30):
+        client.get("k")
+    collector = make_collector(server, namespaces=[], interval=1)
+    first = await collector.collect()
+    client.config_resetstat()
+    for _ in range(5):
+        client.get("k")
+    second = await collector.collect()
+    server.restart()
+    with pytest.raises(CollectError):
+        await collector.collect()  # the old connection is gone
+    for _ in range(2):
+        admin(server).get("k")
+    third = await _recovers(collector)
+    await collector.close()
+
+    assert _value(first, f"{HIST}_count", {"cmd": "get"}) == 30
+    assert _value(second, f"{HIST}_count", {"cmd": "get"}) == 35
+    assert _value(third, f"{HIST}_count", {"cmd": "get"}) == 37
+    sums = [_value(r, f"{HIST}_sum", {"cmd": "get"}) for r in (first, second, third)]
+    assert sums == sorted(sums)
+
+
+async def test_latency_histogram_covers_only_the_top_commands_chosen(server: RedisServer) -> None:
+    client = admin(server)
+    for i in range(6):
+        client.set(f"k{i}", "v")
+    for _ in range(20):
+        client.get("k0")
+    client.incr("n")
+    collector = make_collector(server, settings={"latency_top_n": 2}, namespaces=[])
+    result = await collector.collect()
+    await collector.close()
+
+    # get (20) and set (6) lead; incr, and the collector's own commands, are left out
+    assert collector._latency.chosen == ["get", "set"]
+    assert _value(result, f"{HIST}_count", {"cmd": "get"}) == 20
+    assert _value(result, f"{HIST}_count", {"cmd": "incr"}) is None
+
+
+async def test_slowlog_entries_counted_by_id_survive_a_slowlog_reset(server: RedisServer) -> None:
+    client = admin(server)
+    collector = make_collector(server, namespaces=[])
+    await collector.collect()
+    client.config_set("slowlog-log-slower-than", 0)  # every command is slow from now on
+    for _ in range(4):
+        client.get("k")
+    second = await collector.collect()
+    client.slowlog_reset()
+    for _ in range(3):
+        client.get("k")
+    third = await collector.collect()
+    length_after = client.slowlog_len()
+    await collector.close()
+
+    assert _value(second, "perf_redis_slowlog_entries_total", {"cmd": "get"}) == 4
+    assert _value(third, "perf_redis_slowlog_entries_total", {"cmd": "get"}) == 7
+    length = _value(third, "perf_redis_slowlog_length")
+    # LEN runs before the log's own reads are logged: 3 GETs, CONFIG/SLOWLOG RESET are gone
+    assert length is not None and 3 <= length < length_after
+    names = {m.name for m in third.families}
+    text = str([s for m in third.families for s in m.samples if "slowlog" in s.name])
+    assert "k'" not in text and '"k"' not in text  # arguments are never exported
+    assert ("perf_redis_commandlog_entries" in names) == is_valkey(server)
+
+
+async def test_only_the_commands_a_server_has_are_sent(server: RedisServer) -> None:
+    client = admin(server)
+    # the admin connection's own handshake may be refused (CLIENT SETINFO on Redis 7.0)
+    errors_before = client.info("errorstats")
+    collector = make_collector(server, namespaces=[])
+    for _ in range(2):
+        await collector.collect()
+    await collector.close()
+    info = client.info("commandstats")
+
+    assert client.info("errorstats") == errors_before
+    assert "cmdstat_latency|histogram" in info
+    if is_valkey(server):
+        assert "cmdstat_commandlog|get" in info and "cmdstat_slowlog|get" not in info
+    else:
+        assert "cmdstat_slowlog|get" in info and "cmdstat_commandlog|get" not in info
+
+
+async def test_valkey_large_replies_are_counted_per_command(server: RedisServer) -> None:
+    if not is_valkey(server):
+        # Redis has no COMMANDLOG: the series must not exist there at all
+        result = await make_collector(server, namespaces=[]).collect()
+        assert _value(result, "perf_redis_commandlog_length", {"type": "large-reply"}) is None
+        return
+    client = admin(server)
+    client.set("big", "x" * 2000)
+    collector = make_collector(server, namespaces=[])
+    await collector.collect()
+    client.config_set("commandlog-reply-larger-than", 1000)
+    for _ in range(3):
+        client.get("big")
+    client.get("absent")
+    result = await collector.collect()
+    await collector.close()
+
+    labels = {"type": "large-reply", "cmd": "get"}
+    assert _value(result, "perf_redis_commandlog_entries_total", labels) == 3
+    assert _value(result, "perf_redis_commandlog_length", {"type": "large-request"}) == 0
+
+
+async def test_an_acl_without_latency_and_slowlog_costs_one_refusal_per_connection(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    client = admin(server)
+    client.execute_command(
+        "ACL", "SETUSER", "old-acl", "on", ">pw", "%R~*", "-@all", "+ping", "+info",
+        "+client|setname",
+    )  # fmt: skip
+    secret = tmp_path / "pw"
+    secret.write_text("pw\n")
+    collector = make_collector(server, namespaces=[], username="old-acl", password_file=secret)
+    results = [await collector.collect()]
+    refused_first = client.info("errorstats")["errorstat_NOPERM"]["count"]
+    results += [await collector.collect() for _ in range(2)]
+    await collector.close()
+
+    # the first pipeline is refused command by command (LATENCY, and SLOWLOG LEN/GET or the
+    # six COMMANDLOG calls); later cycles on the connection send none of them again
+    assert refused_first == (7 if is_valkey(server) else 3)
+    assert client.info("errorstats")["errorstat_NOPERM"]["count"] == refused_first
+    for result in results:
+        assert _value(result, "perf_redis_keyspace_hits_total") is not None
+        assert _value(result, f"{HIST}_count", {"cmd": "info"}) is None
+        assert _value(result, "perf_redis_slowlog_length") is None
