@@ -55,6 +55,8 @@ LABEL_VALUES = {
 SPLITS = {
     "perf_host_cpu_seconds_total": ("mode", ("idle", "user")),
     "perf_pgbouncer_clients": ("state", ("waiting", "active")),
+    "perf_app_cache_request_seconds_sum": ("result", ("hit", "miss")),
+    "perf_app_cache_request_seconds_count": ("result", ("hit", "miss")),
 }
 BUCKETS = ((0.005, 2.0), (0.05, 5.0), (0.5, 10.0), (math.inf, 10.0))
 
@@ -88,7 +90,7 @@ def collector_history(signal: Signal) -> History:
                 for le, count in BUCKETS:
                     key = tuple(sorted({**variant, "le": repr(le).replace("inf", "+Inf")}.items()))
                     history[(name, key)] = [count * factor * (n + 10) for n in range(STEPS)]
-            elif name.endswith("_total"):
+            elif name.endswith(("_total", "_sum", "_count")):
                 rate = 10.0 * factor
                 history[(name, tuple(sorted(variant.items())))] = [
                     rate * STEP * (n + 10) for n in range(STEPS)
@@ -251,6 +253,7 @@ def test_every_ratio_signal_is_guarded() -> None:
         "postgres_cache_hit_ratio",
         "redis_hit_ratio",
         "app_cache_hit_ratio",
+        "app_cache_speedup",
     }
 
 
