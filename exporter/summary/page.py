@@ -165,12 +165,18 @@ def _resources(q: Mapping[str, Any]) -> str:
         if not facts:
             continue
         text = ", ".join(
-            f"{k} {v * 100:.0f} %" if "utilisation" in k and isinstance(v, float) else f"{k} {v}"
+            f"{k} {_fact(k, v)}"
             for k, v in facts.items()
             if v is not None and not isinstance(v, Mapping | list)
         )
         parts.append(f"<p class='note'><b>{e(name.capitalize())}</b>: {e(text)}</p>")
     return "".join(parts)
+
+
+def _fact(name: str, value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value * 100:.0f} %" if "utilisation" in name else f"{value:.3g}"
+    return str(value)
 
 
 def _extras(q: Mapping[str, Any]) -> str:

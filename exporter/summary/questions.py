@@ -39,7 +39,7 @@ class SourceView:
     #: Collections so far that succeeded (a rate needs two).
     successes: int
     facts: Mapping[str, Any]
-    #: Latest gauge samples by metric name (for the container and the chain).
+    #: The latest samples by sample name (the container's memory, which metrics exist).
     gauges: Mapping[str, list[tuple[dict[str, str], float]]]
     #: Why the last collection failed, one sentence, or None.
     error: str | None
@@ -68,7 +68,8 @@ def sentence(row: Mapping[str, Any], signal: Signal) -> str | None:
 def _no_data_reason(signal: Signal, src: SourceView) -> str:
     where = f"{src.collector} target {src.target}"
     if not src.up:
-        return f"{where} is down: {src.error or 'its last collection failed'}."
+        error = (src.error or "its last collection failed").rstrip(". ")
+        return f"{where} is down: {error}."
     if (
         any(m.startswith("perf_postgres_statement_") for m in signal.metrics)
         and src.facts.get("stat_statements_available") is False
@@ -79,7 +80,13 @@ def _no_data_reason(signal: Signal, src: SourceView) -> str:
         )
     if src.successes < 2:
         return f"{where} has been collected once so far; this signal needs two collections."
-    return f"{where} reports none of {', '.join(signal.metrics)} yet."
+    present = [m for m in signal.metrics if m in src.gauges]
+    if present:
+        return (
+            f"{where} reports {', '.join(present)} but they give no value now "
+            "(no limit set, no change yet, or no traffic in the interval)."
+        )
+    return f"{where} reports none of {', '.join(signal.metrics)}."
 
 
 def _row_status(row: Mapping[str, Any]) -> str:
