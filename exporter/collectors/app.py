@@ -319,7 +319,8 @@ class AppCollector(ConnectedCollector[AppTarget, AppSettings, aioredis.Redis]):
     def _facts(
         self, totals: dict[Series, float], gauges: dict[str, dict[str, float]]
     ) -> dict[str, Any]:
-        """Hit ratio per namespace over the last interval (the totals on the first cycle)."""
+        """Per namespace over the last interval (the totals on the first cycle): hits, misses,
+        hit ratio and, for a ``cached`` function, mean hit and miss time and their speedup."""
         previous = self._previous or {}
         cache: dict[str, dict[str, float | None]] = {}
         for series, value in totals.items():
@@ -342,7 +343,8 @@ class AppCollector(ConnectedCollector[AppTarget, AppSettings, aioredis.Redis]):
             entry = cache.setdefault(namespace, {"hits": 0.0, "misses": 0.0, "hit_ratio": None})
             entry[f"mean_{result}_seconds"] = seconds / calls if calls > 0 else None
         for entry in cache.values():
-            hit, miss = entry.get("mean_hit_seconds"), entry.get("mean_miss_seconds")
+            hit = entry.setdefault("mean_hit_seconds", None)
+            miss = entry.setdefault("mean_miss_seconds", None)
             entry["speedup"] = miss / hit if hit and miss is not None else None
         pools: dict[str, dict[str, float | None]] = {}
         for pool, size in gauges["size"].items():
