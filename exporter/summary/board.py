@@ -367,8 +367,8 @@ class SummaryBoard:
             "score": score,
             "score_signals": counted,
             "score_note": (
-                f"{counted['with_data']} signals had data and count; "
-                f"{counted['without_data']} without data and {counted['idle']} idle do not."
+                f"Counted: {counted['with_data']} signals with data; not counted: "
+                f"{counted['without_data']} without data, {counted['idle']} idle."
             ),
             "score_formula": SCORE_FORMULA,
             "status": {k: worst[k] for k in worst},

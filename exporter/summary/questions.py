@@ -116,7 +116,10 @@ def question_rows(
                     ),
                     None,
                 )
-                row["reason"] = _no_data_reason(signal, src) if src is not None else "No value yet."
+                if src is None:
+                    row["reason"] = "No value yet."
+                else:
+                    row["status"], row["reason"] = _without_value(signal, src, t)
             listed.append(row)
         if signal.source != "exporter":
             seen = {(r["collector"], r["target"]) for r in mine}
@@ -132,8 +135,27 @@ def question_rows(
     return out
 
 
+def _without_value(signal: Signal, src: SourceView, t: Thresholds) -> tuple[str, str]:
+    """Status and reason of a signal with no value on a source: a guarded ratio whose metrics
+    are there but saw no event is idle (a hit ratio of no lookups), anything else no data."""
+    min_rate = t.min_rate(signal.key)
+    quiet = (
+        src.up
+        and src.successes >= 2
+        and min_rate is not None
+        and any(m in src.gauges for m in signal.metrics)
+    )
+    if quiet:
+        return "idle", (
+            f"No traffic on {src.collector} target {src.target} over the last interval, below "
+            f"the {min_rate:g}/s needed to judge this ratio."
+        )
+    return "no_data", _no_data_reason(signal, src)
+
+
 def _empty_row(signal: Signal, src: SourceView, t: Thresholds) -> dict[str, Any]:
     level = t.level(signal.key)
+    status, reason = _without_value(signal, src, t)
     return {
         "signal": signal.key,
         "title": signal.title,
@@ -147,8 +169,8 @@ def _empty_row(signal: Signal, src: SourceView, t: Thresholds) -> dict[str, Any]
         "bad_when": "above" if signal.above else "below",
         "warn": level.warn,
         "crit": level.crit,
-        "status": "no_data",
-        "reason": _no_data_reason(signal, src),
+        "status": status,
+        "reason": reason,
         "traffic": None,
         "alert": signal.alert,
         "runbook_url": t.runbook_here(signal.anchor),

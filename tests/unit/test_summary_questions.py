@@ -108,7 +108,11 @@ def test_a_down_target_lists_its_signals_as_no_data_with_the_error_and_no_score(
     }
     assert all(r["sentence"] == r["reason"] for r in gone)
     assert data["score_signals"]["without_data"] >= 6  # the six Redis signals at least
-    assert "without data" in data["score_note"] and "do not" in data["score_note"]
+    counted = data["score_signals"]
+    assert data["score_note"] == (
+        f"Counted: {counted['with_data']} signals with data; not counted: "
+        f"{counted['without_data']} without data, {counted['idle']} idle."
+    )
     # the down collector itself is judged: its success row is critical
     success = [
         r
@@ -237,3 +241,20 @@ def test_the_page_has_a_section_per_question_a_chain_and_refreshes() -> None:
         'data-status="no_data" data-collector="redis" data-target="gone"' in page
     )
     assert "? NO DATA" in page and "\u2717 CRIT" in page
+
+
+def test_a_hit_ratio_without_any_lookup_is_idle_not_absent() -> None:
+    board = SummaryBoard()
+    for now in (0.0, 15.0):  # Redis up, its counters standing still
+        hits = CounterMetricFamily("perf_redis_keyspace_hits", "h", value=10)
+        misses = CounterMetricFamily("perf_redis_keyspace_misses", "m", value=5)
+        board.update("redis", "cache", [hits, misses], {}, now=now)
+    data = board.as_json(now=15.0)
+    (row,) = [r for r in question(data, "cache")["signals"] if r["signal"] == "redis_hit_ratio"]
+    assert row["status"] == "idle"
+    assert row["reason"] == (
+        "No traffic on redis target cache over the last interval, below the 1/s needed to "
+        "judge this ratio."
+    )
+    assert data["score_signals"]["idle"] == 1
+    assert "redis_hit_ratio" not in data["status"]
