@@ -245,6 +245,8 @@ def render_html(data: Mapping[str, Any]) -> str:
         "caption{text-align:left;font-weight:bold;padding:.3em 0}"
         ".score{font-size:3em;font-weight:bold}.note{color:#444}"
         "a{color:#0050a0}"
+        "@media (max-width:30em){td,th{padding:.2em .25em;font-size:.85em}"
+        ".row .value{flex-basis:5em}}"
         "</style></head><body>"
         f"<h1>Performance summary</h1><p>perf-exporter {e(data['version'])} \u00b7 "
         "<a href='/metrics'>/metrics</a> \u00b7 <a href='/summary'>/summary</a> \u00b7 "
