@@ -79,6 +79,7 @@ class Daemon:
         self.snapshot = Snapshot(extra_families=self._self_families)
         self.scheduler = Scheduler(self.snapshot, on_change=self.request_render)
         self.scheduler.add_listener(self.board.record)
+        self.board.error_of = self._collector_error
         self._render_handle: asyncio.TimerHandle | None = None
         self._render_task: asyncio.Task[None] | None = None
         self._render_again = False
@@ -198,6 +199,7 @@ class Daemon:
             jobs = build_jobs(new)
             await self.scheduler.replace(jobs)
             self.board.forget_except({job.key for job in jobs})
+            self.board.refresh_seconds = min((job.interval for job in jobs), default=None)
             self.board.thresholds = thresholds
             self.last_reload_success = time.time()
             log.info("config reloaded", extra={"jobs": len(jobs)})
@@ -224,6 +226,13 @@ class Daemon:
             self._tls.update(tls)
         return web_config
 
+    def _collector_error(self, collector: str, target: str) -> str | None:
+        """The scheduler's "reason: message" of a failing job, for the summary's no-data rows."""
+        stats = self.scheduler.stats().get((collector, target))
+        if stats is None or stats.state in ("ok", "new"):
+            return None
+        return stats.state.partition(": ")[2] or stats.state
+
     def _on_sighup(self) -> None:
         task = asyncio.get_running_loop().create_task(self.reload())
         self._reloads.add(task)
@@ -238,6 +247,7 @@ class Daemon:
             healthy=self.healthy,
             summary_json=self.board.as_json,
             summary_html=self.board.as_html,
+            summary_text=self.board.as_text,
             runbooks_html=lambda: runbooks_html(self.board.thresholds),
         )
         app = build_app(handlers, middlewares=[auth_middleware(lambda: self.web_config)])
@@ -280,6 +290,7 @@ class Daemon:
         runner = await self._start_web()
         jobs = build_jobs(self.config)
         self.scheduler.start(jobs)
+        self.board.refresh_seconds = min((job.interval for job in jobs), default=None)
         self.request_render()
         expiry = loop.create_task(self._expire_loop())
         log.info(

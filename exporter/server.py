@@ -1,4 +1,5 @@
-"""The HTTP side: /metrics serves pre-rendered bytes, plus /healthz, /summary, /runbooks (where
+"""The HTTP side: /metrics serves pre-rendered bytes, plus /healthz, /summary (JSON, or plain
+text with ``?format=text`` or ``Accept: text/plain``), /runbooks (where
 the alerts' default runbook_url points) and a landing page.
 
 Nothing here collects, renders or mutates: every handler reads what the snapshot and the summary
@@ -42,6 +43,29 @@ def wants_openmetrics(accept: str) -> bool:
     return best_om > 0 and best_om >= best_text
 
 
+def wants_text(format_param: str, accept: str) -> bool:
+    """``?format=text``, or an Accept that prefers text/plain to JSON (curl -H ...)."""
+    if format_param:
+        return format_param.lower() == "text"
+    best_text = best_json = -1.0
+    for item in accept.split(","):
+        media, _, params = item.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        media = media.strip().lower()
+        if media == "text/plain":
+            best_text = max(best_text, q)
+        elif media in ("application/json", "*/*", "application/*"):
+            best_json = max(best_json, q)
+    return best_text > 0 and best_text > best_json
+
+
 def accepts_gzip(accept_encoding: str) -> bool:
     for item in accept_encoding.split(","):
         coding, _, params = item.strip().partition(";")
@@ -60,12 +84,14 @@ class Handlers:
         summary_json: Callable[[], dict[str, Any]],
         summary_html: Callable[[], str],
         runbooks_html: Callable[[], str],
+        summary_text: Callable[[], str] | None = None,
     ) -> None:
         self._rendered = rendered
         self._healthy = healthy
         self._summary_json = summary_json
         self._summary_html = summary_html
         self._runbooks_html = runbooks_html
+        self._summary_text = summary_text
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = self._rendered()
@@ -84,6 +110,14 @@ class Handlers:
         return web.Response(status=503, text="scheduler not running\n")
 
     async def summary(self, request: web.Request) -> web.Response:
+        if request.query.get("format", "json").lower() not in ("json", "text"):
+            return web.Response(status=400, text="format must be json or text.\n")
+        if self._summary_text is not None and wants_text(
+            request.query.get("format", ""), request.headers.get("Accept", "")
+        ):
+            return web.Response(
+                text=self._summary_text(), content_type="text/plain", headers={"Vary": "Accept"}
+            )
         return web.Response(
             text=json.dumps(self._summary_json(), indent=1, sort_keys=True),
             content_type="application/json",

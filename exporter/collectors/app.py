@@ -28,6 +28,9 @@ Sample output (the snapshot adds ``target``)::
     perf_app_pool_acquire_timeouts_total{pool="main"} 0.0
     perf_app_cache_hits_total{namespace="api_response"} 15234.0
     perf_app_cache_misses_total{namespace="api_response"} 2281.0
+    perf_app_cache_request_seconds_bucket{le="0.001",namespace="api_response",result="hit"} 15100.0
+    perf_app_cache_request_seconds_count{namespace="api_response",result="miss"} 2281.0
+    perf_app_cache_request_seconds_sum{namespace="api_response",result="miss"} 91.2
     perf_app_processes 2.0
 """
 
@@ -49,7 +52,15 @@ from exporter.collectors.base import Collected, CollectError, parse_number
 from exporter.collectors.connected import ConnectedCollector
 from exporter.collectors.monotonic_sums import MonotonicSums
 from exporter.config import AppSettings, AppTarget, Timing, redact_url
-from exporter.instrument.layout import BUCKET, CACHE, CACHE_KINDS, POOL, POOL_GAUGES
+from exporter.instrument.layout import (
+    BUCKET,
+    CACHE,
+    CACHE_KINDS,
+    POOL,
+    POOL_GAUGES,
+    REQUEST,
+    REQUEST_RESULTS,
+)
 
 #: A counter series: (metric, label value...), e.g. ("hits", "api_response").
 Series = tuple[str, ...]
@@ -163,6 +174,20 @@ class AppCollector(ConnectedCollector[AppTarget, AppSettings, aioredis.Redis]):
                     value = parse_number(text, finite=True)
                     if kind in CACHE_KINDS and namespace and value is not None:
                         counters[(key, (kind, namespace))] = value
+            elif rest.startswith(REQUEST):
+                processes.add(rest[len(REQUEST) :])
+                for field, text in fields.items():
+                    parts = field.rsplit(":", 2)
+                    value = parse_number(text, finite=True)
+                    if len(parts) != 3 or value is None:
+                        continue
+                    namespace, result, part = parts
+                    if not namespace or result not in REQUEST_RESULTS:
+                        continue
+                    if part in ("count", "sum"):
+                        counters[(key, (f"request_{part}", namespace, result))] = value
+                    elif part.startswith("le="):
+                        counters[(key, ("request_bucket", namespace, result, part[3:]))] = value
             elif rest.startswith(POOL) and "pool" in fields:
                 pool = fields["pool"]
                 processes.add(rest[len(POOL) :].removesuffix(":" + pool))
@@ -192,6 +217,7 @@ class AppCollector(ConnectedCollector[AppTarget, AppSettings, aioredis.Redis]):
             family.add_metric([pool], count)
         families.append(family)
         families.append(self._histogram(totals))
+        families.append(self._request_histogram(totals))
         timeouts = CounterMetricFamily(
             "perf_app_pool_acquire_timeouts",
             "pool.acquire() calls that timed out, summed over worker processes.",
@@ -243,10 +269,38 @@ class AppCollector(ConnectedCollector[AppTarget, AppSettings, aioredis.Redis]):
             )
         return family
 
+    @staticmethod
+    def _request_histogram(totals: dict[Series, float]) -> Metric:
+        family = HistogramMetricFamily(
+            "perf_app_cache_request_seconds",
+            "Time calls of a cached function took, by namespace and hit or miss, over worker "
+            "processes.",
+            labels=["namespace", "result"],
+        )
+        for namespace, result in sorted({s[1:3] for s in totals if s[0] == "request_count"}):
+            buckets = sorted(
+                (
+                    (s[3], v)
+                    for s, v in totals.items()
+                    if s[0] == "request_bucket" and s[1:3] == (namespace, result)
+                ),
+                key=lambda item: float(item[0]),
+            )
+            count = totals.get(("request_count", namespace, result), 0.0)
+            if not buckets or buckets[-1][0] != "+Inf":
+                buckets.append(("+Inf", count))
+            family.add_metric(
+                [namespace, result],
+                buckets=buckets,
+                sum_value=totals.get(("request_sum", namespace, result), 0.0),
+            )
+        return family
+
     def _facts(
         self, totals: dict[Series, float], gauges: dict[str, dict[str, float]]
     ) -> dict[str, Any]:
-        """Hit ratio per namespace over the last interval (the totals on the first cycle)."""
+        """Per namespace over the last interval (the totals on the first cycle): hits, misses,
+        hit ratio and, for a ``cached`` function, mean hit and miss time and their speedup."""
         previous = self._previous or {}
         cache: dict[str, dict[str, float | None]] = {}
         for series, value in totals.items():
@@ -257,6 +311,21 @@ class AppCollector(ConnectedCollector[AppTarget, AppSettings, aioredis.Redis]):
         for entry in cache.values():
             lookups = (entry["hits"] or 0.0) + (entry["misses"] or 0.0)
             entry["hit_ratio"] = (entry["hits"] or 0.0) / lookups if lookups else None
+        # mean time of a cached call per result over the interval, and the speedup of a hit
+        for series, count in totals.items():
+            if series[0] != "request_count":
+                continue
+            _, namespace, result = series
+            calls = count - previous.get(series, 0.0)
+            seconds = totals.get(("request_sum", namespace, result), 0.0) - previous.get(
+                ("request_sum", namespace, result), 0.0
+            )
+            entry = cache.setdefault(namespace, {"hits": 0.0, "misses": 0.0, "hit_ratio": None})
+            entry[f"mean_{result}_seconds"] = seconds / calls if calls > 0 else None
+        for entry in cache.values():
+            hit = entry.setdefault("mean_hit_seconds", None)
+            miss = entry.setdefault("mean_miss_seconds", None)
+            entry["speedup"] = miss / hit if hit and miss is not None else None
         pools: dict[str, dict[str, float | None]] = {}
         for pool, size in gauges["size"].items():
             idle = gauges["idle"].get(pool, 0.0)

@@ -2,16 +2,25 @@
 
 Counting is an integer increment in this process; the application's :class:`Publisher` flushes
 the differences to Redis once a second in one pipelined round trip, never once per call.
+
+:meth:`CacheStats.cached` is also the cache itself for a function (the reference application's
+"decorator for caching functions"): it times every call, so the summary can say how much faster
+a hit is than the work it saves, which Redis cannot see.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
+import hashlib
 import inspect
+import json
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
-from exporter.instrument.layout import CACHE_KINDS
+from exporter.instrument.layout import CACHE_KINDS, REQUEST_BUCKETS, REQUEST_RESULTS, le_text
 from exporter.instrument.publisher import Publisher
 
 P = ParamSpec("P")
@@ -39,6 +48,14 @@ class CacheStats:
         self.errors = 0
         self.fallbacks = 0
         self._fields = {kind: f"{namespace}:{kind}" for kind in CACHE_KINDS}
+        # cached-call durations since this process started, per result: bucket counts (the
+        # last one above every bound) and the sum; published as totals, so a failed flush
+        # loses nothing and needs no give-back
+        self._bucket_counts = {r: [0] * (len(REQUEST_BUCKETS) + 1) for r in REQUEST_RESULTS}
+        self._seconds = dict.fromkeys(REQUEST_RESULTS, 0.0)
+        self._le = [le_text(b) for b in (*REQUEST_BUCKETS, float("inf"))]
+        self._observed = 0
+        self._published = 0
         publisher.add_cache(self)
 
     def hit(self) -> None:
@@ -56,6 +73,34 @@ class CacheStats:
     def fallback(self) -> None:
         """The value came from (or went to) the in-memory fallback because Redis failed."""
         self.fallbacks += 1
+
+    def observe(self, result: str, seconds: float) -> None:
+        """One cached call that was a ``hit`` or a ``miss`` took ``seconds``."""
+        self._bucket_counts[result][bisect.bisect_left(REQUEST_BUCKETS, seconds)] += 1
+        self._seconds[result] += seconds
+        self._observed += 1
+
+    def timings(self) -> dict[str, str | int] | None:
+        """The timing totals as request-hash fields, or None when unchanged since published."""
+        if self._observed == self._published:
+            return None
+        out: dict[str, str | int] = {}
+        for result in REQUEST_RESULTS:
+            running = 0
+            for le, n in zip(self._le, self._bucket_counts[result], strict=True):
+                running += n
+                out[f"{self.namespace}:{result}:le={le}"] = running
+            out[f"{self.namespace}:{result}:count"] = running
+            out[f"{self.namespace}:{result}:sum"] = repr(self._seconds[result])
+        return out
+
+    def timings_published(self, observed: int) -> None:
+        self._published = observed
+
+    @property
+    def observed(self) -> int:
+        """Cached calls timed so far (the publisher notes which count it sent)."""
+        return self._observed
 
     def take(self) -> dict[str, int]:
         """The counts since the last call, by Redis hash field, and reset them (publisher use)."""
@@ -125,6 +170,88 @@ class CacheStats:
     def track_set(self, func: Callable[P, R]) -> Callable[P, R]:
         """Decorate a cache set (sync or async): each call that returns is a set."""
         return self._counted(func, get=False)
+
+    def cached(
+        self,
+        ttl: float,
+        key: Callable[..., str] | None = None,
+        *,
+        redis: Any = None,
+        prefix: str = "cache:",
+        fallback_size: int = 1024,
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Cache an async function's JSON-serialisable result in Redis for ``ttl`` seconds.
+
+        A call looks the key up (``GET``); a hit returns the stored value, a miss calls the
+        function and stores its result (``SET ... EX ttl``). The key is
+        ``<prefix><namespace>:<sha256 of key(*args, **kwargs)>`` (``key`` defaults to the
+        arguments' repr), hashed so user ids never show in key names. When Redis fails, the
+        call uses a bounded in-memory cache instead, counted in ``fallbacks``; the application
+        never sees a Redis error from here. Every call is timed as a ``hit`` or a ``miss``
+        (``perf_app_cache_request_seconds``); a call whose function raises is an error and
+        re-raises. ``redis`` defaults to the publisher's client.
+        """
+        stats = self
+        memory: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        key_of = key or (lambda *a, **kw: repr((a, sorted(kw.items()))))
+        expire = max(1, round(ttl))
+
+        def remember(name: str, text: str) -> None:
+            memory[name] = (time.monotonic() + ttl, text)
+            memory.move_to_end(name)
+            while len(memory) > fallback_size:
+                memory.popitem(last=False)
+
+        def recall(name: str) -> str | None:
+            entry = memory.get(name)
+            if entry is None or entry[0] < time.monotonic():
+                memory.pop(name, None)
+                return None
+            return entry[1]
+
+        def decorate(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            @functools.wraps(func)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                started = time.perf_counter()
+                client = redis if redis is not None else stats.publisher.redis
+                if not stats.publisher.running:
+                    stats.publisher.ensure_started()
+                digest = hashlib.sha256(str(key_of(*args, **kwargs)).encode()).hexdigest()
+                name = f"{prefix}{stats.namespace}:{digest[:32]}"
+                redis_ok = True
+                try:
+                    text = await client.get(name)
+                except Exception:  # Redis down or slow: serve from memory
+                    redis_ok = False
+                    stats.fallbacks += 1
+                    text = recall(name)
+                if text is not None:
+                    value = cast(R, json.loads(text))
+                    stats.hits += 1
+                    stats.observe("hit", time.perf_counter() - started)
+                    return value
+                stats.misses += 1
+                try:
+                    value = await func(*args, **kwargs)
+                except Exception:
+                    stats.errors += 1
+                    raise
+                text = json.dumps(value)
+                if redis_ok:
+                    try:
+                        await client.set(name, text, ex=expire)
+                    except Exception:
+                        redis_ok = False
+                        stats.fallbacks += 1
+                if not redis_ok:
+                    remember(name, text)
+                stats.sets += 1
+                stats.observe("miss", time.perf_counter() - started)
+                return value
+
+            return wrapper
+
+        return decorate
 
     async def close(self) -> None:
         """Send this namespace's last counts and stop publishing it (its publisher runs on)."""

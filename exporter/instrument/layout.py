@@ -5,6 +5,9 @@ its predecessor) writes:
 
 * ``<prefix>cache:<process>``: a hash of counters ``<namespace>:<kind>`` (kind in
   :data:`CACHE_KINDS`), grown with HINCRBY; these are totals since the process started.
+* ``<prefix>request:<process>``: a hash of the :meth:`CacheStats.cached` timings since the
+  process started, fields ``<namespace>:<result>:<part>`` with result ``hit`` or ``miss`` and
+  part ``count``, ``sum`` (seconds, HINCRBYFLOAT) or ``le=<upper bound>`` (cumulative bucket).
 * ``<prefix>pool:<process>:<pool name>``: a hash with the pool's latest gauges (``size``,
   ``idle``, ``min``, ``max``, ``waiting``), its counters since the process started
   (``timeouts``, ``acquire_count``, ``acquire_sum`` in seconds) and cumulative acquire-latency
@@ -18,6 +21,7 @@ from __future__ import annotations
 DEFAULT_PREFIX = "perf:app:"
 CACHE = "cache:"
 POOL = "pool:"
+REQUEST = "request:"
 
 #: Cache events counted per namespace.
 CACHE_KINDS = ("hits", "misses", "sets", "errors", "fallbacks")
@@ -42,6 +46,29 @@ ACQUIRE_BUCKETS: tuple[float, ...] = (
     30.0,
 )
 
+#: Upper bounds (seconds) of the cached-call histogram: from a hit served from memory (tens of
+#: microseconds) to an uncached call of a slow endpoint.
+REQUEST_BUCKETS: tuple[float, ...] = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+#: Outcomes of a cached call.
+REQUEST_RESULTS = ("hit", "miss")
+
 POOL_GAUGES = ("size", "idle", "min", "max", "waiting")
 POOL_COUNTERS = ("timeouts", "acquire_count", "acquire_sum")
 BUCKET = "bucket:"
@@ -60,3 +87,12 @@ def cache_key(prefix: str, process: str) -> str:
 
 def pool_key(prefix: str, process: str, pool: str) -> str:
     return f"{prefix}{POOL}{process}:{pool}"
+
+
+def request_key(prefix: str, process: str) -> str:
+    return f"{prefix}{REQUEST}{process}"
+
+
+def le_text(upper: float) -> str:
+    """The ``le`` label text of a bucket bound: ``0.005``, ``+Inf``."""
+    return "+Inf" if upper == float("inf") else repr(float(upper))

@@ -17,7 +17,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from exporter.instrument.layout import DEFAULT_PREFIX, cache_key, pool_key
+from exporter.instrument.layout import DEFAULT_PREFIX, cache_key, pool_key, request_key
 
 if TYPE_CHECKING:
     from exporter.instrument.cache import CacheStats
@@ -94,13 +94,19 @@ class Publisher:
             return
         self._caches.remove(stats)
         deltas = stats.take()
-        if not deltas:
+        timings = stats.timings()
+        if not deltas and timings is None:
             return
         key = cache_key(self.prefix, self.process)
         pipe = self.redis.pipeline(transaction=False)
         for field, delta in deltas.items():
             pipe.hincrby(key, field, delta)
-        pipe.expire(key, max(1, round(self.ttl)))
+        if deltas:
+            pipe.expire(key, max(1, round(self.ttl)))
+        if timings is not None:
+            rkey = request_key(self.prefix, self.process)
+            pipe.hset(rkey, mapping=timings)
+            pipe.expire(rkey, max(1, round(self.ttl)))
         try:
             await pipe.execute()
         except Exception as exc:  # nothing is left to retry them: say so once, never raise
@@ -136,8 +142,21 @@ class Publisher:
                 for field, delta in deltas.items():
                     pipe.hincrby(ckey, field, delta)
                     commands += 1
-        if taken or (self._caches and now - self._cache_refreshed > self.ttl / 3):
+        refresh = bool(taken) or (bool(self._caches) and now - self._cache_refreshed > self.ttl / 3)
+        if refresh:
             pipe.expire(ckey, max(1, round(self.ttl)))
+            commands += 1
+        # cached-call timings go as totals (HSET): a failed flush is simply sent again later
+        rkey = request_key(self.prefix, self.process)
+        timed: list[tuple[CacheStats, int]] = []
+        for stats in self._caches:
+            fields = stats.timings()
+            if fields is not None:
+                timed.append((stats, stats.observed))
+                pipe.hset(rkey, mapping=fields)
+                commands += 1
+        if timed or (refresh and any(stats.observed for stats in self._caches)):
+            pipe.expire(rkey, max(1, round(self.ttl)))
             commands += 1
         due = [reporter for reporter in self._pools if reporter.due(now)]
         for reporter in due:
@@ -158,6 +177,8 @@ class Publisher:
             return False
         if taken or self._caches:
             self._cache_refreshed = now
+        for stats, observed in timed:
+            stats.timings_published(observed)
         for reporter in due:
             reporter.published(now)
         self.flushes += 1

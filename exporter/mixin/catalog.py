@@ -265,6 +265,35 @@ REDIS_OWN_EXCLUDED_RATIO = Formula(
     ),
 )
 
+_REQ_SUM = "perf_app_cache_request_seconds_sum"
+_REQ_COUNT = "perf_app_cache_request_seconds_count"
+
+
+def _mean_call(q: Query, by: tuple[str, ...], result: str) -> str:
+    match = f'result="{result}"'
+    return (
+        f"(sum by ({_by(by)}) ({q.rate(_REQ_SUM, match)}) / "
+        f"sum by ({_by(by)}) ({q.rate(_REQ_COUNT, match)}))"
+    )
+
+
+def _mean_call_values(v: Window, by: tuple[str, ...], result: str) -> Values:
+    return divide(v.delta(_REQ_SUM, by, result=result), v.delta(_REQ_COUNT, by, result=result))
+
+
+# how many times faster a hit is than the work it saves: mean miss time over mean hit time;
+# judged only with enough calls, as a ratio of two small means is noise
+CACHE_SPEEDUP = Formula(
+    lambda q, by: f"{_mean_call(q, by, 'miss')} / {_mean_call(q, by, 'hit')}",
+    lambda v, by: divide(_mean_call_values(v, by, "miss"), _mean_call_values(v, by, "hit")),
+    (_REQ_SUM, _REQ_COUNT),
+    Formula(
+        lambda q, by: f"sum by ({_by(by)}) ({q.rate(_REQ_COUNT)})",
+        lambda v, by: v.rate(_REQ_COUNT, by),
+        (_REQ_COUNT,),
+    ),
+)
+
 _CONNECTIONS = "perf_postgres_connections"
 _MAX_CONNECTIONS = "perf_postgres_max_connections"
 _RESERVED = "perf_postgres_superuser_reserved_connections"
@@ -438,7 +467,7 @@ UNITS: dict[str, UnitFormat] = {
     "h": UnitFormat(lambda v: f"{v:g}h", lambda v: f"{v:.1f} h", '{{ printf "%.1f" $value }}h'),
     "ops": UnitFormat(lambda v: f"{v:g}/s", lambda v: f"{v:.2f}/s", '{{ printf "%.2f" $value }}/s'),
     "short": UnitFormat(lambda v: f"{v:g}", lambda v: f"{v:g}", '{{ printf "%.0f" $value }}'),
-    # Grafana's custom-suffix unit: a factor against a baseline
+    # Grafana's custom-suffix unit: a factor against a baseline (a speedup, a slowdown): "4.2x"
     "suffix:x": UnitFormat(
         lambda v: f"{v:g}x", lambda v: f"{v:.1f}x", '{{ printf "%.1f" $value }}x'
     ),
@@ -627,6 +656,25 @@ SIGNALS: tuple[Signal, ...] = (
         "invalidations done by the application.",
         mitigation="Lengthen the namespace's TTL, stop invalidating it on unrelated writes, or "
         "stop caching values that are never read twice.",
+    ),
+    Signal(
+        key="app_cache_speedup",
+        question="cache",
+        title="Application cache speedup",
+        alert="PerfAppCacheSpeedupLow",
+        above=False,
+        unit="suffix:x",
+        levels=Levels(3.0, 1.5, "15m", "15m", min_rate=0.1),
+        by=("namespace",),
+        record="perf_app_cache_request_seconds:speedup_rate{w}",
+        formula=CACHE_SPEEDUP,
+        meaning="A cached call that hits is not much faster than one that misses and does the "
+        "work (the application aims at 3-5x): the cache costs memory and a round trip without "
+        "saving much.",
+        diagnosis="Compare mean hit and miss time of the namespace on the pools dashboard; a slow "
+        "hit points at Redis latency or large values, a fast miss at work that is cheap anyway.",
+        mitigation="Cache something more expensive (the whole response, not one query), shrink "
+        "the values, or stop caching what is cheap to compute.",
     ),
     Signal(
         key="postgres_connection_utilisation",

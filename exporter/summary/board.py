@@ -7,9 +7,11 @@ defaults of ``as_json``/``as_html``.
 
 **Score** (0-100): every signal with a current value counts once, at the status of its worst
 series: ok = 1, warn = 0.5, crit = 0; the score is ``round(100 * sum / count)``. Signals without
-data (a source not configured, a first sample with no delta yet) do not count, nor do idle
-ones (a ratio whose traffic is below its ``min_rate``: too few lookups to judge); with no signal
-at all the score is ``null``. The summary has no ``for:``: it shows now, the alerts wait.
+data (a source down, a first sample with no delta yet, pg_stat_statements off) do not count,
+nor do idle ones (a ratio whose traffic is below its ``min_rate``: too few lookups to judge);
+``score_signals`` says how many of each there were, so a score of 100 over three signals reads
+as what it is. With no signal at all the score is ``null``. The summary has no ``for:``: it
+shows now, the alerts wait. The JSON's shape is documented field by field in docs/summary.md.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +29,18 @@ from exporter import __version__
 from exporter.mixin.catalog import BY_KEY, SIGNALS, Signal
 from exporter.mixin.thresholds import Thresholds
 from exporter.summary.page import render_html
+from exporter.summary.questions import (
+    QUESTIONS,
+    TITLES,
+    SourceView,
+    cache_namespaces,
+    queries_facts,
+    question_rows,
+    question_status,
+    resources_facts,
+    saturation_chain,
+)
+from exporter.summary.text import render_text
 from exporter.summary.window import (
     Coarse,
     LabelKey,
@@ -37,6 +51,8 @@ from exporter.summary.window import (
     samples_of,
 )
 
+#: Bumped when a field of /summary changes meaning or goes away (docs/summary.md).
+SCHEMA_VERSION = 2
 Status = Literal["ok", "warn", "crit"]
 WEIGHT: dict[Status, float] = {"ok": 1.0, "warn": 0.5, "crit": 0.0}
 SCORE_FORMULA = (
@@ -72,6 +88,8 @@ class _Source:
     up: bool = True
     last_run: float = 0.0
     last_success: float | None = None
+    #: Successful collections since the source was last down.
+    successes: int = 0
     facts: Mapping[str, Any] = field(default_factory=dict)
     # recent gauge values for trends; they outlive a failed run, as the filesystem does
     trails: Trails = field(default_factory=dict)
@@ -105,6 +123,11 @@ class SummaryBoard:
         self.thresholds = thresholds or Thresholds()
         self.history = history
         self._settings = self.thresholds.settings()
+        #: Why a (collector, target)'s last collection failed, one sentence (the daemon asks
+        #: its scheduler); None when unknown.
+        self.error_of: Callable[[str, str], str | None] = lambda collector, target: None
+        #: Seconds between collections: the page refreshes this often (None: no refresh).
+        self.refresh_seconds: float | None = None
         self._sources: dict[tuple[str, str], _Source] = {}
         # series by (signal key, collector, target), then by labels: an update touches only the
         # series of its own target, so a cycle costs the same with 1 or 100 targets
@@ -129,6 +152,7 @@ class SummaryBoard:
             src.before, src.t_before = src.now, src.t_now
         src.now, src.t_now = samples_of(families), now
         src.up, src.last_run, src.last_success, src.facts = True, now, now, dict(facts)
+        src.successes += 1
         window = Window(
             src.now,
             now,
@@ -272,48 +296,113 @@ class SummaryBoard:
             )
         return out
 
+    def views(self) -> list[SourceView]:
+        """Every (collector, target) as the questions read it."""
+        return [
+            SourceView(
+                collector,
+                target,
+                src.up,
+                src.successes,
+                src.facts,
+                src.now,
+                None if src.up else self.error_of(collector, target),
+            )
+            for (collector, target), src in sorted(self._sources.items())
+        ]
+
     def as_json(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
+        t = self.thresholds
         rows = self.rows(now)
+        views = self.views()
+        by_question = question_rows(rows, views, t)
         worst: dict[str, Status] = {}
-        for row in rows:
-            status = row["status"]
-            if status is None or status == "idle":
-                continue
-            old = worst.get(row["signal"])
-            if old is None or WEIGHT[status] < WEIGHT[old]:
-                worst[row["signal"]] = status
+        shown: dict[str, set[str]] = {}
+        for listed in by_question.values():
+            for row in listed:
+                status = row["status"]
+                shown.setdefault(row["signal"], set()).add(status)
+                if status in ("idle", "no_data"):
+                    continue
+                old = worst.get(row["signal"])
+                if old is None or WEIGHT[status] < WEIGHT[old]:
+                    worst[row["signal"]] = status
         score = round(100 * sum(WEIGHT[s] for s in worst.values()) / len(worst)) if worst else None
+        idle_only = [k for k, st in shown.items() if k not in worst and "idle" in st]
+        without = [k for k, st in shown.items() if k not in worst and "idle" not in st]
+        counted = {
+            "with_data": len(worst),
+            "without_data": len(without),
+            "idle": len(idle_only),
+        }
         sources: dict[str, dict[str, Any]] = {}
-        recommendations: list[Any] = []
-        slow: list[dict[str, Any]] = []
-        blocking: list[dict[str, Any]] = []
-        for (collector, target), src in sorted(self._sources.items()):
-            sources.setdefault(collector, {})[target] = {
+        for view in views:
+            src = self._sources[(view.collector, view.target)]
+            sources.setdefault(view.collector, {})[view.target] = {
                 "up": src.up,
                 "last_run": src.last_run,
                 "last_success": src.last_success,
+                "error": view.error,
                 "facts": dict(src.facts),
             }
-            # the PostgreSQL collector's answers to "which query got slow" and "who blocks"
-            slow += [{"target": target, **s} for s in src.facts.get("slow_statements") or []]
-            blocking += [{"target": target, **c} for c in src.facts.get("blocking") or []]
-            for item in src.facts.get("index_recommendations") or []:
-                recommendations.append(
-                    {"target": target, **item} if isinstance(item, dict) else item
-                )
+
+        def judge(key: str, value: float) -> str:
+            return status_of(BY_KEY[key], value, t)
+
+        queries = queries_facts(views)
+        extras: dict[str, dict[str, Any]] = {
+            "cache": {"namespaces": cache_namespaces(views)},
+            "pools": {"chain": saturation_chain(views, judge)},
+            "queries": queries,
+            "resources": resources_facts(views),
+            "exporter": {
+                "collectors": [
+                    {
+                        "collector": v.collector,
+                        "target": v.target,
+                        "up": v.up,
+                        "error": v.error,
+                        "last_success": self._sources[(v.collector, v.target)].last_success,
+                    }
+                    for v in views
+                ]
+            },
+        }
+        questions = [
+            {
+                "id": q,
+                "title": TITLES[q],
+                "status": question_status(by_question[q]),
+                "signals": by_question[q],
+                **extras[q],
+            }
+            for q in QUESTIONS
+        ]
         return {
+            "schema_version": SCHEMA_VERSION,
             "version": __version__,
             "generated_at": now,
+            "refresh_seconds": self.refresh_seconds,
             "score": score,
+            "score_signals": counted,
+            "score_note": (
+                f"Counted: {counted['with_data']} signals with data; not counted: "
+                f"{counted['without_data']} without data, {counted['idle']} idle."
+            ),
             "score_formula": SCORE_FORMULA,
             "status": {k: worst[k] for k in worst},
+            "questions": questions,
             "signals": rows,
             "sources": sources,
-            "index_recommendations": recommendations,
-            "slow_statements": slow,
-            "blocking": blocking,
+            "index_recommendations": queries["index_recommendations"],
+            # the same lists at the top level, where the first readers of /summary found them
+            "slow_statements": queries["slow_statements"],
+            "blocking": queries["blocking"],
         }
 
     def as_html(self, now: float | None = None) -> str:
         return render_html(self.as_json(now))
+
+    def as_text(self, now: float | None = None) -> str:
+        return render_text(self.as_json(now))

@@ -8,12 +8,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis_support import SERVER_BINARIES, admin, is_valkey, make_collector, registry_of, server_for
-from servers import RedisServer
 
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.redis import RedisCollector
 from exporter.collectors.redis_latency import BOUNDS_USEC
+from tests.support.redis_collector import (
+    SERVER_BINARIES,
+    admin,
+    is_valkey,
+    make_collector,
+    server_for,
+)
+from tests.support.registry import registry_of
+from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -61,6 +61,8 @@ SPLITS = {
     "perf_pgbouncer_clients": ("state", ("waiting", "active")),
     # only context normal is shared_buffers pressure: the ring's evictions must be left out
     "perf_postgres_io_evictions_total": ("context", ("normal", "bulkread")),
+    "perf_app_cache_request_seconds_sum": ("result", ("hit", "miss")),
+    "perf_app_cache_request_seconds_count": ("result", ("hit", "miss")),
 }
 LONG_STEP = 300  # seconds between samples of a signal reading a day or more
 BUCKETS = ((0.005, 2.0), (0.05, 5.0), (0.5, 10.0), (math.inf, 10.0))
@@ -104,7 +106,7 @@ def collector_history(signal: Signal) -> History:
                 for le, count in BUCKETS:
                     key = tuple(sorted({**variant, "le": repr(le).replace("inf", "+Inf")}.items()))
                     history[(name, key)] = [count * factor * (n + 10) for n in range(steps)]
-            elif name.endswith("_total"):
+            elif name.endswith(("_total", "_sum", "_count")):
                 rate = 10.0 * factor
                 # past the bend the first metric speeds up most (exec time more than calls)
                 history[(name, tuple(sorted(variant.items())))] = [
@@ -270,6 +272,7 @@ def test_every_ratio_signal_is_guarded() -> None:
         "postgres_cache_hit_ratio",
         "redis_hit_ratio",
         "app_cache_hit_ratio",
+        "app_cache_speedup",
     }
 
 

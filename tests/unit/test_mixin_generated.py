@@ -135,12 +135,16 @@ def test_guarded_alerts_require_the_minimum_traffic() -> None:
         "PerfPostgresCacheHitRatioLow",
         "PerfRedisHitRatioLow",
         "PerfAppCacheHitRatioLow",
+        "PerfAppCacheSpeedupLow",
     }
     for rule in _rule_files():
         signal = guarded.get(rule.get("alert", ""))
         if signal is not None:
             traffic = signal.traffic_record_name(t.rate_window)
-            assert rule["expr"].endswith(f'{traffic}{{job="perf-exporter"}} >= 1'), rule["expr"]
+            least = t.min_rate(signal.key)
+            assert rule["expr"].endswith(f'{traffic}{{job="perf-exporter"}} >= {least:g}'), rule[
+                "expr"
+            ]
 
 
 def test_the_statement_latency_rule_divides_rates_of_counters() -> None:

@@ -277,7 +277,9 @@ def test_history_is_bounded_and_drawn_as_an_svg_sparkline() -> None:
     assert r["history"] == [0.15, 0.16, 0.17, 0.18, 0.19]
     svg = sparkline(r["history"], "ok")  # type: ignore[arg-type]
     assert svg.startswith("<svg") and svg.count(",") == 5
-    assert sparkline([0.1], "ok") == ""
+    # every row has a sparkline: without two points it is a dashed baseline, not a line
+    empty = sparkline([0.1], "ok")
+    assert "stroke-dasharray" in empty and "<polyline" not in empty
 
 
 def test_html_page_shows_signals_without_scripts_or_external_assets() -> None:
