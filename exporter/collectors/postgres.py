@@ -358,7 +358,9 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         per_database.update(await self._other_databases.refresh(chosen, budget))
         self._statements += self._other_databases.statements
         families += fam.databases_table_families(per_database)
-        families += self._other_databases.families(chosen)
+        families += self._other_databases.families(
+            chosen, current_db if current_db in per_database else None
+        )
         recommendations: list[dict[str, Any]] = []
         for datname, (tables, unused) in per_database.items():
             recommendations += fam.index_recommendations(

@@ -273,12 +273,14 @@ class DatabaseTables:
             )
         known.problem = reason
 
-    def families(self, chosen: Sequence[Row]) -> list[Metric]:
-        """Up per chosen database, when its rows were read, errors so far, databases over cap."""
+    def families(self, chosen: Sequence[Row], current: str | None) -> list[Metric]:
+        """Up per database with table statistics (``current``, the connected one, read over the
+        collector's own connection, is always up), when the rows were read, errors so far, and
+        the databases over the cap."""
         up = GaugeMetricFamily(
             "perf_postgres_table_stats_up",
-            "1 when the table statistics of the database were read at its last refresh "
-            "(databases other than the connected one; each needs its own connection).",
+            "1 when the table statistics of the database were read at its last refresh (each "
+            "database but the connected one needs its own short connection).",
             labels=["datname"],
         )
         stamp = GaugeMetricFamily(
@@ -287,6 +289,9 @@ class DatabaseTables:
             "table_stats_interval).",
             labels=["datname"],
         )
+        if current is not None:
+            up.add_metric([current], 1.0)
+            stamp.add_metric([current], time.time())
         for row in chosen:
             known = self._known.get(row["datname"])
             good = known is not None and known.rows is not None
