@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +23,34 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    srv = PostgresServer(settings={"autovacuum": "off"})
+    # golden_closed refuses every login: its table statistics fail and are counted
+    hba = [
+        "local all all trust",
+        "host golden_closed all 127.0.0.1/32 reject",
+        "host all all 127.0.0.1/32 trust",
+    ]
+    srv = PostgresServer(settings={"autovacuum": "off"}, hba=hba)
     srv.sql("CREATE TABLE golden_t (id int PRIMARY KEY, note text)")
     srv.sql("CREATE INDEX golden_t_note ON golden_t (note)")
     srv.sql("SELECT count(*) FROM golden_t")
-    yield srv
-    srv.close()
+    srv.sql("VACUUM ANALYZE golden_t")
+    srv.sql("CREATE DATABASE golden_closed")
+    # a vacuum slowed to about 100 ms a page keeps pg_stat_progress_vacuum busy for minutes
+    srv.sql("CREATE TABLE golden_big AS SELECT g AS id FROM generate_series(1, 300000) g")
+    srv.sql("DELETE FROM golden_big WHERE id % 2 = 0")
+    vacuum = subprocess.Popen(
+        ["psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(srv.port), "-U", "postgres", "-d",
+         "postgres", "-c", "VACUUM golden_big"],
+        env={**os.environ, "PGOPTIONS": "-c vacuum_cost_delay=100 -c vacuum_cost_limit=1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield srv
+    finally:
+        vacuum.kill()
+        vacuum.wait(10)
+        srv.close()
 
 
 def test_postgres_layout_matches_golden(server: PostgresServer, tmp_path: Path) -> None:
@@ -35,12 +58,21 @@ def test_postgres_layout_matches_golden(server: PostgresServer, tmp_path: Path) 
         "interval": "1s",
         "timeout": "800ms",
         "collectors": {"host": {"enabled": False}},
-        "targets": {"postgres": [{"name": "main", "dsn": server.dsn, "databases": ["postgres"]}]},
+        "targets": {
+            "postgres": [
+                {"name": "main", "dsn": server.dsn, "databases": ["postgres", "golden_closed"]}
+            ]
+        },
     }
     with Daemon(config, tmp_path) as d:
         d.wait_for(
             lambda: (
                 d.value("perf_postgres_statement_calls_total", {"queryid": "other"}) is not None
+                and d.value(
+                    "perf_postgres_vacuums_in_progress",
+                    {"datname": "postgres", "phase": "scanning heap"},
+                )
+                is not None
             ),
             what="postgres metrics",
         )
