@@ -36,10 +36,15 @@ are shown there)::
     perf_postgres_table_seq_scan_total{datname="app",relname="orders",schemaname="public"} 902.0
     perf_postgres_table_size_bytes{datname="app",relname="orders",schemaname="public"} 4.1e+07
     perf_postgres_unused_index_size_bytes{datname="app",indexrelname="orders_note_idx",...} 1.6e+07
+    perf_postgres_table_dead_tuples{datname="app",relname="orders",schemaname="public"} 1204.0
+    perf_postgres_table_last_vacuum_timestamp_seconds{datname="app",relname="orders",...} 1.76e+09
+    perf_postgres_database_xid_age{datname="app"} 1.2e+07
     perf_postgres_collector_statements 4.0
     perf_postgres_collector_query_duration_seconds 0.0031
 
-Per-table series describe the database the target connects to. Facts for /summary:
+Per-table series describe the database the target connects to and, read over short connections
+of their own by :mod:`exporter.collectors.postgres_databases` (which also gives the wraparound
+and vacuum-progress series), the server's other databases. Facts for /summary:
 ``cache_hit_ratio`` (over the last interval), ``connections``, ``max_connections``,
 ``superuser_reserved_connections``, ``probe_seconds``, ``longest_transaction_seconds``,
 ``longest_idle_in_transaction_seconds``, ``stat_statements_available``, ``replication_lag_seconds``,
