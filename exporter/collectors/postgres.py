@@ -209,6 +209,7 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
             interval=settings.table_stats_interval,
             tables_top_n=settings.tables_top_n,
             log_extra={"collector": self.name, "target": target.name},
+            describe=lambda exc: _clean(str(exc) or type(exc).__name__, self._password),
         )
 
     def listed_queryids(self) -> frozenset[int]:

@@ -151,7 +151,10 @@ class DatabaseTables:
         interval: float,
         tables_top_n: int,
         log_extra: dict[str, str],
+        describe: Callable[[BaseException], str] = lambda exc: " ".join(str(exc).split()),
     ) -> None:
+        #: One line about a failure for the log (the collector's masks its password).
+        self._describe = describe
         self._open = open_connection
         self._session = session
         self._timeout = timeout
@@ -194,10 +197,13 @@ class DatabaseTables:
         """
         self.statements = 0
         names = {row["datname"] for row in chosen}
-        # a database no longer chosen (dropped, filtered) keeps only its error counts
-        for name, known in self._known.items():
+        # a database no longer chosen (dropped, filtered) keeps only its error counts (a counter
+        # never goes down); one that never failed is forgotten, so churn does not grow this
+        for name, known in list(self._known.items()):
             if name not in names:
                 known.rows = known.sampled_at = None
+                if not known.errors:
+                    del self._known[name]
         now = time.monotonic()
         due = self._refreshed is None or now - self._refreshed >= self._interval
         if due and chosen:
@@ -241,7 +247,7 @@ class DatabaseTables:
                     await conn.close(timeout=seconds)
             except Exception as exc:  # TimeoutError included; a cancel propagates
                 done.add(name)
-                self._failed(name, known, reason_of(exc), " ".join(str(exc).split()) or "timeout")
+                self._failed(name, known, reason_of(exc), self._describe(exc) or "timeout")
                 return
             finally:
                 if conn is not None:
@@ -294,9 +300,11 @@ class DatabaseTables:
             stamp.add_metric([current], time.time())
         for row in chosen:
             known = self._known.get(row["datname"])
-            good = known is not None and known.rows is not None
+            if known is None:
+                continue  # new since the last refresh: not tried yet, so neither up nor down
+            good = known.rows is not None
             up.add_metric([row["datname"]], 1.0 if good else 0.0)
-            if good and known is not None:
+            if good:
                 stamp.add_metric([row["datname"]], float(known.sampled_at or 0.0))
         errors = CounterMetricFamily(
             "perf_postgres_table_stats_errors",
