@@ -355,3 +355,40 @@ async def test_other_databases_are_refreshed_only_every_table_stats_interval(
         value(second, "perf_postgres_collector_statements")
         == value(first, "perf_postgres_collector_statements") - 1
     )
+
+
+async def test_a_cancelled_cycle_leaves_no_session_in_another_database(
+    server: PostgresServer,
+) -> None:
+    create_db(server, "held", "held_t")
+    locker = await asyncpg.connect(server.dsn_for("postgres", "held"))
+    tx = locker.transaction()
+    await tx.start()
+    # the statistics query joins pg_namespace: it waits here, connected, until cancelled
+    await locker.execute("LOCK TABLE pg_namespace IN ACCESS EXCLUSIVE MODE")
+    coll = collector(
+        dsn=server.dsn,
+        databases=["postgres", "held"],
+        settings={**EVERY_CYCLE, "table_stats_interval": 0},
+        interval=60.0,
+        timeout=30.0,
+    )
+    task = asyncio.create_task(coll.collect())
+    try:
+        deadline = time.monotonic() + 20
+        query = (
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'perf-exporter' "
+            "AND datname = 'held' AND wait_event_type = 'Lock'"
+        )
+        while server.sql(query) != "1":
+            assert time.monotonic() < deadline, "the exporter never waited in database held"
+            await asyncio.sleep(0.05)
+        task.cancel()  # as the scheduler does at shutdown or on its own timeout
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await coll.close()
+    finally:
+        await tx.rollback()
+        await locker.close()
+    assert await exporter_sessions(server, "held") == 0
+    assert await exporter_sessions(server, "postgres") == 0
