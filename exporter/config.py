@@ -205,6 +205,12 @@ class PostgresSettings(CollectorSettings):
     #: Seconds between two pg_stat_activity samples (wait events, blocking) taken between
     #: cycles; 0 or off: none (blocking is then read once per cycle).
     wait_sample_interval: OptionalDuration = 1.0
+    #: Databases at most whose table and index statistics are read (the DSN's one included);
+    #: each other one costs a short connection per refresh (see docs/postgres.md, Cost).
+    table_stats_max_databases: int = Field(10, ge=1, le=200)
+    #: Seconds between two refreshes of the table statistics of the databases other than the
+    #: DSN's (0: every cycle); in between their last result is served, with its timestamp.
+    table_stats_interval: OptionalDuration = 60.0
 
     @field_validator("wait_sample_interval")
     @classmethod
@@ -335,17 +341,21 @@ class PostgresTarget(SecretTarget):
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
         None
     )
+    #: Which databases' series are reported at all (a filter on every per-database view).
     databases: Literal["all"] | list[str] = "all"
     #: The database server's logical CPUs, for the database-load signal (active sessions per
     #: CPU). Unset: the exporter host's count when the target is on this host, else unknown.
     cpus: int | None = Field(None, ge=1, le=65536)
+    #: Of those, which get per-table and index statistics (each through its own connection
+    #: but the DSN's); at most ``table_stats_max_databases`` of the collector's settings.
+    table_stats_databases: Literal["all"] | list[str] = "all"
 
     @field_validator("dsn")
     @classmethod
     def _dsn(cls, value: str | None) -> str | None:
         return None if value is None else _check_url(value, ("postgresql", "postgres"))
 
-    @field_validator("databases")
+    @field_validator("databases", "table_stats_databases")
     @classmethod
     def _databases(cls, value: Literal["all"] | list[str]) -> Literal["all"] | list[str]:
         if isinstance(value, list) and not value:

@@ -36,10 +36,15 @@ are shown there)::
     perf_postgres_table_seq_scan_total{datname="app",relname="orders",schemaname="public"} 902.0
     perf_postgres_table_size_bytes{datname="app",relname="orders",schemaname="public"} 4.1e+07
     perf_postgres_unused_index_size_bytes{datname="app",indexrelname="orders_note_idx",...} 1.6e+07
+    perf_postgres_table_dead_tuples{datname="app",relname="orders",schemaname="public"} 1204.0
+    perf_postgres_table_last_vacuum_timestamp_seconds{datname="app",relname="orders",...} 1.76e+09
+    perf_postgres_database_xid_age{datname="app"} 1.2e+07
     perf_postgres_collector_statements 4.0
     perf_postgres_collector_query_duration_seconds 0.0031
 
-Per-table series describe the database the target connects to. Facts for /summary:
+Per-table series describe the database the target connects to and, read over short connections
+of their own by :mod:`exporter.collectors.postgres_databases` (which also gives the wraparound
+and vacuum-progress series), the server's other databases. Facts for /summary:
 ``cache_hit_ratio`` (over the last interval), ``connections``, ``max_connections``,
 ``superuser_reserved_connections``, ``probe_seconds``, ``longest_transaction_seconds``,
 ``longest_idle_in_transaction_seconds``, ``stat_statements_available``, ``replication_lag_seconds``,
@@ -63,6 +68,7 @@ import asyncpg
 from prometheus_client.metrics_core import Metric
 
 from exporter.collectors import postgres_activity as act
+from exporter.collectors import postgres_databases as pgdb
 from exporter.collectors import postgres_families as fam
 from exporter.collectors import postgres_queries as sql
 from exporter.collectors import postgres_server_stats as server_stats
@@ -219,6 +225,16 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
             listed=self.listed_queryids,
             log_extra={"collector": self.name, "target": target.name},
         )
+        self._other_databases = pgdb.DatabaseTables(
+            open_connection=self._open_database,
+            session=self.session_settings,
+            timeout=self.timeout,
+            max_databases=settings.table_stats_max_databases,
+            interval=settings.table_stats_interval,
+            tables_top_n=settings.tables_top_n,
+            log_extra={"collector": self.name, "target": target.name},
+            describe=lambda exc: _clean(str(exc) or type(exc).__name__, self._password),
+        )
 
     def listed_queryids(self) -> frozenset[int]:
         """The queryids whose statement series are exported (per-statement waits follow)."""
@@ -231,22 +247,23 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
 
     # --- connection -----------------------------------------------------------------------
 
-    def session_settings(self) -> dict[str, str]:
-        """Per-session settings: a query never outlives the cycle, never waits long on a lock."""
+    def session_settings(self, timeout: float | None = None) -> dict[str, str]:
+        """Per-session settings: a query never outlives the cycle, never waits long on a lock.
+
+        ``timeout`` is a shorter budget (a short connection to another database).
+        """
+        budget = self.timeout if timeout is None else timeout
         return {
             "application_name": APPLICATION_NAME,
-            "statement_timeout": f"{max(1, int(self.timeout * 900))}ms",
-            "lock_timeout": f"{max(1, int(self.timeout * 500))}ms",
+            "statement_timeout": f"{max(1, int(budget * 900))}ms",
+            "lock_timeout": f"{max(1, int(budget * 500))}ms",
             "default_transaction_read_only": "on",
             "jit": "off",
         }
 
-    async def connect(self) -> asyncpg.Connection:
+    def _connect_kwargs(self, session: dict[str, str], timeout: float) -> dict[str, Any]:
         target = self.target
-        kwargs: dict[str, Any] = {
-            "timeout": self.timeout,
-            "server_settings": self.session_settings(),
-        }
+        kwargs: dict[str, Any] = {"timeout": timeout, "server_settings": session}
         if target.dsn is not None:
             kwargs["dsn"] = target.dsn
         else:
@@ -258,6 +275,20 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
             kwargs["password"] = self._password
         if target.sslmode is not None:
             kwargs["ssl"] = target.sslmode
+        return kwargs
+
+    async def connect(self) -> asyncpg.Connection:
+        kwargs = self._connect_kwargs(self.session_settings(), self.timeout)
+        conn: asyncpg.Connection = await asyncpg.connect(**kwargs)
+        return conn
+
+    async def _open_database(
+        self, datname: str, session: dict[str, str], connect_timeout: float
+    ) -> asyncpg.Connection:
+        """A short connection to another database of the server, as the target's role."""
+        kwargs = self._connect_kwargs(session, connect_timeout)
+        # an explicit database wins over the DSN's path in asyncpg
+        kwargs["database"] = datname
         conn: asyncpg.Connection = await asyncpg.connect(**kwargs)
         return conn
 
@@ -279,6 +310,7 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
     async def close(self) -> None:
         """Stop the wait sampler before the connection it borrows goes away."""
         await self._activity.close()
+        await self._other_databases.close()
         await super().close()
 
     # --- one cycle ------------------------------------------------------------------------
@@ -324,18 +356,18 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         )
         families += fam.application_families(applications)
 
-        recommendations: list[dict[str, Any]] = []
-        if filter_dbs is None or current_db in filter_dbs:
+        per_database: dict[str, pgdb.TableRows] = {}
+        wanted = self.target.table_stats_databases
+        wanted_dbs = None if wanted == "all" else list(wanted)
+        if (filter_dbs is None or current_db in filter_dbs) and (
+            wanted_dbs is None or current_db in wanted_dbs
+        ):
             row = (await self._fetch(conn, sql.TABLES, settings.tables_top_n))[0]
-            tables, unused = _rows(row["tables"]), _rows(row["unused_indexes"])
-            families += fam.table_families(current_db, tables, unused)
-            recommendations = fam.index_recommendations(
-                current_db,
-                tables,
-                unused,
-                min_seq_scans=settings.index_advice_min_seq_scans,
-                min_rows_per_scan=settings.index_advice_min_rows_per_scan,
-            )
+            per_database[current_db] = (_rows(row["tables"]), _rows(row["unused_indexes"]))
+        health = (await self._fetch(conn, pgdb.DATABASES))[0]
+        all_databases = _rows(health["databases"])
+        families += pgdb.wraparound_families(health["freeze_max_age"], all_databases)
+        families += pgdb.vacuum_families(_rows(health["vacuums"]))
 
         available = await self._statement_families(conn, server, filter_dbs, families)
         families.append(
@@ -354,6 +386,25 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
             if problem is not None:
                 logger.info(problem, extra={"collector": self.name, "target": self.target.name})
             self._query_id_notice = problem
+
+        # last: the other databases get what is left of the cycle's time, never more
+        chosen = self._other_databases.choose(all_databases, current_db, filter_dbs, wanted_dbs)
+        budget = self.timeout * 0.8 - (time.perf_counter() - started)
+        per_database.update(await self._other_databases.refresh(chosen, budget))
+        self._statements += self._other_databases.statements
+        families += fam.databases_table_families(per_database)
+        families += self._other_databases.families(
+            chosen, current_db if current_db in per_database else None
+        )
+        recommendations: list[dict[str, Any]] = []
+        for datname, (tables, unused) in per_database.items():
+            recommendations += fam.index_recommendations(
+                datname,
+                tables,
+                unused,
+                min_seq_scans=settings.index_advice_min_seq_scans,
+                min_rows_per_scan=settings.index_advice_min_rows_per_scan,
+            )
 
         blocks = {d["datname"]: (int(d["blks_hit"]), int(d["blks_read"])) for d in databases}
         ratio = fam.hit_ratio(self._previous_blocks, blocks)

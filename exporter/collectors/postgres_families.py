@@ -76,6 +76,30 @@ TABLE_COLUMNS: tuple[tuple[str, str, str, bool], ...] = (
     ),
     ("idx_scan", "perf_postgres_table_idx_scan", "Index scans on the table.", True),
     (
+        "n_live_tup",
+        "perf_postgres_table_live_tuples",
+        "Estimated live rows in the table (pg_stat_user_tables.n_live_tup).",
+        False,
+    ),
+    (
+        "n_dead_tup",
+        "perf_postgres_table_dead_tuples",
+        "Estimated dead rows in the table that vacuum has not removed yet.",
+        False,
+    ),
+    (
+        "last_vacuum",
+        "perf_postgres_table_last_vacuum_timestamp_seconds",
+        "Unix time of the table's last vacuum, manual or autovacuum (absent: never).",
+        False,
+    ),
+    (
+        "last_analyze",
+        "perf_postgres_table_last_analyze_timestamp_seconds",
+        "Unix time of the table's last analyze, manual or autoanalyze (absent: never).",
+        False,
+    ),
+    (
         "size_bytes",
         "perf_postgres_table_size_bytes",
         "Size of the table with its indexes and TOAST data.",
@@ -280,7 +304,13 @@ def server_families(server: Row) -> list[Metric]:
 
 def table_families(datname: str, tables: Iterable[Row], unused: Iterable[Row]) -> list[Metric]:
     """Per-table I/O, scans and size for the selected tables, and unused indexes by size."""
-    rows = list(tables)
+    return databases_table_families({datname: (list(tables), list(unused))})
+
+
+def databases_table_families(
+    per_database: Mapping[str, tuple[Sequence[Row], Sequence[Row]]],
+) -> list[Metric]:
+    """:func:`table_families` of several databases, one family per metric (datname told apart)."""
     families: list[Metric] = []
     labels = ["datname", "schemaname", "relname"]
     for column, name, help_text, is_counter in TABLE_COLUMNS:
@@ -289,9 +319,13 @@ def table_families(datname: str, tables: Iterable[Row], unused: Iterable[Row]) -
             if is_counter
             else GaugeMetricFamily(name, help_text, labels=labels)
         )
-        for row in rows:
-            if row[column] is not None:  # no size while a migration holds the table's lock
-                family.add_metric([datname, row["schemaname"], row["relname"]], float(row[column]))
+        for datname, (rows, _) in per_database.items():
+            for row in rows:
+                # no size while a migration holds the table's lock, no vacuum time if never
+                if row.get(column) is not None:
+                    family.add_metric(
+                        [datname, row["schemaname"], row["relname"]], float(row[column])
+                    )
         families.append(family)
     unused_family = GaugeMetricFamily(
         "perf_postgres_unused_index_size_bytes",
@@ -299,11 +333,12 @@ def table_families(datname: str, tables: Iterable[Row], unused: Iterable[Row]) -
         "constraint), largest first.",
         labels=[*labels, "indexrelname"],
     )
-    for row in unused:
-        unused_family.add_metric(
-            [datname, row["schemaname"], row["relname"], row["indexrelname"]],
-            float(row["size_bytes"]),
-        )
+    for datname, (_, unused) in per_database.items():
+        for row in unused:
+            unused_family.add_metric(
+                [datname, row["schemaname"], row["relname"], row["indexrelname"]],
+                float(row["size_bytes"]),
+            )
     families.append(unused_family)
     return families
 

@@ -92,7 +92,8 @@ SELECT
 """
 
 # One row, about the connected database only (these views are per database). Tables are the
-# union of the top N by blocks read and the top N by rows read in sequential scans; sizes are
+# union of the top N by blocks read, the top N by rows read in sequential scans and the top N by
+# dead rows (the ones vacuum is behind on); sizes are
 # computed for those only. The size functions take an AccessShareLock on the table, its TOAST
 # table and their indexes: a relation someone holds or awaits an ACCESS EXCLUSIVE lock on (a
 # migration) gets no size this cycle instead of stalling the whole sample until lock_timeout.
@@ -104,7 +105,10 @@ WITH locked AS MATERIALIZED (
 ), t AS (
     SELECT s.relid, (SELECT c.reltoastrelid FROM pg_class c WHERE c.oid = s.relid) AS toastrelid,
            s.schemaname, s.relname, s.seq_scan, s.seq_tup_read,
-           coalesce(s.idx_scan, 0) AS idx_scan, s.n_live_tup,
+           coalesce(s.idx_scan, 0) AS idx_scan, s.n_live_tup, s.n_dead_tup,
+           extract(epoch FROM greatest(s.last_vacuum, s.last_autovacuum))::float8 AS last_vacuum,
+           extract(epoch FROM greatest(s.last_analyze, s.last_autoanalyze))::float8
+             AS last_analyze,
            coalesce(io.heap_blks_hit, 0) AS heap_blks_hit,
            coalesce(io.heap_blks_read, 0) AS heap_blks_read,
            coalesce(io.idx_blks_hit, 0) AS idx_blks_hit,
@@ -116,13 +120,16 @@ WITH locked AS MATERIALIZED (
       LIMIT $1)
     UNION
     (SELECT relid FROM t ORDER BY seq_tup_read DESC, seq_scan DESC, relid LIMIT $1)
+    UNION
+    (SELECT relid FROM t WHERE n_dead_tup > 0 ORDER BY n_dead_tup DESC, relid LIMIT $1)
 )
 SELECT
     current_database() AS current_database,
     (SELECT json_agg(json_build_object(
         'schemaname', t.schemaname, 'relname', t.relname,
         'seq_scan', t.seq_scan, 'seq_tup_read', t.seq_tup_read, 'idx_scan', t.idx_scan,
-        'n_live_tup', t.n_live_tup,
+        'n_live_tup', t.n_live_tup, 'n_dead_tup', t.n_dead_tup,
+        'last_vacuum', t.last_vacuum, 'last_analyze', t.last_analyze,
         'heap_blks_hit', t.heap_blks_hit, 'heap_blks_read', t.heap_blks_read,
         'idx_blks_hit', t.idx_blks_hit, 'idx_blks_read', t.idx_blks_read,
         'size_bytes', CASE WHEN EXISTS (

@@ -939,6 +939,28 @@ SIGNALS: tuple[Signal, ...] = (
         "commit.",
     ),
     Signal(
+        key="postgres_xid_wraparound",
+        question="resources",
+        title="PostgreSQL transaction ID age of its freeze limit",
+        alert="PerfPostgresXidWraparound",
+        above=True,
+        unit="percentunit",
+        levels=Levels(0.50, 0.80, "15m", "15m"),
+        record="perf_postgres_database_xid_age:ratio_max",
+        formula=gauge_quotient(
+            "perf_postgres_database_xid_age", "perf_postgres_autovacuum_freeze_max_age"
+        ),
+        meaning="The oldest unfrozen transaction ID of a database is this share of "
+        "autovacuum_freeze_max_age old. At 100 % autovacuum runs aggressive anti-wraparound "
+        "vacuums on every old table; near 2^31 transactions PostgreSQL stops accepting writes.",
+        diagnosis="perf_postgres_database_xid_age per database on the PostgreSQL dashboard; in "
+        "that database, SELECT relname, age(relfrozenxid) FROM pg_class ORDER BY 2 DESC. Look for "
+        "what holds the xmin horizon back: long transactions, prepared transactions, stale "
+        "replication slots, vacuums in progress that never finish.",
+        mitigation="End the long transaction or drop the stale slot, then VACUUM (FREEZE) the "
+        "oldest tables; make autovacuum keep up (autovacuum_vacuum_cost_limit, more workers).",
+    ),
+    Signal(
         key="redis_memory_utilisation",
         question="resources",
         title="Redis memory utilisation",

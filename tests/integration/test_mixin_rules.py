@@ -217,6 +217,18 @@ def used_of_max(used: str, limit: str) -> Callable[[float, dict[str, str]], Seri
     ]
 
 
+def xid_age(v: float, labels: dict[str, str]) -> Series:
+    # the oldest of two databases decides; the younger one must not
+    return [
+        (
+            "perf_postgres_database_xid_age" + sel({**labels, "datname": "app"}),
+            gauge(round(v * 1000)),
+        ),
+        ("perf_postgres_database_xid_age" + sel({**labels, "datname": "template0"}), gauge(10)),
+        ("perf_postgres_autovacuum_freeze_max_age" + sel(labels), gauge(1000)),
+    ]
+
+
 def cpu(v: float, labels: dict[str, str]) -> Series:
     busy = round(v * 600)
     name = "perf_host_cpu_seconds_total"
@@ -298,6 +310,7 @@ FIXTURES: dict[str, Fixture] = {
     "postgres_idle_in_transaction": Fixture(
         one_gauge("perf_postgres_idle_in_transaction_max_age_seconds"), 1
     ),
+    "postgres_xid_wraparound": Fixture(xid_age, 0.01),
     "redis_memory_utilisation": Fixture(
         used_of_max("perf_redis_memory_used_bytes", "perf_redis_memory_max_bytes"), 0.01
     ),

@@ -78,6 +78,15 @@ class Worker:
                 await get(f"{key_base}:hash")  # GET on a hash: WRONGTYPE
         for _ in range(cmd.get("fallbacks", 0)):
             stats.fallback()
+        if cmd.get("cached", 0):
+            # the function cache: a first call per key misses and pays, the repeats hit
+            @stats.cached(ttl=60, key=lambda i: f"{key_base}:{i}")
+            async def compute(i: int) -> int:
+                await asyncio.sleep(0.005)
+                return i
+
+            for n in range(cmd["cached"]):
+                assert await compute(n % 4) == n % 4
 
     async def hold(self, seconds: float) -> None:
         async with self.pool.acquire() as conn:

@@ -93,6 +93,20 @@ def _io(*operations: str) -> Expr:
     return kinds(*((f"perf_postgres_io_{op}_total", op) for op in operations))
 
 
+_TABLE = "target, datname, schemaname, relname"
+
+
+def _since(name: str) -> Expr:
+    """Seconds since the Unix time a gauge holds (the exporter exports times, not ages)."""
+    return Expr(lambda q, by: f"time() - max by ({by}) ({q.m(name)})")
+
+
+def _dead_share(q: Query, by: str) -> str:
+    dead = f"max by ({by}) ({q.m('perf_postgres_table_dead_tuples')})"
+    live = f"max by ({by}) ({q.m('perf_postgres_table_live_tuples')})"
+    return f"topk(10, {dead} / ({dead} + {live} > 0))"
+
+
 def postgres(t: Thresholds) -> dict[str, Any]:
     p = Panels(t)
     headline = (
@@ -238,6 +252,79 @@ def postgres(t: Thresholds) -> dict[str, Any]:
                         8,
                         "Sessions at the root of a blocking chain (blocking others, not blocked "
                         "themselves); /summary lists each chain with its pid and queryid.",
+                    ),
+                ],
+            ),
+            (
+                "Vacuum and wraparound",
+                [
+                    p.graph("postgres_xid_wraparound"),
+                    p.raw(
+                        "Transaction ID age per database",
+                        "short",
+                        _DB,
+                        gauge("perf_postgres_database_xid_age", "max"),
+                        description="age(datfrozenxid): autovacuum forces a freeze at "
+                        "autovacuum_freeze_max_age; writes stop near 2^31 (2.1 billion).",
+                    ),
+                    p.raw(
+                        "Dead rows share, top 10 tables",
+                        "percentunit",
+                        _TABLE,
+                        Expr(_dead_share),
+                        8,
+                        "Dead rows over all rows of the table: vacuum is behind where this stays "
+                        "high (a long transaction holds the horizon, or cost limits are too low).",
+                    ),
+                    p.raw(
+                        "Since the last vacuum and analyze, top 10 tables",
+                        "s",
+                        _TABLE,
+                        with_kind(
+                            top10(_since("perf_postgres_table_last_vacuum_timestamp_seconds")),
+                            top10(_since("perf_postgres_table_last_analyze_timestamp_seconds")),
+                            "analyze",
+                        ),
+                        8,
+                        "Time since the last vacuum (manual or auto) of each listed table; "
+                        "analyze marked kind=analyze. Tables never vacuumed have no line.",
+                    ),
+                    p.raw(
+                        "Vacuums in progress by phase",
+                        "short",
+                        "target, datname, phase",
+                        gauge("perf_postgres_vacuums_in_progress"),
+                        8,
+                        "pg_stat_progress_vacuum: a vacuum stuck in one phase for long is held "
+                        "back (cost delay, locks, an index that takes long to scan).",
+                    ),
+                    p.raw(
+                        "Table statistics per database: up and age",
+                        "s",
+                        _DB,
+                        with_kind(
+                            _since("perf_postgres_table_stats_timestamp_seconds"),
+                            gauge("perf_postgres_table_stats_up", "min"),
+                            "up",
+                        ),
+                        8,
+                        "Seconds since each database's table statistics were read (refreshed "
+                        "every table_stats_interval); kind=up is 1 when the last refresh "
+                        "succeeded.",
+                    ),
+                    p.raw(
+                        "Table statistics failures and databases over the cap",
+                        "short",
+                        "target, datname, reason",
+                        with_kind(
+                            rate("perf_postgres_table_stats_errors_total"),
+                            gauge("perf_postgres_table_stats_databases_skipped", "max"),
+                            "over cap",
+                        ),
+                        8,
+                        "Failed refreshes per second by database and reason (gone, privilege, "
+                        "too_many_connections, timeout); kind=over cap counts databases "
+                        "beyond table_stats_max_databases.",
                     ),
                 ],
             ),
