@@ -54,12 +54,12 @@ def status_line(stack: Stack, started: float) -> str:
 
 def run(stack: Stack, duration: float | None) -> int:
     began = time.monotonic()
-    say("Starting the perf-exporter demo (PostgreSQL, Redis, PgBouncer, app, Prometheus ...):")
+    say("Starting the perf-exporter demo (PostgreSQL, Redis, PgBouncer, app, Prometheus ...)")
+    say(f"Files: {stack.base} (removed on exit)")
     stack.start()
     say(f"Everything is up after {time.monotonic() - began:.1f} s. Open:")
     for name, url in stack.urls.items():
         say(f"  {name:<18} {url}")
-    say(f"Files: {stack.base} (removed on exit).")
     say("Ctrl-C stops everything." if duration is None else f"Stopping after {duration:g} s.")
     seen = 0
     next_status = time.monotonic() + 10

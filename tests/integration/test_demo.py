@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -74,6 +75,25 @@ def rows(summary: dict[str, Any], signal: str) -> list[dict[str, Any]]:
     return [r for r in summary["signals"] if r["signal"] == signal and r["value"] is not None]
 
 
+def demo_dir(lines: list[str]) -> Path:
+    found = [m.group(1) for line in lines if (m := re.match(r"Files: (\S+) ", line))]
+    assert found, lines
+    return Path(found[0])
+
+
+def started_by(demo: psutil.Process, base: Path) -> dict[int, psutil.Process]:
+    """Every process the demo runs, PostgreSQL's detached postmaster included."""
+    pids = {p.pid: p for p in demo.children(recursive=True)}
+    for p in psutil.process_iter(["cmdline"]):
+        if any(str(base) in part for part in p.info["cmdline"] or []):
+            pids[p.pid] = p
+    return pids
+
+
+def survivors(pids: dict[int, psutil.Process]) -> list[psutil.Process]:
+    return [p for p in pids.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
 def listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), 0.5):
@@ -92,7 +112,7 @@ def test_demo_serves_every_printed_url_and_leaves_nothing_behind() -> None:
         text=True,
     )
     try:
-        head = read_until(proc, "Files: ", timeout=40)
+        head = read_until(proc, "Stopping after", timeout=40)
         assert time.monotonic() - started < 30, head
         urls = {m.group(0) for line in head for m in URL.finditer(line)}
         by_name = {
@@ -100,15 +120,10 @@ def test_demo_serves_every_printed_url_and_leaves_nothing_behind() -> None:
             for line in head
             if URL.search(line)
         }
-        base = Path(re.search(r"Files: (\S+) ", head[-1]).group(1))  # type: ignore[union-attr]
+        base = demo_dir(head)
         assert base.is_dir()
         ports = {int(p) for line in head for p in re.findall(r":(\d{2,5})\b", line)}
-        # every process the demo runs, PostgreSQL's detached postmaster included
-        demo = psutil.Process(proc.pid)
-        pids = {p.pid: p for p in demo.children(recursive=True)}
-        for p in psutil.process_iter(["cmdline"]):
-            if any(str(base) in part for part in p.info["cmdline"] or []):
-                pids[p.pid] = p
+        pids = started_by(psutil.Process(proc.pid), base)
         assert len(pids) >= 8, pids
 
         for url in urls:
@@ -167,7 +182,33 @@ def test_demo_serves_every_printed_url_and_leaves_nothing_behind() -> None:
             stop_process(proc, timeout=30)
 
     # nothing it started survives it: processes, ports, files
-    alive = [p for p in pids.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not alive, alive
+    assert not survivors(pids)
+    assert not [p for p in ports if listening(p)]
+    assert not base.exists()
+
+
+def test_demo_interrupted_while_starting_removes_what_it_started() -> None:
+    # Ctrl-C once PostgreSQL, Redis and PgBouncer run and the app is starting
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "examples.demo"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        head = read_until(proc, "  PgBouncer", timeout=40)
+        base = demo_dir(head)
+        pids = started_by(psutil.Process(proc.pid), base)
+        # PostgreSQL (postmaster and its workers), Redis, PgBouncer at least
+        assert len(pids) >= 4, pids
+        ports = {int(p) for line in head for p in re.findall(r":(\d{2,5})\b", line)}
+        assert len(ports) == 3 and all(listening(p) for p in ports), ports
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            stop_process(proc, timeout=30)
+    assert not survivors(pids)
     assert not [p for p in ports if listening(p)]
     assert not base.exists()
