@@ -209,7 +209,7 @@ class Service:
         # a nearest-neighbour search without an index: a full sort, the slow query to cache
         ids = await self.pool.fetchval(
             "SELECT array_agg(id) FROM (SELECT id FROM orders "
-            "ORDER BY abs(hashtext(note) - hashtext($1)) LIMIT 5) nearest",
+            "ORDER BY abs(hashtext(note)::int8 - hashtext($1)) LIMIT 5) nearest",
             query,
         )
         result = list(ids or [])

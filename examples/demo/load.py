@@ -21,6 +21,7 @@ import contextlib
 import random
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -151,9 +152,13 @@ async def reporting(dsn: str, clients: int) -> None:
     await asyncio.gather(*(one(random.Random(i)) for i in range(clients)))
 
 
-async def until_input_closes() -> None:
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.read)
+def stop_when_input_closes(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    # a daemon thread, not the loop's executor: asyncio.run would wait for a blocked read
+    def read() -> None:
+        sys.stdin.read()
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=read, daemon=True).start()
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -162,12 +167,13 @@ async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    stop_when_input_closes(loop, stop)
     tasks = [
         asyncio.create_task(traffic.run()),
         asyncio.create_task(maintenance(args.dsn, args.lock_every, args.lock_hold)),
         asyncio.create_task(reporting(args.bouncer, args.report_clients)),
     ]
-    watchers = [asyncio.create_task(stop.wait()), asyncio.create_task(until_input_closes())]
+    watchers = [asyncio.create_task(stop.wait())]
     done, _ = await asyncio.wait(
         [*tasks, *watchers], timeout=args.max_seconds, return_when=asyncio.FIRST_COMPLETED
     )
