@@ -196,7 +196,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=25.0, help="app requests per second")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--report-clients", type=int, default=3)
-    parser.add_argument("--lock-every", type=float, default=20.0)
+    parser.add_argument("--lock-every", type=float, default=15.0)
     parser.add_argument("--lock-hold", type=float, default=4.0)
     parser.add_argument("--max-seconds", type=float, default=86_400.0)
     parser.add_argument("--seed", type=int, default=17)

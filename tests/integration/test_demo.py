@@ -24,7 +24,16 @@ from tests.support.processes import ROOT, stop_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
-DURATION = 35
+DURATION = 40
+NAMESPACES = (
+    "api_response",
+    "search_results",
+    "budget_status",
+    "llm_response",
+    "user_session",
+    "vector_search",
+    "system_stats",
+)
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)\S*")
 
 
@@ -154,9 +163,23 @@ def test_demo_serves_every_printed_url_and_leaves_nothing_behind() -> None:
             "the recorded app cache hit ratio",
         )
 
+        # every namespace of the reference application gets hits, not only lookups
+        for ns in NAMESPACES:
+            eventually(
+                lambda ns=ns: prom_query(
+                    prometheus, f'perf_app_cache_hits_total{{namespace="{ns}"}} > 0'
+                ),
+                15,
+                f"hits in {ns}",
+            )
+
         # /summary: the cache question per namespace, the queries question with slow statements
+        # and, once the maintenance job has locked orders, the payments it blocks
+        blocked: list[dict[str, Any]] = []
+
         def answered() -> dict[str, Any] | None:
             summary: dict[str, Any] = get_json(f"{daemon}/summary")
+            blocked.extend(summary["blocking"])
             namespaces = {r["labels"]["namespace"] for r in rows(summary, "app_cache_hit_ratio")}
             ok = (
                 {"api_response", "search_results", "user_session"} <= namespaces
@@ -164,10 +187,12 @@ def test_demo_serves_every_printed_url_and_leaves_nothing_behind() -> None:
                 and rows(summary, "postgres_cache_hit_ratio")
                 and rows(summary, "postgres_statement_mean_latency")
                 and summary["slow_statements"]
+                and blocked
             )
             return summary if ok else None
 
-        summary = eventually(answered, 20, "the cache and queries questions on /summary")
+        summary = eventually(answered, 25, "the cache and queries questions on /summary")
+        assert {c["application_name"] for c in blocked} == {"nightly-maintenance"}, blocked
         assert summary["score"] is not None
         sources = summary["sources"]
         for kind in ("postgres", "redis", "pgbouncer", "app"):
