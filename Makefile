@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup system-packages python-packages run test lint format check-config bench soak mixin clean
+.PHONY: setup system-packages python-packages run test demo lint format check-config bench soak mixin clean
 
 setup: system-packages python-packages
 
@@ -39,6 +39,11 @@ format: python-packages
 
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything running on free local ports: servers, the example app under load, perf-exporter,
+# Prometheus with our rules, Alertmanager. Prints the URLs; Ctrl-C removes it all.
+demo: setup
+	$(BIN)/python -m examples.demo $(ARGS)
 
 # Regenerate alerts/, dashboards/, docs/runbooks.md and the PrometheusRule (committed; tests compare them).
 mixin: python-packages

@@ -18,6 +18,7 @@ at the bottom only maps routes to its methods and starts/stops it in the lifespa
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -38,7 +39,35 @@ except ImportError:
     FastAPI = Request = None  # type: ignore[assignment,misc]
 
 #: Cache namespaces and their TTLs in seconds, as in the reference application.
-NAMESPACES = {"api_response": 300, "search_results": 600, "user_session": 3600}
+NAMESPACES = {
+    "api_response": 300,
+    "search_results": 600,
+    "budget_status": 60,
+    "llm_response": 1800,
+    "user_session": 3600,
+    "vector_search": 900,
+    "system_stats": 120,
+}
+
+#: The ``orders`` table the budget, vector, report and payment routes read; create it once
+#: (``psql -c "$(python -c 'import examples.fastapi_app as m; print(m.SCHEMA)')"``; the demo
+#: does). The item, search, session, LLM and stats routes need no table.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    id int PRIMARY KEY,
+    user_id int NOT NULL,
+    amount numeric(10, 2) NOT NULL,
+    status text NOT NULL,
+    note text NOT NULL,
+    paid_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS orders_user_id ON orders (user_id);
+INSERT INTO orders
+SELECT g, g % 5000, (g % 997) / 10.0, (ARRAY['new', 'paid', 'shipped', 'refunded'])[g % 4 + 1],
+       md5(g::text), NULL
+FROM generate_series(1, 100000) g
+ON CONFLICT DO NOTHING;
+"""
 
 
 class Cache:
@@ -139,6 +168,83 @@ class Service:
         await self.cache.set("search_results", query, result)
         return result
 
+    async def session(self, user_id: int) -> dict[str, Any]:
+        # the user's profile and preferences, never a token: secrets are not cached
+        cached = await self.cache.get("user_session", f"user:{user_id}")
+        if cached is not None:
+            return dict(cached)
+        row = await self.pool.fetchrow(
+            "SELECT $1::int AS user_id, 'en' AS locale, md5($1::text) AS display_name", user_id
+        )
+        value = dict(row)
+        await self.cache.set("user_session", f"user:{user_id}", value)
+        return value
+
+    async def budget(self, user_id: int) -> dict[str, Any]:
+        cached = await self.cache.get("budget_status", f"user:{user_id}")
+        if cached is not None:
+            return dict(cached)
+        row = await self.pool.fetchrow(
+            "SELECT count(*) AS orders, coalesce(sum(amount), 0)::float8 AS spent "
+            "FROM orders WHERE user_id = $1",
+            user_id,
+        )
+        value = {"user_id": user_id, **dict(row)}
+        await self.cache.set("budget_status", f"user:{user_id}", value)
+        return value
+
+    async def llm(self, prompt: str) -> dict[str, Any]:
+        cached = await self.cache.get("llm_response", prompt)
+        if cached is not None:
+            return dict(cached)
+        await asyncio.sleep(0.08)  # stands in for a model call: slow, and no database
+        value = {"prompt": prompt, "answer": hashlib.sha256(prompt.encode()).hexdigest()[:16]}
+        await self.cache.set("llm_response", prompt, value)
+        return value
+
+    async def vector(self, query: str) -> list[int]:
+        cached = await self.cache.get("vector_search", query)
+        if cached is not None:
+            return list(cached)
+        # a nearest-neighbour search without an index: a full sort, the slow query to cache
+        ids = await self.pool.fetchval(
+            "SELECT array_agg(id) FROM (SELECT id FROM orders "
+            "ORDER BY abs(hashtext(note)::int8 - hashtext($1)) LIMIT 5) nearest",
+            query,
+        )
+        result = list(ids or [])
+        await self.cache.set("vector_search", query, result)
+        return result
+
+    async def stats(self) -> dict[str, Any]:
+        cached = await self.cache.get("system_stats", "database")
+        if cached is not None:
+            return dict(cached)
+        row = await self.pool.fetchrow(
+            "SELECT numbackends, xact_commit, blks_hit, blks_read FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        value = dict(row)
+        await self.cache.set("system_stats", "database", value)
+        return value
+
+    async def report(self, status: str) -> list[dict[str, Any]]:
+        # uncached and unindexed on purpose: the report a dashboard calls too often
+        rows = await self.pool.fetch(
+            "SELECT user_id % 10 AS region, count(*) AS orders, sum(amount)::float8 AS total "
+            "FROM orders WHERE status = $1 GROUP BY 1 ORDER BY 1",
+            status,
+        )
+        return [dict(r) for r in rows]
+
+    async def pay(self, order_id: int) -> dict[str, Any]:
+        async with self.pool.acquire(timeout=30) as conn:
+            paid = await conn.fetchval(
+                "UPDATE orders SET status = 'paid', paid_at = now() WHERE id = $1 RETURNING id",
+                order_id,
+            )
+        return {"order_id": order_id, "paid": paid is not None}
+
     async def close(self) -> None:
         await self.publisher.close()  # last counts out, this worker's pool key removed
         await self.pool.close()
@@ -173,6 +279,41 @@ def create_app(
     async def search(q: str, request: Request) -> list[int]:
         service: Service = request.app.state.service
         return await service.search(q)
+
+    @app.get("/users/{user_id}/session")
+    async def session(user_id: int, request: Request) -> dict[str, Any]:
+        service: Service = request.app.state.service
+        return await service.session(user_id)
+
+    @app.get("/users/{user_id}/budget")
+    async def budget(user_id: int, request: Request) -> dict[str, Any]:
+        service: Service = request.app.state.service
+        return await service.budget(user_id)
+
+    @app.get("/llm")
+    async def llm(prompt: str, request: Request) -> dict[str, Any]:
+        service: Service = request.app.state.service
+        return await service.llm(prompt)
+
+    @app.get("/vector")
+    async def vector(q: str, request: Request) -> list[int]:
+        service: Service = request.app.state.service
+        return await service.vector(q)
+
+    @app.get("/stats")
+    async def stats(request: Request) -> dict[str, Any]:
+        service: Service = request.app.state.service
+        return await service.stats()
+
+    @app.get("/reports/{status}")
+    async def report(status: str, request: Request) -> list[dict[str, Any]]:
+        service: Service = request.app.state.service
+        return await service.report(status)
+
+    @app.post("/orders/{order_id}/pay")
+    async def pay(order_id: int, request: Request) -> dict[str, Any]:
+        service: Service = request.app.state.service
+        return await service.pay(order_id)
 
     return app
 
