@@ -200,8 +200,12 @@ def perf_exporter_config(
     host: bool = True,
     pgbouncer_dsn: str | None = None,
     pgbouncer_password_file: Path | None = None,
+    redis_targets: int | None = None,
 ) -> dict[str, Any]:
-    """perf-exporter's YAML config: ``targets`` PostgreSQL and Redis targets (same servers)."""
+    """perf-exporter's YAML config: ``targets`` PostgreSQL and Redis targets (same servers).
+
+    ``redis_targets`` gives the Redis count apart (the fleet point is 1 PostgreSQL : 3 Redis).
+    """
     namespaces = [f"cache:{ns}:" for ns in NAMESPACES]
     config: dict[str, Any] = {
         "interval": f"{interval}s",
@@ -226,7 +230,7 @@ def perf_exporter_config(
                     "url": f"redis://127.0.0.1:{redis_port}/0",
                     "namespaces": namespaces,
                 }
-                for i in range(targets)
+                for i in range(targets if redis_targets is None else redis_targets)
             ],
         },
     }
