@@ -299,38 +299,41 @@ def markdown(records: list[Record]) -> str:
         + ".",
         "",
     ]
-    names = [r["exporter"] for r in ours + refs]
-    header = ["", *names]
-    if ours and refs:
-        header += ["references (best or sum)", "ours / theirs"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for field, label, how in _ROWS:
-        values = [_value(r, field) for r in ours + refs]
-        row = [label, *(_fmt(v) for v in values)]
+    if exporters:
+        # a fleet-only run (--targets N) has no comparison table
+        names = [r["exporter"] for r in ours + refs]
+        header = ["", *names]
         if ours and refs:
-            theirs = _combine([_value(r, field) for r in refs], how)
-            kind = {"sum": "sum", "best": "best", "best_high": "best"}[how]
-            row += [f"{_fmt(theirs)} ({kind})", _ratio(_value(ours[0], field), theirs)]
-        lines.append("| " + " | ".join(row) + " |")
-    lines += [
-        "",
-        "Sequential: one keep-alive connection asking for gzip, as Prometheus does. "
-        "4 scrapers: `wrk -c4 -t2 --latency` with gzip"
-        + (f", wrk pinned to CPU {run['wrk_cpu']}" if run.get("wrk_cpu") is not None else "")
-        + "; "
-        + ", ".join(f"{r['exporter']} {r['wrk_seconds']} s" for r in exporters)
-        + " (perf-exporter's run spans one whole 15 s collection interval, so that its "
-        "collections, which share the event loop with the scrapes, count in their real "
-        "proportion). CPU per scrape: process CPU (utime + "
-        "stime from /proc/<pid>/stat) over the sequential and wrk scrapes divided by their "
-        "number; for perf-exporter it includes its scheduled collections meanwhile. Server load: "
-        "pg_stat_statements calls of the exporter's own role and INFO commandstats deltas over "
-        "a window of scrapes, with perf-exporter SIGSTOPped during the references' windows.",
-        "",
-        "Reference settings: "
-        + "; ".join(f"{r['exporter']}: {json.dumps(r['settings'])}" for r in refs)
-        + ".",
-    ]
+            header += ["references (best or sum)", "ours / theirs"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for field, label, how in _ROWS:
+            values = [_value(r, field) for r in ours + refs]
+            row = [label, *(_fmt(v) for v in values)]
+            if ours and refs:
+                theirs = _combine([_value(r, field) for r in refs], how)
+                kind = {"sum": "sum", "best": "best", "best_high": "best"}[how]
+                row += [f"{_fmt(theirs)} ({kind})", _ratio(_value(ours[0], field), theirs)]
+            lines.append("| " + " | ".join(row) + " |")
+        lines += [
+            "",
+            "Sequential: one keep-alive connection asking for gzip, as Prometheus does. "
+            "4 scrapers: `wrk -c4 -t2 --latency` with gzip"
+            + (f", wrk pinned to CPU {run['wrk_cpu']}" if run.get("wrk_cpu") is not None else "")
+            + "; "
+            + ", ".join(f"{r['exporter']} {r['wrk_seconds']} s" for r in exporters)
+            + " (perf-exporter's run spans one whole 15 s collection interval, so that its "
+            "collections, which share the event loop with the scrapes, count in their real "
+            "proportion). CPU per scrape: process CPU (utime + "
+            "stime from /proc/<pid>/stat) over the sequential and wrk scrapes divided by their "
+            "number; for perf-exporter it includes its scheduled collections meanwhile. "
+            "Server load: pg_stat_statements calls of the exporter's own role and INFO "
+            "commandstats deltas over a window of scrapes, with perf-exporter SIGSTOPped "
+            "during the references' windows.",
+            "",
+            "Reference settings: "
+            + "; ".join(f"{r['exporter']}: {json.dumps(r['settings'])}" for r in refs)
+            + ".",
+        ]
     checks = targets_check(records)
     if checks:
         lines += ["", "## Targets", "", "| target | measured | factor | |", "|---|---|---|---|"]
