@@ -107,8 +107,9 @@ def targets_check(records: list[Record]) -> list[Record]:
     ours = next((r for r in exporters if r["ours"]), None)
     refs = [r for r in exporters if not r["ours"]]
     scaling = {r["targets"]: r for r in records if r.get("kind") == "scaling"}
+    fleet = next((r for r in records if r.get("kind") == "fleet"), None)
     if ours is None or not refs:
-        return []
+        return [] if fleet is None else fleet_checks(fleet)
     best = min(refs, key=lambda r: r["wrk_p99_ms"])
     fastest = max(refs, key=lambda r: r["wrk_rps"])
     cpu_refs = sum(r["cpu_per_scrape_ms"] for r in refs)
@@ -208,7 +209,73 @@ def targets_check(records: list[Record]) -> list[Record]:
                 "met": hundred["cpu_core_pct_at_15s"] < 20,
             }
         )
+    if fleet is not None:
+        checks += fleet_checks(fleet)
     return checks
+
+
+def fleet_checks(fleet: Record) -> list[Record]:
+    """The issue's fleet goals (1,000 targets at 15 s) against the fleet point."""
+    n = fleet["targets"]
+    rss_mib = fleet["rss_bytes"] / 2**20
+    return [
+        {
+            "target": f"{n} targets at 15 s: 4 scrapers p99 <= 20 ms while collections run",
+            "value": f"{fleet['wrk_p99_ms']} ms (p50 {fleet['wrk_p50_ms']} ms, "
+            f"{fleet['loaded_collections']} collections in the window)",
+            "ratio": None,
+            "met": fleet["wrk_p99_ms"] <= 20 and fleet["loaded_collections"] > 0,
+        },
+        {
+            "target": f"{n} targets at 15 s: CPU <= 25 % of a core",
+            "value": f"{fleet['cpu_core_pct']} % ({fleet['quiet_collections']} collections)",
+            "ratio": None,
+            "met": fleet["cpu_core_pct"] <= 25,
+        },
+        {
+            "target": f"{n} targets at 15 s: RSS <= 300 MiB",
+            "value": f"{rss_mib:.1f} MiB",
+            "ratio": None,
+            "met": rss_mib <= 300,
+        },
+    ]
+
+
+def fleet_lines(records: list[Record]) -> list[str]:
+    """The fleet table (one row per fleet point)."""
+    rows = [r for r in records if r.get("kind") == "fleet"]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Fleet (PostgreSQL + Redis targets at 15 s, one quiet and one loaded interval)",
+        "",
+        "| targets (pg + redis) | series | body MB (gzip) | RSS MiB (peak) | % core quiet "
+        "| % core under wrk | collections quiet / loaded | 4 scrapers p50 / p99 ms | req/s "
+        "| seq p50 / p99 ms | collection ms (pg / redis, max) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        durations = r["collector_duration_ms"]
+        pg_ms = durations.get("postgres", {}).get("max", float("nan"))
+        redis_ms = durations.get("redis", {}).get("max", float("nan"))
+        lines.append(
+            f"| {r['targets']} ({r['postgres_targets']} + {r['redis_targets']}) "
+            f"| {r['series']} | {r['bytes_plain'] / 1e6:.1f} ({r['bytes_gzip'] / 1e6:.1f}) "
+            f"| {r['rss_bytes'] / 2**20:.1f} ({r['rss_peak_bytes'] / 2**20:.1f}) "
+            f"| {r['cpu_core_pct']} | {r['cpu_core_pct_loaded']} "
+            f"| {r['quiet_collections']} / {r['loaded_collections']} "
+            f"| {r['wrk_p50_ms']} / {r['wrk_p99_ms']} | {r['wrk_rps']} "
+            f"| {r['seq_p50_ms']} / {r['seq_p99_ms']} | {_fmt(pg_ms)} / {_fmt(redis_ms)} |"
+        )
+    lines += [
+        "",
+        "Quiet: the process's CPU over one whole 15 s interval with two scrapes in it. Loaded: "
+        "wrk -c4 for the next whole interval, so its latencies include every collection and "
+        "snapshot rebuild of an interval. Redis targets skip the namespace scan (see "
+        "bench/fleet.py).",
+    ]
+    return lines
 
 
 def markdown(records: list[Record]) -> str:
@@ -232,38 +299,41 @@ def markdown(records: list[Record]) -> str:
         + ".",
         "",
     ]
-    names = [r["exporter"] for r in ours + refs]
-    header = ["", *names]
-    if ours and refs:
-        header += ["references (best or sum)", "ours / theirs"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for field, label, how in _ROWS:
-        values = [_value(r, field) for r in ours + refs]
-        row = [label, *(_fmt(v) for v in values)]
+    if exporters:
+        # a fleet-only run (--targets N) has no comparison table
+        names = [r["exporter"] for r in ours + refs]
+        header = ["", *names]
         if ours and refs:
-            theirs = _combine([_value(r, field) for r in refs], how)
-            kind = {"sum": "sum", "best": "best", "best_high": "best"}[how]
-            row += [f"{_fmt(theirs)} ({kind})", _ratio(_value(ours[0], field), theirs)]
-        lines.append("| " + " | ".join(row) + " |")
-    lines += [
-        "",
-        "Sequential: one keep-alive connection asking for gzip, as Prometheus does. "
-        "4 scrapers: `wrk -c4 -t2 --latency` with gzip"
-        + (f", wrk pinned to CPU {run['wrk_cpu']}" if run.get("wrk_cpu") is not None else "")
-        + "; "
-        + ", ".join(f"{r['exporter']} {r['wrk_seconds']} s" for r in exporters)
-        + " (perf-exporter's run spans one whole 15 s collection interval, so that its "
-        "collections, which share the event loop with the scrapes, count in their real "
-        "proportion). CPU per scrape: process CPU (utime + "
-        "stime from /proc/<pid>/stat) over the sequential and wrk scrapes divided by their "
-        "number; for perf-exporter it includes its scheduled collections meanwhile. Server load: "
-        "pg_stat_statements calls of the exporter's own role and INFO commandstats deltas over "
-        "a window of scrapes, with perf-exporter SIGSTOPped during the references' windows.",
-        "",
-        "Reference settings: "
-        + "; ".join(f"{r['exporter']}: {json.dumps(r['settings'])}" for r in refs)
-        + ".",
-    ]
+            header += ["references (best or sum)", "ours / theirs"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for field, label, how in _ROWS:
+            values = [_value(r, field) for r in ours + refs]
+            row = [label, *(_fmt(v) for v in values)]
+            if ours and refs:
+                theirs = _combine([_value(r, field) for r in refs], how)
+                kind = {"sum": "sum", "best": "best", "best_high": "best"}[how]
+                row += [f"{_fmt(theirs)} ({kind})", _ratio(_value(ours[0], field), theirs)]
+            lines.append("| " + " | ".join(row) + " |")
+        lines += [
+            "",
+            "Sequential: one keep-alive connection asking for gzip, as Prometheus does. "
+            "4 scrapers: `wrk -c4 -t2 --latency` with gzip"
+            + (f", wrk pinned to CPU {run['wrk_cpu']}" if run.get("wrk_cpu") is not None else "")
+            + "; "
+            + ", ".join(f"{r['exporter']} {r['wrk_seconds']} s" for r in exporters)
+            + " (perf-exporter's run spans one whole 15 s collection interval, so that its "
+            "collections, which share the event loop with the scrapes, count in their real "
+            "proportion). CPU per scrape: process CPU (utime + "
+            "stime from /proc/<pid>/stat) over the sequential and wrk scrapes divided by their "
+            "number; for perf-exporter it includes its scheduled collections meanwhile. "
+            "Server load: pg_stat_statements calls of the exporter's own role and INFO "
+            "commandstats deltas over a window of scrapes, with perf-exporter SIGSTOPped "
+            "during the references' windows.",
+            "",
+            "Reference settings: "
+            + "; ".join(f"{r['exporter']}: {json.dumps(r['settings'])}" for r in refs)
+            + ".",
+        ]
     checks = targets_check(records)
     if checks:
         lines += ["", "## Targets", "", "| target | measured | factor | |", "|---|---|---|---|"]
@@ -307,6 +377,7 @@ def markdown(records: list[Record]) -> str:
             "'at 15 s' is measured at the production interval: its % of a core is the process's "
             "CPU over the window, not an extrapolation.",
         ]
+    lines += fleet_lines(records)
     return "\n".join(lines) + "\n"
 
 

@@ -38,6 +38,7 @@ from bench.exporters import (
     start_postgres_exporter,
     start_redis_exporter,
 )
+from bench.fleet import FLEET_TARGETS, measure_fleet, split
 from bench.measure import FULL_PLAN, QUICK_PLAN, Servers, measure_exporter
 from bench.scaling import PRODUCTION_INTERVAL, measure_targets
 from bench.scrape import wrk_cpu
@@ -137,6 +138,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="target counts for the scaling series, e.g. 1,10,50,100 (empty: skip)",
     )
     parser.add_argument(
+        "--targets",
+        type=int,
+        metavar="N",
+        help="only the fleet point: perf-exporter with N targets (a quarter PostgreSQL, the "
+        "rest Redis) at 15 s, CPU, RSS and scrapes under wrk -c4 while collections run "
+        f"(the full run includes N={FLEET_TARGETS}); writes to bench/results/tmp/",
+    )
+    parser.add_argument(
         "--no-direct",
         action="store_true",
         help="skip the check of the largest target count at the real 15 s interval",
@@ -200,13 +209,19 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     scaling = (
         args.scaling if args.scaling is not None else (QUICK_SCALING if quick else FULL_SCALING)
     )
+    fleet_only = args.targets is not None
+    fleet = args.targets if fleet_only else (None if quick else FLEET_TARGETS)
+    if fleet_only:
+        scaling = ()
     with_ours = args.only in ("all", "ours")
-    with_refs = args.only in ("all", "reference")
+    with_refs = args.only in ("all", "reference") and not fleet_only
     started = time.monotonic()
     now = dt.datetime.now(dt.UTC)
     run_record: dict[str, Any] = {
         "kind": "run",
-        "run_id": now.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if quick else ""),
+        "run_id": now.strftime("%Y%m%dT%H%M%SZ")
+        + ("-quick" if quick else "")
+        + (f"-fleet{args.targets}" if fleet_only else ""),
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
         "quick": quick,
         "machine": machine(),
@@ -221,7 +236,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         pg = PostgresServer(
             settings={
-                "max_connections": str(max(60, 2 * max(scaling, default=1) + 40)),
+                "max_connections": str(
+                    max(60, 2 * max(scaling, default=1) + 40, 2 * split(fleet or 1)[0] + 40)
+                ),
                 "pg_stat_statements.max": "10000",
                 "shared_buffers": "64MB",
             }
@@ -235,11 +252,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         counter = RedisCommandCounter(redis_server.url)
         stack.callback(counter.close)
         servers = Servers(pg.sql, counter)
-        bouncer = _start_pgbouncer(stack, pg, workdir) if with_ours else None
+        bouncer = _start_pgbouncer(stack, pg, workdir) if with_ours and not fleet_only else None
         run_record["pgbouncer"] = bouncer is not None
 
         exporters: list[Exporter] = []
-        if with_ours:
+        if with_ours and not fleet_only:
             config = perf_exporter_config(
                 free_port(),
                 pg.port,
@@ -303,6 +320,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 )
                 direct["kind"] = "scaling_direct"
                 records.append(direct)
+            if fleet:
+                records.append(
+                    measure_fleet(fleet, free_port(), pg.port, redis_server.port, workdir)
+                )
     run_record["duration_s"] = round(time.monotonic() - started, 1)
     return [run_record, *records]
 
@@ -350,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         records = report.read_jsonl(args.report)
         out, jsonl = args.report.parent, args.report
     else:
-        out = args.out or (RESULTS / "tmp" if args.quick else RESULTS)
+        out = args.out or (RESULTS / "tmp" if args.quick or args.targets else RESULTS)
         with _time_limit(args.time_limit or (150 if args.quick else 600)):
             records = run(args)
         jsonl = out / f"{records[0]['run_id']}.jsonl"

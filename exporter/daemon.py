@@ -27,7 +27,7 @@ from exporter.mixin.thresholds import Thresholds
 from exporter.notify import SystemdNotifier
 from exporter.scheduler import Scheduler, build_jobs
 from exporter.server import Handlers, build_app
-from exporter.snapshot import Snapshot
+from exporter.snapshot import Rendered, Snapshot
 from exporter.summary.board import SummaryBoard
 from exporter.webconfig import (
     LiveTLS,
@@ -135,7 +135,16 @@ class Daemon:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            rendered = self.snapshot.assemble()
+            # assembled in slices with the loop free between them: at a thousand targets one
+            # whole assembly would hold back every scrape for over a hundred milliseconds
+            steps = self.snapshot.assemble_steps()
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    rendered: Rendered = done.value
+                    break
+                await asyncio.sleep(0)
             # compression runs beside the event loop: zlib releases the GIL, scrapes keep flowing
             await loop.run_in_executor(None, rendered.compress_wanted)
             self.snapshot.publish(rendered)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import Metric
@@ -191,13 +191,37 @@ class Snapshot:
         Returns the plain bodies only; gzip comes from :meth:`Rendered.compress_wanted`, which
         the daemon runs in a thread (zlib releases the GIL), then :meth:`publish`.
         """
+        steps = self.assemble_steps()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                result: Rendered = done.value
+                return result
+
+    def assemble_steps(self, step: int = 4000) -> Generator[None, None, Rendered]:
+        """:meth:`assemble` cut into slices of about ``step`` fragments each.
+
+        The generator yields between slices, so the daemon can serve scrapes between them (at a
+        thousand targets a whole assembly holds the loop for a hundred milliseconds and more);
+        its return value is the :class:`Rendered`. The parts are taken at the start: a result
+        that arrives meanwhile is in the next render, never half in this one.
+        """
+        taken = [self._parts[key].fragments for key in sorted(self._parts)]
+        extra = render_fragments(self._extra(), None) if self._extra is not None else []
         by_name: dict[str, list[Fragment]] = {}
-        for key in sorted(self._parts):
-            for fragment in self._parts[key].fragments:
+        done = 0
+        for fragments in taken:
+            for fragment in fragments:
                 by_name.setdefault(fragment.om_name, []).append(fragment)
-        if self._extra is not None:
-            for fragment in render_fragments(self._extra(), None):
-                by_name.setdefault(fragment.om_name, []).append(fragment)
+            done += len(fragments)
+            if done >= step:
+                done = 0
+                yield
+        for fragment in extra:
+            by_name.setdefault(fragment.om_name, []).append(fragment)
+        text_chunks: list[bytes] = []
+        om_chunks: list[bytes] = []
         text: list[str] = []
         om: list[str] = []
         for name in sorted(by_name):
@@ -211,10 +235,19 @@ class Snapshot:
             om.append(f"# HELP {head.om_name} {_escape_help_om(head.help)}\n")
             om.append(f"# TYPE {head.om_name} {head.om_type}\n")
             om.extend(f.lines for f in same)
-        om.append("# EOF\n")
+            done += len(fragments)
+            if done >= step:
+                done = 0
+                text_chunks.append("".join(text).encode())
+                om_chunks.append("".join(om).encode())
+                text, om = [], []
+                yield
+        text_chunks.append("".join(text).encode())
+        om_chunks.append("".join(om).encode())
+        om_chunks.append(b"# EOF\n")
         return Rendered(
-            text="".join(text).encode(),
-            openmetrics="".join(om).encode(),
+            text=b"".join(text_chunks),
+            openmetrics=b"".join(om_chunks),
             demand=self._gzip_demand,
         )
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.report import markdown, targets_check
+from bench.exporters import up_count
+from bench.fleet import split
+from bench.report import fleet_checks, markdown, targets_check
 from bench.scrape import count_series, parse_wrk, percentile
 from bench.server_load import split_script_calls
 from bench.workload import shape_statements
@@ -167,3 +169,31 @@ def test_commands_inside_the_scan_script_are_told_apart_from_commands_sent() -> 
     # without scripts the same commands were sent by the client (the pipelined fallback)
     pipelined = {"scan": 4, "ttl": 2000, "memory|usage": 12, "info": 1, "ping": 1}
     assert split_script_calls(pipelined) == (2018, 0)
+
+
+def test_fleet_of_a_thousand_is_250_postgres_and_750_redis() -> None:
+    assert split(1000) == (250, 750)
+    assert split(1) == (1, 1)
+
+
+def test_up_count_counts_remote_targets_that_are_up_only() -> None:
+    body = (
+        'perf_postgres_up{target="pg0"} 1\n'
+        'perf_postgres_up{target="pg1"} 0\n'
+        'perf_redis_up{target="r0"} 1.0\n'
+        'perf_exporter_collector_success{collector="host",target="local"} 1\n'
+    )
+    assert up_count(body) == 2
+
+
+def test_fleet_goals_are_missed_when_the_tail_or_memory_is_over() -> None:
+    fleet = {
+        "targets": 1000,
+        "wrk_p99_ms": 25.0,
+        "wrk_p50_ms": 2.0,
+        "loaded_collections": 990,
+        "quiet_collections": 1000,
+        "cpu_core_pct": 20.0,
+        "rss_bytes": 310 * 2**20,
+    }
+    assert [c["met"] for c in fleet_checks(fleet)] == [False, True, False]

@@ -118,3 +118,26 @@ def test_values_are_formatted_like_prometheus() -> None:
     assert format_value(float("-inf")) == "-Inf"
     assert format_value(float("nan")) == "NaN"
     assert format_value(1e20) == "1e+20"
+
+
+def test_sliced_assembly_yields_between_slices_and_gives_the_same_bodies() -> None:
+    snap = Snapshot()
+    for i in range(50):
+        snap.put(("data", "demo", f"t{i:02}"), [up(i % 2), hits(i)], target=f"t{i:02}")
+    whole = snap.assemble()
+    steps = snap.assemble_steps(step=10)
+    slices = 0
+    # a result arriving mid-render belongs to the next render, not half to this one
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            sliced = done.value
+            break
+        slices += 1
+        if slices == 1:
+            snap.put(("data", "demo", "t00"), [up(7)], target="t00")
+    assert slices >= 10  # 100 fragments grouped, then 100 joined, 10 at a time
+    assert sliced.text == whole.text
+    assert sliced.openmetrics == whole.openmetrics
+    assert b'perf_demo_up{target="t00"} 7\n' in snap.assemble().text

@@ -1,0 +1,131 @@
+"""The fleet point: many targets in one daemon at the real 15 s interval.
+
+``python -m bench --targets N`` (and the 1,000-target point of the full run) starts
+perf-exporter with N targets, one PostgreSQL for every three Redis (250 + 750 at 1,000), all
+pointing at the bench's servers under their own names, its host collector on, at 15 s. The
+Redis targets skip the namespace scan: 750 scans of the same 40,000 keys every 15 s saturate
+the one Redis server (collections then time out there, not in the daemon). Two
+whole intervals are measured, one after the other:
+
+* quiet: only two scrapes (at its start and end), so the CPU is what the daemon itself costs
+  at 15 s, as a share of one core;
+* loaded: ``wrk -c4`` for a whole interval, so every scrape it times competes with the
+  collections and the snapshot rebuilds that a real interval holds; then sequential scrapes.
+
+Collections completed in each window are counted from the last-success timestamps, so a
+window in which the daemon fell behind shows up.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.exporters import perf_exporter_config, start_perf_exporter, up_count
+from bench.measure import collector_durations, last_success, ms
+from bench.scaling import PRODUCTION_INTERVAL
+from bench.scrape import Scraper, body_stats, percentile, run_wrk, sequential
+
+#: The issue's fleet: 1,000 targets, a quarter of them PostgreSQL.
+FLEET_TARGETS = 1000
+
+
+def split(targets: int) -> tuple[int, int]:
+    """(PostgreSQL, Redis) targets for a fleet of ``targets``: one PostgreSQL in four."""
+    pg = max(1, targets // 4)
+    return pg, max(1, targets - pg)
+
+
+def _changed(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> int:
+    return sum(1 for key, ts in after.items() if key[0] != "host" and before.get(key) != ts)
+
+
+def measure_fleet(
+    targets: int,
+    port: int,
+    pg_port: int,
+    redis_port: int,
+    workdir: Path,
+    interval: float = PRODUCTION_INTERVAL,
+) -> dict[str, Any]:
+    """Run a daemon with a fleet of ``targets`` and measure one quiet and one loaded interval."""
+    pg_targets, redis_targets = split(targets)
+    config = perf_exporter_config(
+        port,
+        pg_port,
+        redis_port,
+        targets=pg_targets,
+        redis_targets=redis_targets,
+        interval=interval,
+        namespaces=False,
+    )
+    started = time.monotonic()
+    exporter = start_perf_exporter(
+        f"perf_exporter_fleet{targets}", config, workdir, ready_timeout=60, fleet=True
+    )
+    scraper = Scraper(exporter.url, timeout=60)
+    try:
+        proc = exporter.process
+        # the first round is staggered over 20 ms per job: wait until every target was up
+        # once (or give up after a bounded time and measure what there is)
+        deadline = time.monotonic() + 40 + targets * 0.05
+        up = 0
+        while time.monotonic() < deadline:
+            up = up_count(scraper.text())
+            if up >= targets:
+                break
+            time.sleep(2.0)
+        ready_s = time.monotonic() - started
+        seen = last_success(scraper.text())
+        cpu0, t0 = proc.cpu_seconds(), time.monotonic()
+        time.sleep(interval)
+        cpu1, t1 = proc.cpu_seconds(), time.monotonic()
+        after_quiet = last_success(scraper.text())
+        quiet_collections = _changed(seen, after_quiet)
+        wrk = run_wrk(exporter.url, int(interval))
+        t2 = time.monotonic()
+        cpu2 = proc.cpu_seconds()
+        after_loaded = last_success(scraper.text())
+        loaded_collections = _changed(after_quiet, after_loaded)
+        body = body_stats(scraper)
+        latencies = sequential(scraper, 100, max_seconds=15)
+        rss, peak = proc.memory_bytes()
+        durations = collector_durations(scraper.text())
+        by_collector: dict[str, list[float]] = {}
+        for (collector, _), seconds in durations.items():
+            by_collector.setdefault(collector, []).append(seconds)
+        return {
+            "kind": "fleet",
+            "targets": pg_targets + redis_targets,
+            "postgres_targets": pg_targets,
+            "redis_targets": redis_targets,
+            "interval_s": interval,
+            "ready_s": round(ready_s, 1),
+            "targets_up_at_start": up,
+            "targets_up_at_end": up_count(scraper.text()),
+            "quiet_window_s": round(t1 - t0, 2),
+            "quiet_collections": quiet_collections,
+            "cpu_core_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
+            "cpu_core_pct_loaded": round(100 * (cpu2 - cpu1) / (t2 - t1), 2),
+            "loaded_collections": loaded_collections,
+            "rss_bytes": rss,
+            "rss_peak_bytes": peak,
+            "series": body.series,
+            "bytes_plain": body.bytes_plain,
+            "bytes_gzip": body.bytes_gzip,
+            "seq_p50_ms": ms(percentile(latencies, 50)),
+            "seq_p99_ms": ms(percentile(latencies, 99)),
+            "wrk_requests": wrk.requests,
+            "wrk_rps": round(wrk.rps, 1),
+            "wrk_p50_ms": ms(wrk.p50),
+            "wrk_p99_ms": ms(wrk.p99),
+            "wrk_errors": wrk.errors + wrk.non_2xx,
+            "collector_duration_ms": {
+                collector: {"mean": ms(sum(v) / len(v)), "max": ms(max(v))}
+                for collector, v in sorted(by_collector.items())
+            },
+        }
+    finally:
+        scraper.close()
+        exporter.stop()
