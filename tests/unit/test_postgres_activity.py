@@ -12,6 +12,19 @@ from exporter.config import ConfigError, PostgresSettings, load
 from tests.support.registry import registry_of
 
 
+def unconnected_sampler(interval: float) -> act.ActivitySampler:
+    """A sampler whose connection is never open, sampling every ``interval`` seconds (0: off)."""
+    return act.ActivitySampler(
+        connection=lambda: None,
+        lock=asyncio.Lock(),
+        interval=interval,
+        timeout=1.0,
+        databases=None,
+        listed=frozenset,
+        log_extra={},
+    )
+
+
 def test_a_chain_has_one_root_with_everyone_behind_it() -> None:
     # 30 waits for 20, which waits for 10; 40 waits for 20 too
     roots = act.chain_roots({20: [10], 30: [20], 40: [20, 30]})
@@ -156,30 +169,14 @@ def test_wait_sample_interval_defaults_to_one_second_and_refuses_a_tiny_one() ->
 
 
 async def test_a_disabled_sampler_never_starts_and_close_is_harmless() -> None:
-    sampler = act.ActivitySampler(
-        connection=lambda: None,
-        lock=asyncio.Lock(),
-        interval=0.0,
-        timeout=1.0,
-        databases=None,
-        listed=frozenset,
-        log_extra={},
-    )
+    sampler = unconnected_sampler(0.0)
     sampler.start(150000)
     assert sampler._task is None
     await sampler.close()
 
 
 async def test_a_sampler_without_a_connection_takes_no_round() -> None:
-    sampler = act.ActivitySampler(
-        connection=lambda: None,
-        lock=asyncio.Lock(),
-        interval=0.1,
-        timeout=1.0,
-        databases=None,
-        listed=frozenset,
-        log_extra={},
-    )
+    sampler = unconnected_sampler(0.1)
     sampler.start(150000)
     await asyncio.sleep(0.35)
     await sampler.close()
@@ -190,15 +187,7 @@ async def test_a_refused_sample_in_the_cycle_costs_the_blocking_gauges_not_the_c
     async def refuse(*_args: object) -> list[object]:
         raise asyncpg.InsufficientPrivilegeError("permission denied for function pg_blocking_pids")
 
-    sampler = act.ActivitySampler(
-        connection=lambda: None,
-        lock=asyncio.Lock(),
-        interval=0.0,
-        timeout=1.0,
-        databases=None,
-        listed=frozenset,
-        log_extra={},
-    )
+    sampler = unconnected_sampler(0.0)
     families, blocking, problem = await sampler.cycle(refuse, None, 150000, ["app"])  # type: ignore[arg-type]
     assert families == [] and blocking.roots == [] and problem is None
     assert sampler.counts.errors == 1
