@@ -22,32 +22,9 @@ MAX_FIELD = 8 * 1024
 MAX_BODY = 1024
 
 
-def wants_openmetrics(accept: str) -> bool:
-    """True when the Accept header prefers OpenMetrics, as Prometheus sends it by default."""
-    best_om = best_text = -1.0
-    for item in accept.split(","):
-        media, _, params = item.strip().partition(";")
-        q = 1.0
-        for param in params.split(";"):
-            key, _, value = param.strip().partition("=")
-            if key == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        media = media.strip().lower()
-        if media == "application/openmetrics-text":
-            best_om = max(best_om, q)
-        elif media in ("text/plain", "*/*", "text/*"):
-            best_text = max(best_text, q)
-    return best_om > 0 and best_om >= best_text
-
-
-def wants_text(format_param: str, accept: str) -> bool:
-    """``?format=text``, or an Accept that prefers text/plain to JSON (curl -H ...)."""
-    if format_param:
-        return format_param.lower() == "text"
-    best_text = best_json = -1.0
+def _qualities(accept: str) -> dict[str, float]:
+    """The best ``q`` an Accept header gives each media type (lower-case; 1.0 when unset)."""
+    best: dict[str, float] = {}
     for item in accept.split(","):
         media, _, params = item.strip().partition(";")
         q = 1.0
@@ -59,11 +36,28 @@ def wants_text(format_param: str, accept: str) -> bool:
                 except ValueError:
                     q = 0.0
         media = media.strip().lower()
-        if media == "text/plain":
-            best_text = max(best_text, q)
-        elif media in ("application/json", "*/*", "application/*"):
-            best_json = max(best_json, q)
-    return best_text > 0 and best_text > best_json
+        best[media] = max(best.get(media, -1.0), q)
+    return best
+
+
+def _best(qualities: dict[str, float], *media: str) -> float:
+    return max((qualities[m] for m in media if m in qualities), default=-1.0)
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """True when the Accept header prefers OpenMetrics, as Prometheus sends it by default."""
+    q = _qualities(accept)
+    best_om = _best(q, "application/openmetrics-text")
+    return best_om > 0 and best_om >= _best(q, "text/plain", "*/*", "text/*")
+
+
+def wants_text(format_param: str, accept: str) -> bool:
+    """``?format=text``, or an Accept that prefers text/plain to JSON (curl -H ...)."""
+    if format_param:
+        return format_param.lower() == "text"
+    q = _qualities(accept)
+    best_text = _best(q, "text/plain")
+    return best_text > 0 and best_text > _best(q, "application/json", "*/*", "application/*")
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
