@@ -147,7 +147,9 @@ class ConnectedCollector(
                 raise
             if self.connection is None:
                 self._backoff.failed()
-            self._last_error = error
+            # kept without the raised one's traceback: its frames would keep the whole failed
+            # cycle's replies and families alive until the next success
+            self._last_error = CollectError(error.reason, error.message)
             raise error from None
         self._backoff.succeeded()
         self._last_error = None

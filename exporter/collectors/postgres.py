@@ -497,9 +497,16 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
                 f"pg_stat_statements there as a superuser"
             )
             return False
-        query = sql.statements_sql(schema, server["version_num"])
+        accounts = self._accounts
+        version = server["version_num"]
         try:
-            rows = await self._fetch(conn, query, filter_dbs)
+            changed_only = accounts.has_baselines
+            if changed_only:
+                query = sql.statements_sql(schema, version, changed_only=True)
+                rows = await self._fetch(conn, query, filter_dbs, *accounts.known())
+                changed_only = accounts.changes_suffice(rows)
+            if not changed_only:
+                rows = await self._fetch(conn, sql.statements_sql(schema, version), filter_dbs)
         except asyncpg.ObjectNotInPrerequisiteStateError as exc:
             if isinstance(exc, asyncpg.LockNotAvailableError):
                 raise
@@ -507,7 +514,7 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
             self._notice(self._not_loaded(current_db))
             return False
         self._notice(None)
-        self._accounts.update_from_rows(rows, time.monotonic())
+        accounts.update_from_rows(rows, time.monotonic(), changed_only=changed_only)
         top, other = self._accounts.rows()
         texts = (
             await self._statement_texts(conn, schema, top) if self.settings.statement_text else None

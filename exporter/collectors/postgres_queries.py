@@ -157,14 +157,18 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def statements_sql(schema: str, version_num: int) -> str:
-    """Every pg_stat_statements entry (one row each) and, on 14+, one row of the view's info.
+def statements_sql(schema: str, version_num: int, changed_only: bool = False) -> str:
+    """Every pg_stat_statements entry (one row each) and one row of the view's info.
 
     ``pg_stat_statements(false)`` skips reading the query-text file. The accounting of the
     entries (deltas, top N, ``other``) happens in :mod:`exporter.collectors.postgres_statements`.
     Entries whose queryid, database or role is not visible arrive with NULLs and only ever count
-    in ``other``. The info row (``is_info``) carries ``dealloc`` and ``stats_reset``; with no
-    entry at all it is the only row.
+    in ``other``. The info row (``is_info``) carries ``dealloc`` and ``stats_reset`` (on 14+) and
+    ``entries``, how many visible entries the view holds; with no entry at all it is the only row.
+
+    ``changed_only``: only the entries whose calls or stats_since differ from what the
+    exporter knows, given as arrays in ``$2`` .. ``$7`` (queryid, dbid, userid, toplevel, calls,
+    stats_since: :meth:`StatementAccounts.known`), and every hidden entry.
     """
     q = quote_ident(schema)
     exec_time = "total_exec_time" if version_num >= 130000 else "total_time"
@@ -176,24 +180,41 @@ def statements_sql(schema: str, version_num: int) -> str:
         blk_write = "p.shared_blk_write_time + p.local_blk_write_time"
     else:
         blk_read, blk_write = "p.blk_read_time", "p.blk_write_time"
-    info = ""
+    dealloc, reset, info_from = "NULL::int8", "NULL::float8", ""
     if version_num >= 140000:
-        info = f"""
+        dealloc, reset = "i.dealloc", "extract(epoch FROM i.stats_reset)::float8"
+        info_from = f"\n  FROM {q}.pg_stat_statements_info i"
+    known, changed = "", ""
+    if changed_only:
+        known = """
+  LEFT JOIN unnest($2::int8[], $3::int8[], $4::int8[], $5::bool[], $6::int8[], $7::float8[])
+       AS k(queryid, dbid, userid, toplevel, calls, since)
+    ON k.queryid = e.queryid AND k.dbid = e.dbid AND k.userid = e.userid
+       AND k.toplevel = e.toplevel"""
+        changed = """
+   AND (e.queryid IS NULL OR k.calls IS DISTINCT FROM e.calls
+        OR k.since IS DISTINCT FROM e.since)"""
+    return f"""
+WITH e AS (
+  SELECT p.queryid, p.dbid::int8 AS dbid, p.userid::int8 AS userid, {toplevel} AS toplevel,
+         d.datname::text AS datname, r.rolname::text AS rolname, p.calls,
+         p.{exec_time}::float8 AS exec_ms, p.rows, p.shared_blks_hit, p.shared_blks_read,
+         ({blk_read})::float8 AS blk_read_ms, ({blk_write})::float8 AS blk_write_ms,
+         {since} AS since
+    FROM {q}.pg_stat_statements(false) p
+    LEFT JOIN pg_database d ON d.oid = p.dbid
+    LEFT JOIN pg_roles r ON r.oid = p.userid
+   WHERE $1::text[] IS NULL OR d.datname = ANY($1::text[])
+)
+SELECT false AS is_info, e.queryid, e.dbid, e.userid, e.toplevel, e.datname, e.rolname,
+       e.calls, e.exec_ms, e.rows, e.shared_blks_hit, e.shared_blks_read, e.blk_read_ms,
+       e.blk_write_ms, e.since, NULL::int8 AS dealloc, NULL::float8 AS stats_reset,
+       NULL::int8 AS entries
+  FROM e{known}
+ WHERE true{changed}
 UNION ALL
 SELECT true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       i.dealloc, extract(epoch FROM i.stats_reset)::float8
-  FROM {q}.pg_stat_statements_info i"""
-    return f"""
-SELECT false AS is_info, p.queryid, p.dbid::int8 AS dbid, p.userid::int8 AS userid,
-       {toplevel} AS toplevel, d.datname::text AS datname, r.rolname::text AS rolname,
-       p.calls, p.{exec_time}::float8 AS exec_ms, p.rows, p.shared_blks_hit,
-       p.shared_blks_read, ({blk_read})::float8 AS blk_read_ms,
-       ({blk_write})::float8 AS blk_write_ms, {since} AS since, NULL::int8 AS dealloc,
-       NULL::float8 AS stats_reset
-  FROM {q}.pg_stat_statements(false) p
-  LEFT JOIN pg_database d ON d.oid = p.dbid
-  LEFT JOIN pg_roles r ON r.oid = p.userid
- WHERE $1::text[] IS NULL OR d.datname = ANY($1::text[]){info}
+       {dealloc}, {reset}, (SELECT count(*) FROM e WHERE e.queryid IS NOT NULL){info_from}
 """
 
 

@@ -15,6 +15,17 @@ statement's own when the statement was listed both before and after the interval
 ``queryid="other"`` otherwise. So the listed rows plus ``other`` sum to exactly what the view
 counted while the exporter watched, and a statement entering or leaving the list moves none of
 its past into or out of ``other``. No I/O here: unit tested without a server.
+
+Reading every entry every cycle costs the most where the view is largest (up to
+``pg_stat_statements.max``, 5,000 by default), while most entries are idle in any one cycle. So
+once the baselines are known, a cycle asks only for the entries whose ``calls`` (or, on 17+,
+``stats_since``) differ from them (:meth:`StatementAccounts.known` goes along as arrays) plus the
+number of entries there are; an execution adds to ``calls`` and to every counter we export in
+one step, so an entry with the same calls has nothing new. When that answer cannot stand for a
+whole read (an entry is gone, the view was reset or evicted entries: :meth:`changes_suffice`),
+the collector reads everything as before, in the same cycle. Baselines are plain tuples of
+numbers, which the garbage collector stops tracking: thousands per target otherwise make every
+full collection of a large fleet a pause of seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +42,11 @@ _EXEC = STATEMENT_FIELDS.index("exec_ms")
 _CALLS = STATEMENT_FIELDS.index("calls")
 
 Values = tuple[float, ...]
+#: A baseline by entry: (queryid, dbid, userid, toplevel) -> (*values, since), plain tuples.
+Baselines = dict[tuple[int | None, int, int, bool], tuple[float | None, ...]]
+#: The visible baselines as the read of changed entries takes them: queryids, dbids, userids,
+#: toplevel flags, calls and stats_since, one array each.
+Known = tuple[list[int], list[int], list[int], list[bool], list[int], list[float | None]]
 
 
 class StatementKey(NamedTuple):
@@ -92,7 +108,7 @@ class StatementAccounts:
     def __init__(self, top_n: int, window: float) -> None:
         self.top_n = top_n
         self.window = window
-        self._baselines: dict[EntryId, Entry] = {}
+        self._baselines: Baselines = {}
         # exported totals of every statement ever listed, kept while unlisted so that a
         # statement listed again continues where its series stopped instead of going down
         self._totals: dict[StatementKey, list[float]] = {}
@@ -118,8 +134,58 @@ class StatementAccounts:
 
     # --- one cycle ----------------------------------------------------------------------------
 
-    def update_from_rows(self, rows: Iterable[Mapping[str, Any]], now: float) -> None:
-        """Account the rows of :func:`~exporter.collectors.postgres_queries.statements_sql`."""
+    @property
+    def has_baselines(self) -> bool:
+        """Whether a read of the changed entries can stand for a whole read."""
+        return self._started and bool(self._baselines)
+
+    def known(self) -> Known:
+        """The visible entries' ids, calls and stats_since, for the read of changed entries."""
+        ids = [k for k in self._baselines if k[0] is not None]
+        states = [self._baselines[k] for k in ids]
+        return (
+            [k[0] for k in ids],  # type: ignore[misc]  # None filtered above
+            [k[1] for k in ids],
+            [k[2] for k in ids],
+            [k[3] for k in ids],
+            [int(st[_CALLS] or 0) for st in states],
+            [st[-1] for st in states],
+        )
+
+    def changes_suffice(self, rows: Iterable[Mapping[str, Any]]) -> bool:
+        """Whether a read of the changed entries (and the count of all) stands for a whole read.
+
+        Not when an entry is gone (the count is short of the known ones plus the new), the view
+        was reset, or it evicted entries since the last read (one may be back under its id).
+        """
+        info: Mapping[str, Any] | None = None
+        new = 0
+        for row in rows:
+            if row["is_info"]:
+                info = row
+            elif row["queryid"] is not None and _baseline_key(row) not in self._baselines:
+                new += 1
+        if info is None or info["entries"] is None:
+            return False
+        if None not in (info["stats_reset"], self.reset_time) and (
+            info["stats_reset"] != self.reset_time
+        ):
+            return False
+        if None not in (info["dealloc"], self._dealloc_seen) and (
+            info["dealloc"] != self._dealloc_seen
+        ):
+            return False
+        visible = sum(1 for k in self._baselines if k[0] is not None)
+        return bool(info["entries"] == visible + new)
+
+    def update_from_rows(
+        self, rows: Iterable[Mapping[str, Any]], now: float, *, changed_only: bool = False
+    ) -> None:
+        """Account the rows of :func:`~exporter.collectors.postgres_queries.statements_sql`.
+
+        ``changed_only``: the rows are the changed entries only (see :meth:`changes_suffice`);
+        the others keep their baselines.
+        """
         info: Mapping[str, Any] | None = None
         entries: list[Entry] = []
         for row in rows:
@@ -149,6 +215,7 @@ class StatementAccounts:
             now,
             reset_time=None if info is None else info["stats_reset"],
             dealloc=None if info is None else info["dealloc"],
+            changed_only=changed_only,
         )
 
     def update(
@@ -158,8 +225,12 @@ class StatementAccounts:
         *,
         reset_time: float | None = None,
         dealloc: int | None = None,
+        changed_only: bool = False,
     ) -> None:
-        """Account one full read of the view taken at ``now`` (monotonic seconds)."""
+        """Account one read of the view taken at ``now`` (monotonic seconds).
+
+        A whole read, or with ``changed_only`` the entries that changed since the last one.
+        """
         if None not in (reset_time, self.reset_time) and reset_time != self.reset_time:
             # a full reset: entries re-created since then may already be above their old
             # values, so no old baseline can be trusted
@@ -167,7 +238,7 @@ class StatementAccounts:
         self.reset_time = reset_time
         self._count_deallocations(dealloc)
 
-        deltas = self._deltas(entries)
+        deltas = self._deltas(entries, changed_only)
         self._remember(now, deltas)
         before = set(self._listed)
         self._select(now)
@@ -192,8 +263,14 @@ class StatementAccounts:
         self.deallocations = (self.deallocations or 0) + growth
         self._dealloc_seen = dealloc
 
-    def _deltas(self, entries: Iterable[Entry]) -> dict[StatementKey | None, list[float]]:
-        """Growth of each entry since its baseline, summed per statement; baselines renewed."""
+    def _deltas(
+        self, entries: Iterable[Entry], changed_only: bool = False
+    ) -> dict[StatementKey | None, list[float]]:
+        """Growth of each entry since its baseline, summed per statement; baselines renewed.
+
+        A whole read replaces the baselines; a read of changed entries keeps the others, except
+        hidden ones (no queryid), which come in every read since their sum is what is known.
+        """
         current: dict[EntryId, Entry] = {}
         for entry in entries:
             twin = current.get(entry.id)
@@ -201,24 +278,32 @@ class StatementAccounts:
                 # several hidden entries of one role share an id: account for them as one
                 entry = entry._replace(values=tuple(map(add, twin.values, entry.values)))
             current[entry.id] = entry
-        old, self._baselines = self._baselines, current
+        old = self._baselines
+        fresh: Baselines = (
+            {k: v for k, v in old.items() if k[0] is not None} if changed_only else {}
+        )
         deltas: dict[StatementKey | None, list[float]] = {}
         for entry_id, entry in current.items():
-            baseline = old.get(entry_id)
-            if baseline == entry:
+            key = (entry_id.queryid, entry_id.dbid, entry_id.userid, entry_id.toplevel)
+            state = (*entry.values, entry.since)
+            baseline = old.get(key)
+            fresh[key] = state
+            if baseline == state:
                 continue  # idle since the last read: most entries, most cycles
             delta = self._growth(entry, baseline)
             if any(delta):
                 _add(deltas.setdefault(entry.key, _zero()), delta)
+        self._baselines = fresh
         return deltas
 
     @staticmethod
-    def _growth(entry: Entry, baseline: Entry | None) -> Values:
+    def _growth(entry: Entry, baseline: tuple[float | None, ...] | None) -> Values:
         if baseline is None:
             return entry.values
-        if entry.since is not None and baseline.since is not None and entry.since != baseline.since:
+        since = baseline[-1]
+        if entry.since is not None and since is not None and entry.since != since:
             return entry.values  # re-created (PostgreSQL 17 says so)
-        growth = tuple(map(sub, entry.values, baseline.values))
+        growth = tuple(map(sub, entry.values, baseline[:-1]))
         if min(growth) >= 0:
             return growth
         if entry.id.queryid is None:
@@ -331,3 +416,7 @@ def _row(key: StatementKey, values: list[float]) -> StatementRow:
         blk_read_ms=float(field["blk_read_ms"]),
         blk_write_ms=float(field["blk_write_ms"]),
     )
+
+
+def _baseline_key(row: Mapping[str, Any]) -> tuple[int | None, int, int, bool]:
+    return (row["queryid"], row["dbid"], row["userid"], row["toplevel"])

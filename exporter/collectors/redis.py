@@ -363,8 +363,11 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
         if server is None:
             return []
         out: list[Metric] = []
-        if self._latency_family is not None:
-            out.append(self._latency_family)
+        # handed over, not kept: hundreds of samples per target would otherwise live on
+        # between cycles for nothing
+        family, self._latency_family = self._latency_family, None
+        if family is not None:
+            out.append(family)
         refused = self._refused
         if "SLOWLOG" not in refused and "COMMANDLOG" not in refused:
             out.extend(slowlog_families(self._slowlog))

@@ -30,6 +30,7 @@ from exporter.mixin.catalog import BY_KEY, SIGNALS, Signal
 from exporter.mixin.thresholds import Thresholds
 from exporter.summary.page import render_html
 from exporter.summary.questions import (
+    CONTAINER_MEMORY,
     QUESTIONS,
     TITLES,
     SourceView,
@@ -62,6 +63,16 @@ SCORE_FORMULA = (
 #: Signals about the exporter's own runs: evaluated for every collector, from the board's record.
 OWN = tuple(s for s in SIGNALS if s.source == "exporter")
 STALENESS = BY_KEY["exporter_collector_staleness"]
+#: The only samples the board keeps of a collection: what the signals and the questions read.
+#: A Redis target sends hundreds of series; copying every label set twice per target made the
+#: board the daemon's largest consumer of memory and a fifth of its CPU at a thousand targets.
+READ: frozenset[str] = frozenset(
+    name
+    for s in SIGNALS
+    for f in (s.formula, s.formula.traffic)
+    if f is not None
+    for name in f.metrics
+) | frozenset(CONTAINER_MEMORY)
 
 
 def status_of(signal: Signal, value: float, t: Thresholds) -> Status:
@@ -129,9 +140,9 @@ class SummaryBoard:
         #: Seconds between collections: the page refreshes this often (None: no refresh).
         self.refresh_seconds: float | None = None
         self._sources: dict[tuple[str, str], _Source] = {}
-        # series by (signal key, collector, target), then by labels: an update touches only the
-        # series of its own target, so a cycle costs the same with 1 or 100 targets
-        self._series: dict[tuple[str, str, str], dict[LabelKey, SignalSeries]] = {}
+        # series by (collector, target), signal key and labels: an update or a failure touches
+        # only the series of its own target, so a cycle costs the same with 1 or 1,000 targets
+        self._series: dict[tuple[str, str], dict[str, dict[LabelKey, SignalSeries]]] = {}
 
     # --- input ---------------------------------------------------------------------------
 
@@ -150,7 +161,7 @@ class SummaryBoard:
             self._sources[(collector, target)] = src
         else:
             src.before, src.t_before = src.now, src.t_now
-        src.now, src.t_now = samples_of(families), now
+        src.now, src.t_now = samples_of(families, READ), now
         src.up, src.last_run, src.last_success, src.facts = True, now, now, dict(facts)
         src.successes += 1
         window = Window(
@@ -180,9 +191,7 @@ class SummaryBoard:
         src = self._sources.setdefault((collector, target), _Source())
         src.up, src.before, src.now, src.facts = False, None, {}, {}
         src.last_run = now
-        for key, series in self._series.items():
-            if key[1:3] != (collector, target):
-                continue
+        for series in self._series.get((collector, target), {}).values():
             for one in series.values():
                 if one.signal.source != "exporter":
                     one.value = None
@@ -191,8 +200,7 @@ class SummaryBoard:
     def drop(self, collector: str, target: str) -> None:
         """Forget a target (removed by a config reload)."""
         self._sources.pop((collector, target), None)
-        for key in [k for k in self._series if k[1:3] == (collector, target)]:
-            del self._series[key]
+        self._series.pop((collector, target), None)
 
     # the core's scheduler speaks Collected | None and a set of live keys
     def record(self, collector: str, target: str, result: Any, now: float) -> None:
@@ -215,7 +223,7 @@ class SummaryBoard:
         now: float,
         traffic: Values | None = None,
     ) -> None:
-        series = self._series.setdefault((signal.key, collector, target), {})
+        series = self._series.setdefault((collector, target), {}).setdefault(signal.key, {})
         for labels, old in series.items():
             if labels not in values:
                 old.value = None
@@ -253,7 +261,12 @@ class SummaryBoard:
         out = []
         order = {s.key: i for i, s in enumerate(SIGNALS)}
         for one in sorted(
-            (one for series in self._series.values() for one in series.values()),
+            (
+                one
+                for signals in self._series.values()
+                for series in signals.values()
+                for one in series.values()
+            ),
             key=lambda r: (order[r.signal.key], r.collector, r.target, r.labels),
         ):
             signal = one.signal

@@ -26,6 +26,8 @@ TITLES: dict[str, str] = {
     "exporter": "Is the exporter itself healthy?",
 }
 QUESTIONS: tuple[str, ...] = get_args(Question)
+#: The container's memory and its limit, which the resources question shows beside the signals.
+CONTAINER_MEMORY = ("perf_host_cgroup_memory_current_bytes", "perf_host_cgroup_memory_max_bytes")
 RANK = {"crit": 0, "warn": 1, "ok": 2, "idle": 3, "no_data": 4}
 
 
@@ -309,8 +311,8 @@ def resources_facts(sources: list[SourceView]) -> dict[str, Any]:
     host = next(iter(_of(sources, "host")), None)
     if host is None:
         return {"host": None, "container": None, "pressure": None}
-    current = _gauge(host, "perf_host_cgroup_memory_current_bytes")
-    limit = _gauge(host, "perf_host_cgroup_memory_max_bytes")
+    current = _gauge(host, CONTAINER_MEMORY[0])
+    limit = _gauge(host, CONTAINER_MEMORY[1])
     container = None
     if current is not None:
         container = {

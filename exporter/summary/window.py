@@ -13,7 +13,7 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Container, Iterable, Mapping, MutableMapping, Sequence
 from typing import Literal
 
 from prometheus_client.metrics_core import Metric
@@ -63,12 +63,13 @@ class CoarseTrail:
 Coarse = MutableMapping[tuple[str, LabelKey], CoarseTrail]
 
 
-def samples_of(families: Iterable[Metric]) -> Samples:
-    """Sample name -> (labels, value) of every sample of ``families``."""
+def samples_of(families: Iterable[Metric], names: Container[str] | None = None) -> Samples:
+    """Sample name -> (labels, value) of the samples of ``families`` (those in ``names``)."""
     out: Samples = {}
     for family in families:
         for sample in family.samples:
-            out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
+            if names is None or sample.name in names:
+                out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
     return out
 
 

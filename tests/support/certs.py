@@ -34,7 +34,9 @@ class CertificateAuthority:
 
     def issue(self, name: str, *, server: bool = True) -> Issued:
         """A leaf called ``name``: a server certificate for 127.0.0.1, or a client's."""
-        hosts = LOCAL_HOSTS if server else ()
+        # a client gets a name of its own: cryptography 51 refuses a certificate without any
+        # subjectAltName, which trustme would otherwise make for a leaf with no host
+        hosts = LOCAL_HOSTS if server else (f"{name}.client.test",)
         leaf = self._ca.issue_cert(*hosts, common_name=name)
         return self._write(name, leaf.cert_chain_pems[0], leaf.private_key_pem)
 
