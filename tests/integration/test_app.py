@@ -16,7 +16,7 @@ from exporter.collectors.base import CollectError
 from exporter.config import AppSettings, AppTarget
 from exporter.instrument import CacheStats, Publisher
 from tests.support.app_worker_process import AppWorker
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.promtool import promtool
 from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer, RedisServer, free_port
@@ -247,7 +247,7 @@ async def test_daemon_exports_published_stats_and_passes_promtool(
         "collectors": {"host": {"enabled": False}},
         "targets": {"app": [{"name": "shop", "url": redis_server.url, "prefix": prefix}]},
     }
-    with Daemon(config, tmp_path) as daemon:
+    with DaemonProcess(config, tmp_path) as daemon:
         labels = {"target": "shop", "namespace": "api_response"}
         daemon.wait_for(
             lambda: daemon.value("perf_app_cache_hits_total", labels) == 3,

@@ -35,7 +35,7 @@ from exporter.mixin.catalog import SIGNALS
 from exporter.mixin.generate import render
 from exporter.mixin.thresholds import Thresholds
 from tests.support.app_worker_process import AppWorker
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.prom_stack import Alertmanager, Prometheus, Webhook
 from tests.support.promql_lint import selectors
 from tests.support.servers import PostgresServer, RedisServer, pg_bin, require_binary
@@ -127,7 +127,7 @@ class SleepingCaller:
 class Stack:
     pg: PostgresServer
     redis: RedisServer
-    daemon: Daemon
+    daemon: DaemonProcess
     prometheus: Prometheus
     remote: Prometheus
     alertmanager: Alertmanager
@@ -205,7 +205,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             },
             "thresholds": t.model_dump(),
         }
-        daemon = Daemon(config, tmp).start()
+        daemon = DaemonProcess(config, tmp).start()
         closers.append(daemon)
         webhook = Webhook()
         closers.append(webhook)
@@ -252,7 +252,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
     finally:
         for closer in reversed(closers):
-            closer.stop() if isinstance(closer, Daemon) else closer.close()
+            closer.stop() if isinstance(closer, DaemonProcess) else closer.close()
 
 
 # --- expressions and names --------------------------------------------------------------------
@@ -277,7 +277,7 @@ def substitute(expr: str) -> str:
     )
 
 
-def scraped_names(daemon: Daemon) -> set[str]:
+def scraped_names(daemon: DaemonProcess) -> set[str]:
     return {
         sample.name
         for family in text_string_to_metric_families(daemon.scrape())
