@@ -31,23 +31,13 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from examples.namespaces import NAMESPACES
 from exporter.instrument import DEFAULT_PREFIX, CacheStats, PoolReporter, Publisher
 
 try:  # FastAPI is only the web layer; the core below runs without it
     from fastapi import FastAPI, Request
 except ImportError:
     FastAPI = Request = None  # type: ignore[assignment,misc]
-
-#: Cache namespaces and their TTLs in seconds, as in the reference application.
-NAMESPACES = {
-    "api_response": 300,
-    "search_results": 600,
-    "budget_status": 60,
-    "llm_response": 1800,
-    "user_session": 3600,
-    "vector_search": 900,
-    "system_stats": 120,
-}
 
 #: The ``orders`` table the budget, vector, report and payment routes read; create it once
 #: (``psql -c "$(python -c 'import examples.fastapi_app as m; print(m.SCHEMA)')"``; the demo
