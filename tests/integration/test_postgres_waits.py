@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collectors.base import Collected
 from exporter.collectors.postgres import PostgresCollector
-from tests.support.postgres_collector import collect_until_ok, collector, wait_for
+from tests.support.cycles import collect_until_ok
+from tests.support.postgres_collector import collector, wait_for
 from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer
 

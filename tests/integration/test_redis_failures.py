@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import redis
 
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.redis import RedisCollector
+from tests.support.cycles import collect_until_ok
 from tests.support.redis_collector import TlsRedisServer, admin, make_certs, make_collector
 from tests.support.registry import registry_of
 from tests.support.servers import RedisServer
@@ -32,14 +32,7 @@ async def _fails(collector: RedisCollector) -> CollectError:
 
 async def _recovers(collector: RedisCollector, within: float = 20.0) -> Collected:
     """Collect until it works (the backoff is capped at the interval); the same instance."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return await collector.collect()
-        except CollectError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+    return await collect_until_ok(collector, timeout=within, poll=0.2)
 
 
 async def test_down_is_a_connection_error_and_recovers_after_restart(

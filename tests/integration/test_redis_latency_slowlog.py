@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 
 import pytest
 
-from exporter.collectors.base import Collected, CollectError
-from exporter.collectors.redis import RedisCollector
+from exporter.collectors.base import CollectError
 from exporter.collectors.redis_latency import BOUNDS_USEC
+from tests.support.cycles import collect_until_ok
 from tests.support.redis_collector import admin, is_valkey, make_collector
 from tests.support.registry import sample_value
 from tests.support.servers import RedisServer
@@ -24,16 +22,6 @@ def _server_histogram(server: RedisServer, cmd: str) -> tuple[int, dict[int, int
     reply = admin(server).execute_command("LATENCY", "HISTOGRAM", cmd)
     body = reply[cmd.encode()]  # redis-py hands the reply over as a mapping
     return int(body[b"calls"]), {int(b): int(n) for b, n in body[b"histogram_usec"].items()}
-
-
-async def _recovers(collector: RedisCollector) -> Collected:
-    deadline = time.monotonic() + 10  # the backoff is capped at the interval (1 s)
-    while True:
-        try:
-            return await collector.collect()
-        except CollectError:
-            assert time.monotonic() < deadline, "the collector never recovered"
-            await asyncio.sleep(0.2)
 
 
 async def test_latency_histogram_matches_the_servers_histogram_and_commandstats(
@@ -79,7 +67,8 @@ async def test_latency_histogram_never_goes_down_across_resetstat_and_restart(
         await collector.collect()  # the old connection is gone
     for _ in range(2):
         admin(own_redis).get("k")
-    third = await _recovers(collector)
+    # the backoff is capped at the interval (1 s)
+    third = await collect_until_ok(collector, timeout=10, poll=0.2)
     await collector.close()
 
     assert sample_value(first, f"{HIST}_count", {"cmd": "get"}) == 30
