@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.exporters import Exporter
-from bench.scrape import Scraper, body_stats, percentile, run_wrk, sequential
+from bench.scrape import (
+    BodyStats,
+    Scraper,
+    WrkResult,
+    body_stats,
+    percentile,
+    run_wrk,
+    sequential,
+)
 from bench.server_load import RedisCommandCounter, pg_calls_by_role
 from bench.workload import PG_ROLES
 
@@ -54,6 +62,33 @@ def collector_durations(text: str) -> dict[tuple[str, str], float]:
 
 def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
+
+
+def scrape_fields(body: BodyStats, latencies: list[float], wrk: WrkResult) -> dict[str, Any]:
+    """What a record says of /metrics itself: its size, and its latency scraped one request
+    after another and under wrk."""
+    return {
+        "series": body.series,
+        "bytes_plain": body.bytes_plain,
+        "bytes_gzip": body.bytes_gzip,
+        "seq_p50_ms": ms(percentile(latencies, 50)),
+        "seq_p99_ms": ms(percentile(latencies, 99)),
+        "wrk_rps": round(wrk.rps, 1),
+        "wrk_p50_ms": ms(wrk.p50),
+        "wrk_p99_ms": ms(wrk.p99),
+    }
+
+
+def collector_duration_ms(text: str) -> dict[str, dict[str, float]]:
+    """Per collector of a perf-exporter scrape, the mean and the longest last-cycle duration
+    over its targets, in milliseconds."""
+    by_collector: dict[str, list[float]] = {}
+    for (collector, _), seconds in collector_durations(text).items():
+        by_collector.setdefault(collector, []).append(seconds)
+    return {
+        collector: {"mean": ms(sum(values) / len(values)), "max": ms(max(values))}
+        for collector, values in sorted(by_collector.items())
+    }
 
 
 @dataclass

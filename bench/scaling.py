@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.exporters import perf_exporter_config, start_perf_exporter
-from bench.measure import Servers, collector_durations, last_success, ms
-from bench.scrape import Scraper, body_stats, percentile, run_wrk, sequential
+from bench.measure import Servers, collector_duration_ms, last_success, ms, scrape_fields
+from bench.scrape import Scraper, body_stats, run_wrk, sequential
 from bench.server_load import (
     SCRIPT_INNER_COMMANDS,
     pg_calls_by_role,
@@ -101,10 +101,7 @@ def measure_targets(
         latencies = sequential(scraper, scrapes, max_seconds=15)
         scraper.close()
         wrk = run_wrk(exporter.url, wrk_seconds)
-        durations = collector_durations(scraper.text())
-        by_collector: dict[str, list[float]] = {}
-        for (collector, _), seconds in durations.items():
-            by_collector.setdefault(collector, []).append(seconds)
+        durations = collector_duration_ms(scraper.text())
         return {
             "kind": "scaling",
             "targets": targets,
@@ -124,14 +121,7 @@ def measure_targets(
             ),
             "rss_bytes": rss,
             "rss_peak_bytes": peak,
-            "series": body.series,
-            "bytes_plain": body.bytes_plain,
-            "bytes_gzip": body.bytes_gzip,
-            "seq_p50_ms": ms(percentile(latencies, 50)),
-            "seq_p99_ms": ms(percentile(latencies, 99)),
-            "wrk_rps": round(wrk.rps, 1),
-            "wrk_p50_ms": ms(wrk.p50),
-            "wrk_p99_ms": ms(wrk.p99),
+            **scrape_fields(body, latencies, wrk),
             "pg_statements_per_collection": round(pg / pg_cycles, 2) if pg_cycles else None,
             # the wait sampler's statements between collections, and their server time
             "pg_wait_samples_per_collection": (
@@ -162,13 +152,7 @@ def measure_targets(
             }
             if redis_cycles
             else {},
-            "collector_duration_ms": {
-                collector: {
-                    "mean": ms(sum(values) / len(values)),
-                    "max": ms(max(values)),
-                }
-                for collector, values in sorted(by_collector.items())
-            },
+            "collector_duration_ms": durations,
         }
     finally:
         scraper.close()

@@ -20,16 +20,8 @@ from typing import Any
 
 import redis
 
-#: The reference application's cache namespaces and TTLs in seconds (REFERENCE-APP.md).
-NAMESPACES: dict[str, int] = {
-    "api_response": 300,
-    "search_results": 600,
-    "budget_status": 60,
-    "llm_response": 1800,
-    "user_session": 3600,
-    "vector_search": 900,
-    "system_stats": 120,
-}
+from examples.namespaces import NAMESPACES
+
 #: Share of keys per namespace and typical value size in bytes.
 _NAMESPACE_MIX: dict[str, tuple[float, int]] = {
     "api_response": (0.30, 600),

@@ -25,29 +25,19 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from examples.namespaces import NAMESPACES
 from exporter.instrument import DEFAULT_PREFIX, CacheStats, PoolReporter, Publisher
 
 try:  # FastAPI is only the web layer; the core below runs without it
-    from fastapi import FastAPI, Request
+    from fastapi import Depends, FastAPI, Request
 except ImportError:
-    FastAPI = Request = None  # type: ignore[assignment,misc]
-
-#: Cache namespaces and their TTLs in seconds, as in the reference application.
-NAMESPACES = {
-    "api_response": 300,
-    "search_results": 600,
-    "budget_status": 60,
-    "llm_response": 1800,
-    "user_session": 3600,
-    "vector_search": 900,
-    "system_stats": 120,
-}
+    Depends = FastAPI = Request = None  # type: ignore[assignment,misc]
 
 #: The ``orders`` table the budget, vector, report and payment routes read; create it once
 #: (``psql -c "$(python -c 'import examples.fastapi_app as m; print(m.SCHEMA)')"``; the demo
@@ -251,6 +241,17 @@ class Service:
         await self.redis.aclose()
 
 
+def current_service(request: Request) -> Service:
+    """The :class:`Service` the app's lifespan started (a FastAPI dependency)."""
+    service: Service = request.app.state.service
+    return service
+
+
+#: A route parameter of this type gets the running Service. Module-level, because FastAPI
+#: resolves the routes' annotations in the module's namespace.
+CurrentService = Annotated[Service, Depends(current_service)] if Depends is not None else Service
+
+
 def create_app(
     dsn: str | None = None, redis_url: str | None = None, prefix: str = DEFAULT_PREFIX
 ) -> Any:
@@ -271,48 +272,39 @@ def create_app(
     app = FastAPI(title="instrumented example", lifespan=lifespan)
 
     @app.get("/items/{item_id}")
-    async def get_item(item_id: int, request: Request) -> dict[str, Any]:
-        service: Service = request.app.state.service
+    async def get_item(item_id: int, service: CurrentService) -> dict[str, Any]:
         return await service.item(item_id)
 
     @app.get("/search")
-    async def search(q: str, request: Request) -> list[int]:
-        service: Service = request.app.state.service
+    async def search(q: str, service: CurrentService) -> list[int]:
         return await service.search(q)
 
     @app.get("/users/{user_id}/session")
-    async def session(user_id: int, request: Request) -> dict[str, Any]:
-        service: Service = request.app.state.service
+    async def session(user_id: int, service: CurrentService) -> dict[str, Any]:
         return await service.session(user_id)
 
     @app.get("/users/{user_id}/budget")
-    async def budget(user_id: int, request: Request) -> dict[str, Any]:
-        service: Service = request.app.state.service
+    async def budget(user_id: int, service: CurrentService) -> dict[str, Any]:
         return await service.budget(user_id)
 
     @app.get("/llm")
-    async def llm(prompt: str, request: Request) -> dict[str, Any]:
-        service: Service = request.app.state.service
+    async def llm(prompt: str, service: CurrentService) -> dict[str, Any]:
         return await service.llm(prompt)
 
     @app.get("/vector")
-    async def vector(q: str, request: Request) -> list[int]:
-        service: Service = request.app.state.service
+    async def vector(q: str, service: CurrentService) -> list[int]:
         return await service.vector(q)
 
     @app.get("/stats")
-    async def stats(request: Request) -> dict[str, Any]:
-        service: Service = request.app.state.service
+    async def stats(service: CurrentService) -> dict[str, Any]:
         return await service.stats()
 
     @app.get("/reports/{status}")
-    async def report(status: str, request: Request) -> list[dict[str, Any]]:
-        service: Service = request.app.state.service
+    async def report(status: str, service: CurrentService) -> list[dict[str, Any]]:
         return await service.report(status)
 
     @app.post("/orders/{order_id}/pay")
-    async def pay(order_id: int, request: Request) -> dict[str, Any]:
-        service: Service = request.app.state.service
+    async def pay(order_id: int, service: CurrentService) -> dict[str, Any]:
         return await service.pay(order_id)
 
     return app

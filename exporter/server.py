@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -68,27 +69,19 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
+@dataclass(frozen=True)
 class Handlers:
     """Request handlers over read-only views of the daemon's state."""
 
-    def __init__(
-        self,
-        rendered: Callable[[], Rendered],
-        healthy: Callable[[], bool],
-        summary_json: Callable[[], dict[str, Any]],
-        summary_html: Callable[[], str],
-        runbooks_html: Callable[[], str],
-        summary_text: Callable[[], str] | None = None,
-    ) -> None:
-        self._rendered = rendered
-        self._healthy = healthy
-        self._summary_json = summary_json
-        self._summary_html = summary_html
-        self._runbooks_html = runbooks_html
-        self._summary_text = summary_text
+    rendered: Callable[[], Rendered]
+    healthy: Callable[[], bool]
+    summary_json: Callable[[], dict[str, Any]]
+    summary_html: Callable[[], str]
+    runbooks_html: Callable[[], str]
+    summary_text: Callable[[], str] | None = None
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = self._rendered()
+        body = self.rendered()
         om = wants_openmetrics(request.headers.get("Accept", ""))
         gz = accepts_gzip(request.headers.get("Accept-Encoding", ""))
         payload = body.body(om, gz)
@@ -99,29 +92,29 @@ class Handlers:
         return web.Response(body=payload, headers=headers)
 
     async def healthz(self, request: web.Request) -> web.Response:
-        if self._healthy():
+        if self.healthy():
             return web.Response(text="ok\n")
         return web.Response(status=503, text="scheduler not running\n")
 
     async def summary(self, request: web.Request) -> web.Response:
         if request.query.get("format", "json").lower() not in ("json", "text"):
             return web.Response(status=400, text="format must be json or text.\n")
-        if self._summary_text is not None and wants_text(
+        if self.summary_text is not None and wants_text(
             request.query.get("format", ""), request.headers.get("Accept", "")
         ):
             return web.Response(
-                text=self._summary_text(), content_type="text/plain", headers={"Vary": "Accept"}
+                text=self.summary_text(), content_type="text/plain", headers={"Vary": "Accept"}
             )
         return web.Response(
-            text=json.dumps(self._summary_json(), indent=1, sort_keys=True),
+            text=json.dumps(self.summary_json(), indent=1, sort_keys=True),
             content_type="application/json",
         )
 
     async def index(self, request: web.Request) -> web.Response:
-        return web.Response(text=self._summary_html(), content_type="text/html")
+        return web.Response(text=self.summary_html(), content_type="text/html")
 
     async def runbooks(self, request: web.Request) -> web.Response:
-        return web.Response(text=self._runbooks_html(), content_type="text/html")
+        return web.Response(text=self.runbooks_html(), content_type="text/html")
 
 
 @web.middleware

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
 
 import pytest
+import redis.asyncio as aioredis
 
 # the shared helpers assert too: rewritten, a failing check there shows what it compared
 pytest.register_assert_rewrite("tests.support")
@@ -27,6 +28,14 @@ def redis_server() -> Iterator[RedisServer]:
     """A Redis 7 shared by the tests that do not break it."""
     with closing(RedisServer()) as server:
         yield server
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client of the shared Redis answering ``str``; closed after the test."""
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ import psutil
 import yaml
 
 from examples.fastapi_app import SCHEMA
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.pgbouncer_server import APP_PASSWORD, APP_USER, STATS_PASSWORD, PgBouncerServer
 from tests.support.processes import ROOT, stop_process
 from tests.support.prom_stack import Alertmanager, Prometheus, Webhook
@@ -71,9 +71,9 @@ class Child:
 
 
 class DaemonCloser:
-    """Daemon stops with ``stop``; the stack closes everything with ``close``."""
+    """DaemonProcess stops with ``stop``; the stack closes everything with ``close``."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonProcess) -> None:
         self.daemon = daemon
 
     def close(self) -> None:
@@ -183,7 +183,7 @@ class Stack:
                     raise RuntimeError("the example app does not answer") from None
                 time.sleep(0.2)
 
-    def _start_daemon(self) -> Daemon:
+    def _start_daemon(self) -> DaemonProcess:
         password = self.base / "pgbouncer-stats.password"
         password.write_text(STATS_PASSWORD + "\n")
         config = {
@@ -204,7 +204,7 @@ class Stack:
                 "app": [{"name": "shop", "url": self.redis.url}],
             },
         }
-        daemon = Daemon(config, self.base)
+        daemon = DaemonProcess(config, self.base)
         self.closers.append(DaemonCloser(daemon))
         daemon.start()
         return daemon

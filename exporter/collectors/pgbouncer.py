@@ -60,12 +60,18 @@ class Column(FieldMetric):
 
 @dataclass(frozen=True)
 class View:
-    """A SHOW command: the label names its rows carry, how to get them, and its columns."""
+    """A SHOW command: the label names its rows carry, its columns, and where label values
+    come from: by default the row's columns of the labels' names, else ``row_labels``."""
 
     command: str
     labels: tuple[str, ...]
-    row_labels: Callable[[Row], tuple[str, ...]]
     columns: Sequence[Column]
+    row_labels: Callable[[Row], tuple[str, ...]] | None = None
+
+    def label_values(self, row: Row) -> tuple[str, ...]:
+        if self.row_labels is not None:
+            return self.row_labels(row)
+        return tuple(row.get(label) or "" for label in self.labels)
 
 
 def _pool_labels(row: Row) -> tuple[str, ...]:
@@ -121,7 +127,6 @@ POOLS = View(
 STATS = View(
     command="SHOW STATS",
     labels=("database",),
-    row_labels=lambda row: (row.get("database") or "",),
     columns=(
         Column(
             "total_query_count",
@@ -175,6 +180,7 @@ STATS = View(
 DATABASES = View(
     command="SHOW DATABASES",
     labels=("database",),
+    # SHOW DATABASES names the database in its "name" column
     row_labels=lambda row: (row.get("name") or "",),
     columns=(
         Column(
@@ -232,7 +238,6 @@ DATABASES = View(
 LISTS = View(
     command="SHOW LISTS",
     labels=("list",),
-    row_labels=lambda row: (row.get("list") or "",),
     columns=(
         Column(
             "items",
@@ -286,7 +291,7 @@ def families_from(
             labels = list(view.labels) + (["state"] if col.state is not None else [])
             if family is None:
                 family = families[col.metric] = col.family(labels)
-            values = list(view.row_labels(row)) + ([col.state] if col.state is not None else [])
+            values = list(view.label_values(row)) + ([col.state] if col.state is not None else [])
             family.add_metric(values, value * col.scale)
     return families
 

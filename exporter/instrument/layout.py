@@ -26,29 +26,9 @@ REQUEST = "request:"
 #: Cache events counted per namespace.
 CACHE_KINDS = ("hits", "misses", "sets", "errors", "fallbacks")
 
-#: Upper bounds (seconds) of the acquire-latency histogram: from an idle connection handed over
-#: at once (well under a millisecond) to the reference app's 30 s acquire timeout.
-ACQUIRE_BUCKETS: tuple[float, ...] = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
-
-#: Upper bounds (seconds) of the cached-call histogram: from a hit served from memory (tens of
-#: microseconds) to an uncached call of a slow endpoint.
-REQUEST_BUCKETS: tuple[float, ...] = (
+#: Bucket bounds in seconds on the usual 1-2.5-5 ladder, from 100 microseconds to 10 s; each
+#: histogram below takes the part of it that fits what it times.
+_LADDER: tuple[float, ...] = (
     0.0001,
     0.00025,
     0.0005,
@@ -66,6 +46,14 @@ REQUEST_BUCKETS: tuple[float, ...] = (
     5.0,
     10.0,
 )
+
+#: Upper bounds (seconds) of the acquire-latency histogram: from an idle connection handed over
+#: at once (well under a millisecond) to the reference app's 30 s acquire timeout.
+ACQUIRE_BUCKETS: tuple[float, ...] = (*_LADDER[_LADDER.index(0.0005) :], 30.0)
+
+#: Upper bounds (seconds) of the cached-call histogram: from a hit served from memory (tens of
+#: microseconds) to an uncached call of a slow endpoint.
+REQUEST_BUCKETS: tuple[float, ...] = _LADDER
 #: Outcomes of a cached call.
 REQUEST_RESULTS = ("hit", "miss")
 
@@ -76,9 +64,7 @@ BUCKET = "bucket:"
 
 def bucket_field(upper: float) -> str:
     """``bucket:0.005`` / ``bucket:+Inf``: the same text as Prometheus' ``le`` label."""
-    if upper == float("inf"):
-        return BUCKET + "+Inf"
-    return BUCKET + repr(float(upper))
+    return BUCKET + le_text(upper)
 
 
 def cache_key(prefix: str, process: str) -> str:

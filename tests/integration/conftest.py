@@ -1,4 +1,4 @@
-"""Fixtures of the integration tests: a fault world, per module."""
+"""Fixtures of the integration tests: a fault world per module, a Redis of each flavour per test."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.collectors import COLLECTORS
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.faults_world import MONITOR_PASSWORD, TARGETS, World, daemon_config
 from tests.support.pgbouncer_server import STATS_PASSWORD, PgBouncerServer
+from tests.support.redis_collector import SERVER_BINARIES, server_for
 from tests.support.servers import PostgresServer, RedisServer
 
 
@@ -39,7 +40,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         password_file.write_text(MONITOR_PASSWORD)
         config = daemon_config(tmp, pg, cache, appdata, bouncer, password_file)
         watched = {name: kind for name, kind in TARGETS.items() if kind in COLLECTORS}
-        with Daemon(config, tmp, env={"PERF_BOUNCER_PW": STATS_PASSWORD}) as d:
+        with DaemonProcess(config, tmp, env={"PERF_BOUNCER_PW": STATS_PASSWORD}) as d:
             w = World(pg, cache, appdata, bouncer, d, password_file, watched)
             for target in watched:
                 w.wait(lambda t=target: w.up(t) == 1.0, 20, f"{target} up at start")  # type: ignore[misc]
@@ -62,3 +63,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         appdata.close()
         cache.close()
         pg.close()
+
+
+@pytest.fixture(params=list(SERVER_BINARIES))
+def own_redis(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A fresh Redis 7 or Valkey 8.1 per test (the test runs on each): the test may kill,
+    restart or reconfigure it, and its deltas see no other test's traffic."""
+    instance = server_for(request.param)
+    yield instance
+    instance.close()

@@ -16,7 +16,7 @@ from exporter.collectors.base import CollectError
 from exporter.config import AppSettings, AppTarget
 from exporter.instrument import CacheStats, Publisher
 from tests.support.app_worker_process import AppWorker
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.promtool import promtool
 from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer, RedisServer, free_port
@@ -196,10 +196,9 @@ async def test_killed_worker_keeps_counters_monotonic_and_its_pool_expires_then_
 
 
 async def test_cache_counts_reach_redis_in_a_few_pipelined_flushes(
-    redis_server: RedisServer, prefix: str
+    redis_client: aioredis.Redis, prefix: str
 ) -> None:
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
-    publisher = Publisher(client, prefix=prefix, flush_interval=0.2, ttl=5)
+    publisher = Publisher(redis_client, prefix=prefix, flush_interval=0.2, ttl=5)
     stats = CacheStats("api_response", publisher)
     try:
         started = time.monotonic()
@@ -210,17 +209,16 @@ async def test_cache_counts_reach_redis_in_a_few_pipelined_flushes(
         await publisher.flush()
         elapsed = time.monotonic() - started
         key = f"{prefix}cache:{publisher.process}"
-        assert await client.hgetall(key) == {
+        assert await redis_client.hgetall(key) == {
             "api_response:hits": "1500",
             "api_response:misses": "500",
         }
         # one round trip per flush interval at most, never one per call
         assert publisher.flushes <= elapsed / 0.2 + 2
-        ttl = await client.ttl(key)
+        ttl = await redis_client.ttl(key)
         assert 0 < ttl <= 5
     finally:
         await publisher.close()
-        await client.aclose()
 
 
 async def test_unreachable_redis_is_a_connection_error(redis_server: RedisServer) -> None:
@@ -247,7 +245,7 @@ async def test_daemon_exports_published_stats_and_passes_promtool(
         "collectors": {"host": {"enabled": False}},
         "targets": {"app": [{"name": "shop", "url": redis_server.url, "prefix": prefix}]},
     }
-    with Daemon(config, tmp_path) as daemon:
+    with DaemonProcess(config, tmp_path) as daemon:
         labels = {"target": "shop", "namespace": "api_response"}
         daemon.wait_for(
             lambda: daemon.value("perf_app_cache_hits_total", labels) == 3,
@@ -264,49 +262,37 @@ async def test_daemon_exports_published_stats_and_passes_promtool(
 
 
 async def test_more_keys_than_max_keys_fail_the_cycle_instead_of_reading_a_part(
-    redis_server: RedisServer, prefix: str
+    redis_server: RedisServer, redis_client: aioredis.Redis, prefix: str
 ) -> None:
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
-    try:
-        for i in range(12):
-            await client.hset(f"{prefix}cache:host:{i}:tok", "api_response:hits", 1)
-            await client.expire(f"{prefix}cache:host:{i}:tok", 30)
-        roomy = AppCollector(
-            AppTarget(name="app", url=redis_server.url, prefix=prefix), AppSettings()
-        )
-        reg = registry_of(await roomy.collect())
-        hits = {"namespace": "api_response"}
-        assert reg.get_sample_value("perf_app_cache_hits_total", hits) == 12
-        assert reg.get_sample_value("perf_app_processes") == 12
-        await roomy.close()
-        tight = AppCollector(
-            AppTarget(name="app", url=redis_server.url, prefix=prefix), AppSettings(max_keys=10)
-        )
-        with pytest.raises(CollectError) as err:
-            await tight.collect()
-        assert err.value.reason == "query"
-        assert "max_keys" in err.value.message
-        await tight.close()
-    finally:
-        await client.aclose()
+    for i in range(12):
+        await redis_client.hset(f"{prefix}cache:host:{i}:tok", "api_response:hits", 1)
+        await redis_client.expire(f"{prefix}cache:host:{i}:tok", 30)
+    roomy = AppCollector(AppTarget(name="app", url=redis_server.url, prefix=prefix), AppSettings())
+    reg = registry_of(await roomy.collect())
+    hits = {"namespace": "api_response"}
+    assert reg.get_sample_value("perf_app_cache_hits_total", hits) == 12
+    assert reg.get_sample_value("perf_app_processes") == 12
+    await roomy.close()
+    tight = AppCollector(
+        AppTarget(name="app", url=redis_server.url, prefix=prefix), AppSettings(max_keys=10)
+    )
+    with pytest.raises(CollectError) as err:
+        await tight.collect()
+    assert err.value.reason == "query"
+    assert "max_keys" in err.value.message
+    await tight.close()
 
 
 async def test_glob_characters_in_the_prefix_match_only_themselves(
-    redis_server: RedisServer, prefix: str
+    redis_server: RedisServer, redis_client: aioredis.Redis, prefix: str
 ) -> None:
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
     odd = prefix + "[ab]?:"
-    try:
-        await client.hset(f"{odd}cache:h:1:t", "api_response:hits", 2)
-        # matches the prefix read as a glob pattern, but is not under the prefix
-        await client.hset(f"{prefix}aX:cache:h:2:t", "api_response:hits", 40)
-        for key in (f"{odd}cache:h:1:t", f"{prefix}aX:cache:h:2:t"):
-            await client.expire(key, 30)
-        collector = AppCollector(
-            AppTarget(name="app", url=redis_server.url, prefix=odd), AppSettings()
-        )
-        reg = registry_of(await collector.collect())
-        assert reg.get_sample_value("perf_app_cache_hits_total", {"namespace": "api_response"}) == 2
-        await collector.close()
-    finally:
-        await client.aclose()
+    await redis_client.hset(f"{odd}cache:h:1:t", "api_response:hits", 2)
+    # matches the prefix read as a glob pattern, but is not under the prefix
+    await redis_client.hset(f"{prefix}aX:cache:h:2:t", "api_response:hits", 40)
+    for key in (f"{odd}cache:h:1:t", f"{prefix}aX:cache:h:2:t"):
+        await redis_client.expire(key, 30)
+    collector = AppCollector(AppTarget(name="app", url=redis_server.url, prefix=odd), AppSettings())
+    reg = registry_of(await collector.collect())
+    assert reg.get_sample_value("perf_app_cache_hits_total", {"namespace": "api_response"}) == 2
+    await collector.close()

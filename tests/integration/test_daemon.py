@@ -14,7 +14,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.promtool import promtool
 
 pytestmark = pytest.mark.integration
@@ -24,12 +24,12 @@ HOST_ONLY = {"interval": "1s", "timeout": "500ms", "targets": {}}
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    with Daemon(HOST_ONLY, tmp_path_factory.mktemp("daemon")) as d:
+    with DaemonProcess(HOST_ONLY, tmp_path_factory.mktemp("daemon")) as d:
         d.wait_for(lambda: d.value("perf_host_load1") is not None, what="host metrics")
         yield d
 
 
-def test_metrics_parse_and_pass_promtool(daemon: Daemon) -> None:
+def test_metrics_parse_and_pass_promtool(daemon: DaemonProcess) -> None:
     text = daemon.scrape()
     names = {f.name for f in text_string_to_metric_families(text)}
     assert {"perf_host_cpu_seconds", "perf_exporter_build_info", "process_cpu_seconds"} <= names
@@ -37,7 +37,7 @@ def test_metrics_parse_and_pass_promtool(daemon: Daemon) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_self_metrics_for_the_host_job(daemon: Daemon) -> None:
+def test_self_metrics_for_the_host_job(daemon: DaemonProcess) -> None:
     labels = {"collector": "host", "target": "local"}
     assert daemon.value("perf_exporter_collector_success", labels) == 1.0
     assert daemon.value("perf_exporter_collector_duration_seconds", labels) > 0
@@ -50,7 +50,7 @@ def test_self_metrics_for_the_host_job(daemon: Daemon) -> None:
     assert daemon.value("perf_exporter_build_info") == 1.0
 
 
-def test_openmetrics_and_gzip_negotiation(daemon: Daemon) -> None:
+def test_openmetrics_and_gzip_negotiation(daemon: DaemonProcess) -> None:
     status, headers, body = daemon.get(
         "/metrics",
         {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"},
@@ -69,14 +69,14 @@ def test_openmetrics_and_gzip_negotiation(daemon: Daemon) -> None:
 
 def test_bytes_are_identical_between_cycles(tmp_path: Path) -> None:
     config = {"interval": "30s", "timeout": "5s", "targets": {}}
-    with Daemon(config, tmp_path) as d:
+    with DaemonProcess(config, tmp_path) as d:
         d.wait_for(lambda: d.value("perf_host_load1") is not None, what="host metrics")
         time.sleep(0.3)  # let the render after the first cycle settle
         bodies = {d.get("/metrics")[2] for _ in range(20)}
         assert len(bodies) == 1
 
 
-def test_other_endpoints_and_http_errors(daemon: Daemon) -> None:
+def test_other_endpoints_and_http_errors(daemon: DaemonProcess) -> None:
     status, headers, body = daemon.get("/healthz")
     assert status == 200 and body == b"ok\n"
     status, headers, body = daemon.get("/summary")
@@ -98,7 +98,7 @@ def test_other_endpoints_and_http_errors(daemon: Daemon) -> None:
         assert sock.recv(100).split(b" ")[1] in (b"400", b"431")
 
 
-def test_keep_alive_serves_many_requests_on_one_connection(daemon: Daemon) -> None:
+def test_keep_alive_serves_many_requests_on_one_connection(daemon: DaemonProcess) -> None:
     with socket.create_connection(("127.0.0.1", daemon.port)) as sock:
         for _ in range(3):
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -111,7 +111,7 @@ def test_keep_alive_serves_many_requests_on_one_connection(daemon: Daemon) -> No
 
 
 def test_sighup_reloads_valid_config_and_keeps_old_on_invalid(tmp_path: Path) -> None:
-    with Daemon({**HOST_ONLY, "interval": "1s"}, tmp_path) as d:
+    with DaemonProcess({**HOST_ONLY, "interval": "1s"}, tmp_path) as d:
         labels = {"collector": "host", "target": "local"}
         d.wait_for(lambda: d.value("perf_exporter_collector_success", labels) == 1.0)
         first_ok = d.value("perf_exporter_config_last_reload_success_timestamp_seconds")
@@ -137,7 +137,7 @@ def test_sighup_reloads_valid_config_and_keeps_old_on_invalid(tmp_path: Path) ->
 
 
 def test_sigterm_exits_0_within_5_seconds(tmp_path: Path) -> None:
-    d = Daemon(HOST_ONLY, tmp_path).start()
+    d = DaemonProcess(HOST_ONLY, tmp_path).start()
     d.wait_for(lambda: d.value("perf_host_load1") is not None)
     code, took = d.terminate()
     assert code == 0
@@ -150,7 +150,7 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        d = Daemon(HOST_ONLY, tmp_path, args=["--web.listen-address", f"127.0.0.1:{port}"])
+        d = DaemonProcess(HOST_ONLY, tmp_path, args=["--web.listen-address", f"127.0.0.1:{port}"])
         d.start(wait=False)
         assert d.proc is not None
         assert d.proc.wait(20) == 1
@@ -169,7 +169,7 @@ def test_zero_config_start_serves_host_and_reports_absent_targets(tmp_path: Path
             "PERF_EXPORTER_INTERVAL": "1s",
             "PERF_EXPORTER_TIMEOUT": "500ms",
         }
-        with Daemon(None, tmp_path, env=env) as d:
+        with DaemonProcess(None, tmp_path, env=env) as d:
             d.wait_for(lambda: d.value("perf_host_load1") is not None, what="host metrics")
             jobs = {
                 (s.labels["collector"], s.labels["target"])

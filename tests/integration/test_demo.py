@@ -14,26 +14,20 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from tests.support.processes import ROOT, stop_process
+from examples.namespaces import NAMESPACES
+from tests.support.processes import ROOT, stop_process, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 DURATION = 40
-NAMESPACES = (
-    "api_response",
-    "search_results",
-    "budget_status",
-    "llm_response",
-    "user_session",
-    "vector_search",
-    "system_stats",
-)
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)\S*")
 
 
@@ -70,16 +64,6 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> list
     raise AssertionError(f"no {marker!r} line in time; output so far:\n" + "\n".join(lines))
 
 
-def eventually(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def rows(summary: dict[str, Any], signal: str) -> list[dict[str, Any]]:
     return [r for r in summary["signals"] if r["signal"] == signal and r["value"] is not None]
 
@@ -111,16 +95,33 @@ def listening(port: int) -> bool:
         return False
 
 
-def test_demo_serves_every_printed_url_and_leaves_nothing_behind() -> None:
-    started = time.monotonic()
+@contextmanager
+def demo(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """``python -m examples.demo *args``, its output readable; stopped if still running after."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "examples.demo", "--duration", str(DURATION)],
+        [sys.executable, "-m", "examples.demo", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            stop_process(proc, timeout=30)
+
+
+def assert_nothing_left(pids: dict[int, psutil.Process], ports: set[int], base: Path) -> None:
+    """Nothing the demo started survives it: processes, ports, files."""
+    assert not survivors(pids)
+    assert not [p for p in ports if listening(p)]
+    assert not base.exists()
+
+
+def test_demo_serves_every_printed_url_and_leaves_nothing_behind() -> None:
+    started = time.monotonic()
+    with demo("--duration", str(DURATION)) as proc:
         head = read_until(proc, "Stopping after", timeout=40)
         assert time.monotonic() - started < 30, head
         urls = {m.group(0) for line in head for m in URL.finditer(line)}
@@ -148,29 +149,32 @@ def test_demo_serves_every_printed_url_and_leaves_nothing_behind() -> None:
         assert len(alerts) > 20
         # every source scraped through perf-exporter and up
         for kind in ("postgres", "redis", "pgbouncer", "app"):
-            eventually(
+            wait_until(
                 lambda kind=kind: prom_query(
                     prometheus, f'perf_{kind}_up{{job="perf-exporter"}} == 1'
                 ),
                 20,
                 f"perf_{kind}_up 1 in Prometheus",
+                interval=0.5,
             )
-        eventually(
+        wait_until(
             lambda: prom_query(
                 prometheus, "job_instance_target_namespace:perf_app_cache_hit:ratio_rate5m"
             ),
             25,
             "the recorded app cache hit ratio",
+            interval=0.5,
         )
 
         # every namespace of the reference application gets hits, not only lookups
         for ns in NAMESPACES:
-            eventually(
+            wait_until(
                 lambda ns=ns: prom_query(
                     prometheus, f'perf_app_cache_hits_total{{namespace="{ns}"}} > 0'
                 ),
                 15,
                 f"hits in {ns}",
+                interval=0.5,
             )
 
         # /summary: the cache question per namespace, the queries question with slow statements
@@ -191,7 +195,9 @@ def test_demo_serves_every_printed_url_and_leaves_nothing_behind() -> None:
             )
             return summary if ok else None
 
-        summary = eventually(answered, 25, "the cache and queries questions on /summary")
+        summary = wait_until(
+            answered, 25, "the cache and queries questions on /summary", interval=0.5
+        )
         assert {c["application_name"] for c in blocked} == {"nightly-maintenance"}, blocked
         assert summary["score"] is not None
         sources = summary["sources"]
@@ -202,26 +208,12 @@ def test_demo_serves_every_printed_url_and_leaves_nothing_behind() -> None:
         output = proc.stdout.read() if proc.stdout else ""
         assert code == 0, output
         assert "Done." in output
-    finally:
-        if proc.poll() is None:
-            stop_process(proc, timeout=30)
-
-    # nothing it started survives it: processes, ports, files
-    assert not survivors(pids)
-    assert not [p for p in ports if listening(p)]
-    assert not base.exists()
+    assert_nothing_left(pids, ports, base)
 
 
 def test_demo_interrupted_while_starting_removes_what_it_started() -> None:
     # Ctrl-C once PostgreSQL, Redis and PgBouncer run and the app is starting
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "examples.demo"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with demo() as proc:
         head = read_until(proc, "  PgBouncer", timeout=40)
         base = demo_dir(head)
         pids = started_by(psutil.Process(proc.pid), base)
@@ -231,9 +223,4 @@ def test_demo_interrupted_while_starting_removes_what_it_started() -> None:
         assert len(ports) == 3 and all(listening(p) for p in ports), ports
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            stop_process(proc, timeout=30)
-    assert not survivors(pids)
-    assert not [p for p in ports if listening(p)]
-    assert not base.exists()
+    assert_nothing_left(pids, ports, base)

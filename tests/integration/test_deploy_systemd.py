@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.deploy import ROOT, run, world_readable_dir
 
 pytestmark = pytest.mark.integration
@@ -138,7 +138,7 @@ def test_daemon_notifies_ready_once_listening_then_pings_the_watchdog_then_stopp
     notify_socket: NotifySocket, tmp_path: Path
 ) -> None:
     env = {"NOTIFY_SOCKET": notify_socket.env, "WATCHDOG_USEC": str(WATCHDOG_USEC)}
-    daemon = Daemon(HOST_ONLY, tmp_path, env=env).start(wait=False)
+    daemon = DaemonProcess(HOST_ONLY, tmp_path, env=env).start(wait=False)
     try:
         state, _ = notify_socket.receive(timeout=20)
         # the first word is READY, and by then the port already takes connections
@@ -167,7 +167,7 @@ def test_daemon_notifies_ready_once_listening_then_pings_the_watchdog_then_stopp
 def test_daemon_without_watchdog_sends_only_ready_and_stopping(
     notify_socket: NotifySocket, tmp_path: Path
 ) -> None:
-    daemon = Daemon(HOST_ONLY, tmp_path, env={"NOTIFY_SOCKET": notify_socket.env})
+    daemon = DaemonProcess(HOST_ONLY, tmp_path, env={"NOTIFY_SOCKET": notify_socket.env})
     daemon.env.pop("WATCHDOG_USEC", None)
     daemon.start(wait=False)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import ROOT, Daemon
+from tests.support.daemon import ROOT, DaemonProcess
 from tests.support.servers import require_binary
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 INTERVAL = 1.0
 
 
-class NamespacedDaemon(Daemon):
+class NamespacedDaemon(DaemonProcess):
     """The daemon started by a shell that first mounts ``hung`` (FUSE) and ``gone`` (bind)."""
 
     def __init__(self, tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ class NamespacedDaemon(Daemon):
         }
         super().__init__(config, tmp_path)
 
-    def start(self, wait: bool = True) -> Daemon:
+    def start(self, wait: bool = True) -> DaemonProcess:
         assert self.config_path is not None
         script = (
             f"mount --make-rprivate / && "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.faults_world import World, pause, resume
 from tests.support.pgbouncer_server import STATS_PASSWORD
 
@@ -65,7 +65,7 @@ def test_sigterm_while_collections_hang_exits_0_within_5_seconds(
     world.bouncer.pause()
     pause(pid)
     try:
-        with Daemon(config, tmp_path, env={"PERF_BOUNCER_PW": STATS_PASSWORD}) as d:
+        with DaemonProcess(config, tmp_path, env={"PERF_BOUNCER_PW": STATS_PASSWORD}) as d:
             time.sleep(1.0)  # both first collections are now waiting on a hung server
             assert d.value("perf_pgbouncer_up", {"target": "bouncer"}) is None
             assert d.value("perf_app_up", {"target": "web"}) is None

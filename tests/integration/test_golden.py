@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.golden import check
 
 pytestmark = pytest.mark.integration
@@ -20,6 +20,6 @@ pytestmark = pytest.mark.integration
 
 def test_host_only_layout_matches_golden(tmp_path: Path) -> None:
     config = {"interval": "1s", "timeout": "500ms", "targets": {}}
-    with Daemon(config, tmp_path) as d:
+    with DaemonProcess(config, tmp_path) as d:
         d.wait_for(lambda: d.value("perf_host_load1") is not None, what="host metrics")
         check("metrics_host.txt", d.scrape())

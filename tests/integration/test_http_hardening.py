@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.processes import run_module
 
 pytestmark = pytest.mark.integration
@@ -33,8 +33,8 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    with Daemon(CONFIG, tmp_path_factory.mktemp("hardening")) as d:
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    with DaemonProcess(CONFIG, tmp_path_factory.mktemp("hardening")) as d:
         d.wait_for(lambda: "perf_host_cpu_seconds_total" in d.scrape(), what="host samples")
         yield d
         assert d.stop() == 0
@@ -69,7 +69,7 @@ def status(reply: bytes) -> int:
     return int(reply.split(b" ", 2)[1])
 
 
-def assert_metrics_correct(d: Daemon) -> None:
+def assert_metrics_correct(d: DaemonProcess) -> None:
     families = {f.name: f for f in text_string_to_metric_families(d.scrape())}
     assert families["perf_exporter_build_info"].samples[0].value == 1.0
     assert "perf_host_cpu_seconds" in families
@@ -81,7 +81,7 @@ def request(method: str, target: str, *headers: str) -> bytes:
 
 
 @pytest.mark.timeout(30)
-def test_oversized_request_lines_headers_and_bodies_are_refused(daemon: Daemon) -> None:
+def test_oversized_request_lines_headers_and_bodies_are_refused(daemon: DaemonProcess) -> None:
     long_target = "/metrics?x=" + "a" * 9000
     assert status(exchange(daemon.port, request("GET", long_target))) == 400
     assert status(exchange(daemon.port, request("GET", "/metrics", "X-Big: " + "a" * 9000))) == 400
@@ -100,7 +100,7 @@ def test_oversized_request_lines_headers_and_bodies_are_refused(daemon: Daemon) 
 
 
 @pytest.mark.timeout(30)
-def test_path_traversal_finds_nothing(daemon: Daemon) -> None:
+def test_path_traversal_finds_nothing(daemon: DaemonProcess) -> None:
     for target in (
         "/../../etc/passwd",
         "/%2e%2e/%2e%2e/etc/passwd",
@@ -118,7 +118,7 @@ def test_path_traversal_finds_nothing(daemon: Daemon) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_methods_other_than_get_and_head_are_refused(daemon: Daemon) -> None:
+def test_methods_other_than_get_and_head_are_refused(daemon: DaemonProcess) -> None:
     for method in ("POST", "PUT", "DELETE", "PATCH", "TRACE", "PROPFIND"):
         reply = exchange(daemon.port, request(method, "/metrics", "Content-Length: 0"))
         assert status(reply) == 405, method
@@ -130,7 +130,9 @@ def test_methods_other_than_get_and_head_are_refused(daemon: Daemon) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_slow_and_silent_clients_are_disconnected_after_the_read_timeout(daemon: Daemon) -> None:
+def test_slow_and_silent_clients_are_disconnected_after_the_read_timeout(
+    daemon: DaemonProcess,
+) -> None:
     with socket.create_connection(("127.0.0.1", daemon.port), 2) as silent:
         start = time.monotonic()
         silent.settimeout(READ_TIMEOUT + 3)
@@ -156,7 +158,7 @@ def test_slow_and_silent_clients_are_disconnected_after_the_read_timeout(daemon:
 
 
 @pytest.mark.timeout(30)
-def test_connections_beyond_the_cap_get_503_and_the_cap_frees_up(daemon: Daemon) -> None:
+def test_connections_beyond_the_cap_get_503_and_the_cap_frees_up(daemon: DaemonProcess) -> None:
     held = [socket.create_connection(("127.0.0.1", daemon.port), 2) for _ in range(8)]
     try:
         time.sleep(0.2)
@@ -225,7 +227,7 @@ _requests = st.one_of(
     derandomize=True,
 )
 @given(data=_requests)
-def test_garbage_requests_never_break_the_server(daemon: Daemon, data: bytes) -> None:
+def test_garbage_requests_never_break_the_server(daemon: DaemonProcess, data: bytes) -> None:
     reply = exchange(daemon.port, data, wait=0.3)
     if reply.startswith(b"HTTP/1."):
         assert status(reply) < 500 or status(reply) == 503, reply[:200]
@@ -235,7 +237,7 @@ def test_garbage_requests_never_break_the_server(daemon: Daemon, data: bytes) ->
 
 @pytest.mark.timeout(60)
 def test_sighup_storm_then_sigterm_exits_0_within_5_seconds(tmp_path: Path) -> None:
-    with Daemon(CONFIG, tmp_path) as d:
+    with DaemonProcess(CONFIG, tmp_path) as d:
         d.wait_for(lambda: "perf_host_cpu_seconds_total" in d.scrape(), what="host samples")
         for i in range(60):
             if i % 10 == 0:

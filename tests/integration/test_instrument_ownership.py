@@ -8,7 +8,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from exporter.instrument import CacheStats, Publisher
-from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -19,10 +18,9 @@ def prefix() -> str:
 
 
 async def test_closing_one_namespace_keeps_the_publisher_running_for_the_others(
-    redis_server: RedisServer, prefix: str
+    redis_client: aioredis.Redis, prefix: str
 ) -> None:
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
-    publisher = Publisher(client, prefix=prefix, flush_interval=60, ttl=120)
+    publisher = Publisher(redis_client, prefix=prefix, flush_interval=60, ttl=120)
     api = CacheStats("api_response", publisher)
     sessions = CacheStats("user_session", publisher)
     key = f"{prefix}cache:{publisher.process}"
@@ -32,28 +30,29 @@ async def test_closing_one_namespace_keeps_the_publisher_running_for_the_others(
         sessions.hit()
         await api.close()
         # the closed namespace sent its last counts at once; the other one is still pending
-        assert await client.hgetall(key) == {"api_response:hits": "1", "api_response:misses": "1"}
+        assert await redis_client.hgetall(key) == {
+            "api_response:hits": "1",
+            "api_response:misses": "1",
+        }
         assert publisher.running
         sessions.hit()
         api.hit()  # counted after close: nobody publishes it any more
         assert await publisher.flush()
-        assert await client.hgetall(key) == {
+        assert await redis_client.hgetall(key) == {
             "api_response:hits": "1",
             "api_response:misses": "1",
             "user_session:hits": "2",
         }
     finally:
         await publisher.close()
-        await client.delete(key)
-        await client.aclose()
+        await redis_client.delete(key)
 
 
 async def test_two_publishers_on_one_client_are_independent(
-    redis_server: RedisServer, prefix: str
+    redis_client: aioredis.Redis, prefix: str
 ) -> None:
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
-    first = Publisher(client, prefix=prefix, flush_interval=60, ttl=120)
-    second = Publisher(client, prefix=prefix, flush_interval=60, ttl=120)
+    first = Publisher(redis_client, prefix=prefix, flush_interval=60, ttl=120)
+    second = Publisher(redis_client, prefix=prefix, flush_interval=60, ttl=120)
     CacheStats("api_response", first).hit()
     other = CacheStats("api_response", second)
     try:
@@ -62,12 +61,13 @@ async def test_two_publishers_on_one_client_are_independent(
         assert not first.running and second.running
         other.miss()
         assert await second.flush()
-        assert await client.hgetall(f"{prefix}cache:{first.process}") == {"api_response:hits": "1"}
-        assert await client.hgetall(f"{prefix}cache:{second.process}") == {
+        assert await redis_client.hgetall(f"{prefix}cache:{first.process}") == {
+            "api_response:hits": "1"
+        }
+        assert await redis_client.hgetall(f"{prefix}cache:{second.process}") == {
             "api_response:misses": "1"
         }
     finally:
         await second.close()
         for publisher in (first, second):
-            await client.delete(f"{prefix}cache:{publisher.process}")
-        await client.aclose()
+            await redis_client.delete(f"{prefix}cache:{publisher.process}")

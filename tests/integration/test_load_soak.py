@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.flapper import Flapper
 from tests.support.servers import PostgresServer, RedisServer
 
@@ -49,7 +49,7 @@ def config(pg: PostgresServer, cache: RedisServer, interval: float) -> dict[str,
     }
 
 
-def samples(d: Daemon) -> dict[str, float]:
+def samples(d: DaemonProcess) -> dict[str, float]:
     out = {}
     for family in text_string_to_metric_families(d.scrape()):
         for s in family.samples:
@@ -72,7 +72,7 @@ def test_fifty_scrapers_get_no_errors_while_targets_flap(
     pg, cache = targets
     wrk = shutil.which("wrk")
     assert wrk, "wrk is missing: `make setup` installs it"
-    with Daemon(config(pg, cache, 1.0), tmp_path) as d, Flapper(pg, cache, 0.7) as flapper:
+    with DaemonProcess(config(pg, cache, 1.0), tmp_path) as d, Flapper(pg, cache, 0.7) as flapper:
         out = subprocess.run(
             [wrk, "-t2", "-c50", "-d8s", "--latency", "--timeout", "2s", d.url + "/metrics"],
             capture_output=True,
@@ -97,7 +97,7 @@ def test_soak_keeps_memory_fds_and_tasks_bounded(
 ) -> None:
     pg, cache = targets
     readings: list[dict[str, float]] = []
-    with Daemon(config(pg, cache, 0.5), tmp_path) as d, Flapper(pg, cache, 0.6) as flapper:
+    with DaemonProcess(config(pg, cache, 0.5), tmp_path) as d, Flapper(pg, cache, 0.6) as flapper:
         end = time.monotonic() + SOAK_SECONDS
         while time.monotonic() < end:
             time.sleep(3)

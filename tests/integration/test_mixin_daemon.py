@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.daemon import ROOT, Daemon
+from tests.support.daemon import ROOT, DaemonProcess
 from tests.support.processes import run_module
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 BASE: dict[str, Any] = {"interval": "1s", "timeout": "500ms", "targets": {}}
 
 
-def memory_levels(daemon: Daemon) -> tuple[float, float] | None:
+def memory_levels(daemon: DaemonProcess) -> tuple[float, float] | None:
     body = json.loads(daemon.get("/summary")[2])
     rows = [r for r in body["signals"] if r["signal"] == "host_memory_utilisation"]
     return (rows[0]["warn"], rows[0]["crit"]) if rows else None
@@ -27,7 +27,7 @@ def memory_levels(daemon: Daemon) -> tuple[float, float] | None:
 
 def test_summary_uses_the_config_thresholds_and_sighup_replaces_them(tmp_path: Path) -> None:
     config = {**BASE, "thresholds": {"host_memory_utilisation": {"warn": 0.5, "crit": 0.6}}}
-    with Daemon(config, tmp_path) as daemon:
+    with DaemonProcess(config, tmp_path) as daemon:
         assert daemon.wait_for(lambda: memory_levels(daemon), what="a memory row") == (0.5, 0.6)
         # an inverted pair is refused: the running thresholds stay
         daemon.write_config(

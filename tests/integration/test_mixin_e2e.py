@@ -35,7 +35,8 @@ from exporter.mixin.catalog import SIGNALS
 from exporter.mixin.generate import render
 from exporter.mixin.thresholds import Thresholds
 from tests.support.app_worker_process import AppWorker
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
+from tests.support.processes import wait_until
 from tests.support.prom_stack import Alertmanager, Prometheus, Webhook
 from tests.support.promql_lint import selectors
 from tests.support.servers import PostgresServer, RedisServer, pg_bin, require_binary
@@ -72,10 +73,10 @@ def e2e_thresholds() -> Thresholds:
     return Thresholds.from_overrides(overrides)
 
 
-class IdleTransaction:
-    """A psql session that opened a transaction and went idle (the transaction age signals)."""
+class PsqlSession:
+    """A psql session named ``application_name`` reading ``script`` from its standard input."""
 
-    def __init__(self, pg: PostgresServer) -> None:
+    def __init__(self, pg: PostgresServer, application_name: str, script: str) -> None:
         self.proc = subprocess.Popen(
             [
                 *(require_binary("psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(pg.port)),
@@ -86,8 +87,15 @@ class IdleTransaction:
             text=True,
         )
         assert self.proc.stdin is not None
-        self.proc.stdin.write("SET application_name = 'e2e-idle';\nBEGIN;\nSELECT 1;\n")
+        self.proc.stdin.write(f"SET application_name = '{application_name}';\n{script}")
         self.proc.stdin.flush()
+
+
+class IdleTransaction(PsqlSession):
+    """A psql session that opened a transaction and went idle (the transaction age signals)."""
+
+    def __init__(self, pg: PostgresServer) -> None:
+        super().__init__(pg, "e2e-idle", "BEGIN;\nSELECT 1;\n")
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -99,24 +107,12 @@ class IdleTransaction:
             self.proc.wait(10)
 
 
-class SleepingCaller:
+class SleepingCaller(PsqlSession):
     """A psql session calling a 200 ms pg_sleep back to back (at most 10 minutes): an active
     session the wait sampler sees, in a listed statement, for the database-load series."""
 
     def __init__(self, pg: PostgresServer) -> None:
-        self.proc = subprocess.Popen(
-            [
-                *(require_binary("psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(pg.port)),
-                *("-U", "postgres", "-d", "postgres"),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("SET application_name = 'e2e-sleeper';\n")
-        self.proc.stdin.write("SELECT pg_sleep(0.2);\n" * 3000)
-        self.proc.stdin.flush()
+        super().__init__(pg, "e2e-sleeper", "SELECT pg_sleep(0.2);\n" * 3000)
 
     def close(self) -> None:
         self.proc.kill()
@@ -127,7 +123,7 @@ class SleepingCaller:
 class Stack:
     pg: PostgresServer
     redis: RedisServer
-    daemon: Daemon
+    daemon: DaemonProcess
     prometheus: Prometheus
     remote: Prometheus
     alertmanager: Alertmanager
@@ -205,7 +201,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             },
             "thresholds": t.model_dump(),
         }
-        daemon = Daemon(config, tmp).start()
+        daemon = DaemonProcess(config, tmp).start()
         closers.append(daemon)
         webhook = Webhook()
         closers.append(webhook)
@@ -252,7 +248,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
     finally:
         for closer in reversed(closers):
-            closer.stop() if isinstance(closer, Daemon) else closer.close()
+            closer.stop() if isinstance(closer, DaemonProcess) else closer.close()
 
 
 # --- expressions and names --------------------------------------------------------------------
@@ -277,7 +273,7 @@ def substitute(expr: str) -> str:
     )
 
 
-def scraped_names(daemon: Daemon) -> set[str]:
+def scraped_names(daemon: DaemonProcess) -> set[str]:
     return {
         sample.name
         for family in text_string_to_metric_families(daemon.scrape())
@@ -364,16 +360,6 @@ def test_remote_write_delivers_the_exporter_series_to_the_second_prometheus(
 # --- alerts through Alertmanager ----------------------------------------------------------------
 
 
-def wait_until(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def assert_paged_and_inhibited(stack: Stack, alertname: str, start: int) -> None:
     """The critical twin reaches the webhook; the warning twin is suppressed, never sent."""
     assert stack.webhook.wait_for(alertname, "critical", "firing", 45), (
@@ -386,7 +372,7 @@ def assert_paged_and_inhibited(stack: Stack, alertname: str, start: int) -> None
             for a in stack.alertmanager.alerts(alertname)
         )
 
-    wait_until(warning_inhibited, 15, f"the warning {alertname} to be inhibited")
+    wait_until(warning_inhibited, 15, f"the warning {alertname} to be inhibited", interval=0.3)
     sent = [n for n in stack.webhook.notifications(alertname) if n[3] >= start]
     assert not [n for n in sent if n[2] == "warning"], sent
 

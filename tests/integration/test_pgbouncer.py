@@ -14,7 +14,7 @@ import yaml
 from exporter.collectors.base import CollectError
 from exporter.collectors.pgbouncer import PgBouncerCollector
 from exporter.config import PgBouncerSettings, PgBouncerTarget, load
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.pgbouncer_server import APP_PASSWORD, APP_USER, STATS_PASSWORD, PgBouncerServer
 from tests.support.promtool import promtool
 from tests.support.registry import registry_of
@@ -240,7 +240,7 @@ def test_daemon_scrapes_two_bouncers_and_reports_a_down_one(
         },
     }
     try:
-        with Daemon(config, tmp_path) as daemon:
+        with DaemonProcess(config, tmp_path) as daemon:
             up = {name: {"target": name} for name in ("first", "second", "gone")}
             daemon.wait_for(
                 lambda: [daemon.value("perf_pgbouncer_up", up[n]) for n in up] == [1, 1, 0],

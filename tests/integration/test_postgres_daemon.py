@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.promtool import promtool
 from tests.support.servers import PostgresServer, free_port
 
@@ -34,7 +34,7 @@ def server() -> Iterator[PostgresServer]:
         yield srv
 
 
-def failures_logged(d: Daemon, target: str) -> int:
+def failures_logged(d: DaemonProcess, target: str) -> int:
     return sum(
         1
         for line in d.log.splitlines()
@@ -62,7 +62,7 @@ def test_daemon_serves_postgres_series_and_survives_a_restart(
             ]
         },
     }
-    with Daemon(config, tmp_path) as d:
+    with DaemonProcess(config, tmp_path) as d:
         d.wait_for(lambda: d.value("perf_postgres_up", {"target": "main"}) == 1, what="main up")
         d.wait_for(
             lambda: d.value("perf_postgres_up", {"target": "nowhere"}) == 0, what="nowhere down"

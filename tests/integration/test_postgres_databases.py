@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
 
 from exporter.collectors.base import Collected
-from tests.support.postgres_collector import collect_until_ok, collector, flush_stats
+from tests.support.cycles import collect_until_ok
+from tests.support.postgres_collector import collector, flush_stats
 from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer
 
@@ -45,6 +47,20 @@ def create_db(server: PostgresServer, name: str, table: str) -> None:
     server.sql(f"CREATE TABLE {table} (id int PRIMARY KEY, note text)", name)
     server.sql(f"INSERT INTO {table} SELECT g, 'x' FROM generate_series(1, 100) g", name)
     server.sql(f"SELECT count(*) FROM {table}", name)
+
+
+@asynccontextmanager
+async def locked(server: PostgresServer, datname: str, table: str) -> AsyncIterator[None]:
+    """``table`` of ``datname`` held ACCESS EXCLUSIVE by another session until the block ends."""
+    locker = await asyncpg.connect(server.dsn_for("postgres", datname))
+    tx = locker.transaction()
+    await tx.start()
+    try:
+        await locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        await tx.rollback()
+        await locker.close()
 
 
 async def exporter_sessions(server: PostgresServer, datname: str) -> int:
@@ -305,20 +321,15 @@ async def test_a_locked_database_times_out_alone_and_leaves_no_session(
 ) -> None:
     create_db(server, "stuck", "stuck_t")
     create_db(server, "fine", "fine_t")
-    locker = await asyncpg.connect(server.dsn_for("postgres", "stuck"))
-    tx = locker.transaction()
-    await tx.start()
     # every statistics query in that database reads pg_class: it waits behind this lock
-    await locker.execute("LOCK TABLE pg_class IN ACCESS EXCLUSIVE MODE")
-    coll = collector(
-        dsn=server.dsn, databases=["postgres", "stuck", "fine"], settings=EVERY_CYCLE, **TIMING
-    )
-    try:
-        result = await coll.collect()
-    finally:
-        await coll.close()
-        await tx.rollback()
-        await locker.close()
+    async with locked(server, "stuck", "pg_class"):
+        coll = collector(
+            dsn=server.dsn, databases=["postgres", "stuck", "fine"], settings=EVERY_CYCLE, **TIMING
+        )
+        try:
+            result = await coll.collect()
+        finally:
+            await coll.close()
     assert value(result, "perf_postgres_table_stats_up", datname="stuck") == 0
     assert value(result, "perf_postgres_table_stats_up", datname="fine") == 1
     assert (
@@ -362,20 +373,16 @@ async def test_a_cancelled_cycle_leaves_no_session_in_another_database(
     server: PostgresServer,
 ) -> None:
     create_db(server, "held", "held_t")
-    locker = await asyncpg.connect(server.dsn_for("postgres", "held"))
-    tx = locker.transaction()
-    await tx.start()
     # the statistics query joins pg_namespace: it waits here, connected, until cancelled
-    await locker.execute("LOCK TABLE pg_namespace IN ACCESS EXCLUSIVE MODE")
-    coll = collector(
-        dsn=server.dsn,
-        databases=["postgres", "held"],
-        settings={**EVERY_CYCLE, "table_stats_interval": 0},
-        interval=60.0,
-        timeout=30.0,
-    )
-    task = asyncio.create_task(coll.collect())
-    try:
+    async with locked(server, "held", "pg_namespace"):
+        coll = collector(
+            dsn=server.dsn,
+            databases=["postgres", "held"],
+            settings={**EVERY_CYCLE, "table_stats_interval": 0},
+            interval=60.0,
+            timeout=30.0,
+        )
+        task = asyncio.create_task(coll.collect())
         deadline = time.monotonic() + 20
         query = (
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'perf-exporter' "
@@ -388,8 +395,5 @@ async def test_a_cancelled_cycle_leaves_no_session_in_another_database(
         with pytest.raises(asyncio.CancelledError):
             await task
         await coll.close()
-    finally:
-        await tx.rollback()
-        await locker.close()
     assert await exporter_sessions(server, "held") == 0
     assert await exporter_sessions(server, "postgres") == 0

@@ -18,9 +18,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.support.cycles import collect_until_ok
 from tests.support.postgres_collector import (
     collect_error,
-    collect_until_ok,
     collector,
     postgres_server_cert,
 )

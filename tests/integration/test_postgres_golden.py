@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.golden import GOLDEN, layout
 from tests.support.servers import PostgresServer, pg_bin
 
@@ -69,7 +69,7 @@ def test_postgres_layout_matches_golden(server: PostgresServer, tmp_path: Path) 
             ]
         },
     }
-    with Daemon(config, tmp_path) as d:
+    with DaemonProcess(config, tmp_path) as d:
         d.wait_for(
             lambda: (
                 d.value("perf_postgres_statement_calls_total", {"queryid": "other"}) is not None

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.servers import PostgresServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -76,14 +76,14 @@ class Workload:
         self._thread.join(timeout=30)
 
 
-def summary(d: Daemon) -> dict[str, Any]:
+def summary(d: DaemonProcess) -> dict[str, Any]:
     status, _, body = d.get("/summary")
     assert status == 200
     data: dict[str, Any] = json.loads(body)
     return data
 
 
-def slow_one(d: Daemon) -> dict[str, Any] | None:
+def slow_one(d: DaemonProcess) -> dict[str, Any] | None:
     for item in summary(d)["slow_statements"]:
         if item["target"] == "main" and "which_query_got_slow" in (item.get("query") or ""):
             return item
@@ -107,7 +107,7 @@ def test_summary_names_the_slow_statement_and_the_blocking_root(
             ]
         },
     }
-    with Daemon(config, tmp_path) as d, Workload(server.dsn):
+    with DaemonProcess(config, tmp_path) as d, Workload(server.dsn):
         d.wait_for(
             lambda: (
                 (item := slow_one(d)) is not None

@@ -18,7 +18,8 @@ import asyncpg
 import pytest
 
 from exporter.collectors.base import Collected
-from tests.support.postgres_collector import collect_until_ok, collector
+from tests.support.cycles import collect_until_ok
+from tests.support.postgres_collector import collector
 from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer
 

@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.collectors.base import Collected
 from exporter.collectors.postgres import PostgresCollector
-from tests.support.postgres_collector import collect_until_ok, collector, wait_for
+from tests.support.cycles import collect_until_ok
+from tests.support.postgres_collector import collector, wait_for
 from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer
 
@@ -55,9 +56,24 @@ class Sessions:
     def run(self, coro: object) -> None:
         self.tasks.append(asyncio.ensure_future(coro))  # type: ignore[arg-type]
 
-    def collector(self, db: str, **settings: object) -> PostgresCollector:
+    async def holder_and_waiter(
+        self, db: str, table: str
+    ) -> tuple[asyncpg.Connection, asyncpg.Connection]:
+        """A new table of ``db`` and two sessions: ``migrate`` to lock it, ``api`` to wait."""
+        self.server.sql(f"CREATE TABLE {table} (id int)", db)
+        return await self.open(db, "migrate"), await self.open(db, "api")
+
+    async def sleeper(self, db: str) -> dict[str, str]:
+        """A session of ``db`` active in pg_sleep(30); the labels of its wait samples."""
+        conn = await self.open(db, "sleeper")
+        self.run(conn.fetchval("SELECT pg_sleep(30)"))
+        await active_in(self.server, db, 1, "the sleeper")
+        return {"datname": db, "wait_event_type": "Timeout", "wait_event": "PgSleep"}
+
+    def collector(self, db: str, dsn: str | None = None, **settings: object) -> PostgresCollector:
+        """A collector of ``db`` (as the superuser unless ``dsn`` says otherwise)."""
         settings.setdefault("wait_sample_interval", 0.1)
-        coll = collector(dsn=self.server.dsn, databases=[db], settings=settings)
+        coll = collector(dsn=dsn or self.server.dsn, databases=[db], settings=settings)
         self.collectors.append(coll)
         return coll
 
@@ -88,6 +104,12 @@ def value(reg: CollectorRegistry, name: str, labels: dict[str, str] | None = Non
     return 0.0 if got is None else got
 
 
+async def lock_exclusively(holder: asyncpg.Connection, table: str) -> None:
+    """``holder`` opens a transaction holding ``table`` ACCESS EXCLUSIVE, then goes idle."""
+    await holder.execute("BEGIN")
+    await holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+
+
 async def active_in(server: PostgresServer, db: str, count: int, what: str) -> None:
     async def ready() -> bool:
         out = server.sql(
@@ -114,13 +136,20 @@ async def growth(
     )
 
 
+async def sampled_in_every_round(coll: PostgresCollector, labels: dict[str, str]) -> Collected:
+    """Over a second, the samples of ``labels`` grow by exactly the rounds taken (3 or more):
+    one session in that state the whole time. Returns the second cycle's result."""
+    _first, second, samples, rounds = await growth(coll, 1.0, SAMPLES, labels)
+    assert rounds >= 3
+    assert samples == rounds
+    return second
+
+
 async def test_a_held_access_exclusive_lock_shows_as_lock_samples_and_a_chain(
     server: PostgresServer, sessions: Sessions
 ) -> None:
     db = create_db(server, "locks")
-    server.sql("CREATE TABLE orders (id int)", db)
-    holder = await sessions.open(db, "migrate")
-    waiter = await sessions.open(db, "api")
+    holder, waiter = await sessions.holder_and_waiter(db, "orders")
     # prepared (and run once, so pg_stat_statements lists it) before the lock is taken: the
     # wait then happens at execution, where pg_stat_activity already shows its query_id
     count_orders = await waiter.prepare("SELECT count(*) FROM orders")
@@ -132,8 +161,7 @@ async def test_a_held_access_exclusive_lock_shows_as_lock_samples_and_a_chain(
     )
     assert int(queryid) in coll.listed_queryids()
 
-    await holder.execute("BEGIN")
-    await holder.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+    await lock_exclusively(holder, "orders")
     sessions.run(count_orders.fetchval())
     await active_in(server, db, 1, "the waiter to queue behind the lock")
     pid = waiter.get_server_pid()
@@ -195,12 +223,9 @@ async def test_the_root_statement_text_is_given_only_with_statement_text_on(
     server: PostgresServer, sessions: Sessions
 ) -> None:
     db = create_db(server, "texts")
-    server.sql("CREATE TABLE t (id int)", db)
-    holder = await sessions.open(db, "migrate")
-    waiter = await sessions.open(db, "api")
+    holder, waiter = await sessions.holder_and_waiter(db, "t")
     coll = sessions.collector(db, statement_text=True, wait_sample_interval="off")
-    await holder.execute("BEGIN")
-    await holder.execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+    await lock_exclusively(holder, "t")
     sessions.run(waiter.fetchval("SELECT count(*) FROM t"))
     await active_in(server, db, 1, "the waiter")
     result = await collect_until_ok(coll)
@@ -216,14 +241,8 @@ async def test_a_session_in_pg_sleep_is_sampled_as_timeout_pgsleep(
     server: PostgresServer, sessions: Sessions
 ) -> None:
     db = create_db(server, "sleepy")
-    sleeper = await sessions.open(db, "sleeper")
-    sessions.run(sleeper.fetchval("SELECT pg_sleep(30)"))
-    await active_in(server, db, 1, "the sleeper")
-    coll = sessions.collector(db)
-    labels = {"datname": db, "wait_event_type": "Timeout", "wait_event": "PgSleep"}
-    _first, second, sleeps, rounds = await growth(coll, 1.0, SAMPLES, labels)
-    assert rounds >= 3
-    assert sleeps == rounds
+    labels = await sessions.sleeper(db)
+    second = await sampled_in_every_round(sessions.collector(db), labels)
     reg = registry_of(second)
     assert value(reg, "perf_postgres_blocked_sessions", {"datname": db}) == 0
     assert second.facts["blocking"] == []
@@ -240,22 +259,16 @@ async def test_a_cpu_bound_statement_is_sampled_as_cpu(
     spin = "DO $$DECLARE i bigint := 0; BEGIN LOOP i := i + 1; END LOOP; END$$"
     sessions.run(spinner.execute(spin))
     await active_in(server, db, 1, "the spinning statement")
-    coll = sessions.collector(db)
     labels = {"datname": db, "wait_event_type": "CPU", "wait_event": "CPU"}
-    _first, _second, cpu, rounds = await growth(coll, 1.0, SAMPLES, labels)
-    assert rounds >= 3
-    assert cpu == rounds
+    await sampled_in_every_round(sessions.collector(db), labels)
 
 
 async def test_sampling_follows_a_reconnect_and_its_counters_never_go_down(
     server: PostgresServer, sessions: Sessions
 ) -> None:
     db = create_db(server, "again")
-    sleeper = await sessions.open(db, "sleeper")
-    sessions.run(sleeper.fetchval("SELECT pg_sleep(30)"))
-    await active_in(server, db, 1, "the sleeper")
+    labels = await sessions.sleeper(db)
     coll = sessions.collector(db)
-    labels = {"datname": db, "wait_event_type": "Timeout", "wait_event": "PgSleep"}
     await collect_until_ok(coll)
     await asyncio.sleep(0.5)
     before = registry_of(await collect_until_ok(coll))
@@ -293,16 +306,5 @@ async def test_a_pg_monitor_role_samples_the_sessions_of_other_roles(
     db = create_db(server, "monitored")
     server.sql("CREATE ROLE wait_monitor LOGIN")
     server.sql("GRANT pg_monitor TO wait_monitor")
-    sleeper = await sessions.open(db, "sleeper")  # a superuser's session
-    sessions.run(sleeper.fetchval("SELECT pg_sleep(30)"))
-    await active_in(server, db, 1, "the sleeper")
-    coll = collector(
-        dsn=server.dsn_for("wait_monitor"),
-        databases=[db],
-        settings={"wait_sample_interval": 0.1},
-    )
-    sessions.collectors.append(coll)
-    labels = {"datname": db, "wait_event_type": "Timeout", "wait_event": "PgSleep"}
-    _first, _second, sleeps, rounds = await growth(coll, 1.0, SAMPLES, labels)
-    assert rounds >= 3
-    assert sleeps == rounds
+    labels = await sessions.sleeper(db)  # a superuser's session
+    await sampled_in_every_round(sessions.collector(db, dsn=server.dsn_for("wait_monitor")), labels)

@@ -15,7 +15,8 @@ import pytest
 
 from exporter.collectors.postgres_families import DATABASE_COUNTERS
 from exporter.collectors.postgres_queries import CONNECTION_STATES
-from tests.support.postgres_collector import collect_until_ok, collector, flush_stats, wait_for
+from tests.support.cycles import collect_until_ok
+from tests.support.postgres_collector import collector, flush_stats, wait_for
 from tests.support.registry import registry_of
 from tests.support.servers import PostgresServer, pg_bin
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,32 +18,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.config import NamespaceSplit
 from tests.support.promtool import promtool
 from tests.support.redis_collector import (
-    SERVER_BINARIES,
     admin,
     command_calls,
     is_valkey,
     linked_replica,
     make_collector,
-    server_for,
 )
-from tests.support.registry import registry_of
+from tests.support.registry import registry_of, sample_value
 from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "redis.md"
-
-
-@pytest.fixture(params=list(SERVER_BINARIES))
-def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    """A fresh Redis 7 or Valkey 8.1 per test: the deltas must not see another test's traffic."""
-    instance = server_for(request.param)
-    yield instance
-    instance.close()
-
-
-def _value(result: object, name: str, labels: dict[str, str] | None = None) -> float | None:
-    return registry_of(result.families).get_sample_value(name, labels or {})  # type: ignore[attr-defined]
 
 
 def _fill_namespaces(server: RedisServer) -> dict[str, tuple[int, int]]:
@@ -72,12 +57,12 @@ def _fill_namespaces(server: RedisServer) -> dict[str, tuple[int, int]]:
 
 
 async def test_hit_and_miss_deltas_are_exact_despite_the_namespace_scan(
-    server: RedisServer,
+    own_redis: RedisServer,
 ) -> None:
-    _fill_namespaces(server)
-    collector = make_collector(server)
+    _fill_namespaces(own_redis)
+    collector = make_collector(own_redis)
     first = await collector.collect()
-    client = admin(server)
+    client = admin(own_redis)
     for i in range(70):
         assert client.get(f"cache:api_response:{i % 30:04x}") is not None
     for i in range(30):
@@ -89,63 +74,67 @@ async def test_hit_and_miss_deltas_are_exact_despite_the_namespace_scan(
     assert second.facts["keyspace_misses"] == 30
     assert second.facts["hit_ratio"] == pytest.approx(0.7)
     # the raw counters include the scan's TTL checks; the exporter's own counter explains them
-    raw_hits = _value(second, "perf_redis_keyspace_hits_total") - _value(  # type: ignore[operator]
+    raw_hits = sample_value(second, "perf_redis_keyspace_hits_total") - sample_value(  # type: ignore[operator]
         first, "perf_redis_keyspace_hits_total"
     )
-    own_hits = _value(second, "perf_redis_exporter_keyspace_hits_total") - _value(  # type: ignore[operator]
+    own_hits = sample_value(second, "perf_redis_exporter_keyspace_hits_total") - sample_value(  # type: ignore[operator]
         first, "perf_redis_exporter_keyspace_hits_total"
     )
     assert own_hits == 58  # one TTL per key per pass, one pass per cycle here
     assert raw_hits - own_hits == 70
     assert (
-        _value(second, "perf_redis_keyspace_misses_total")
-        - _value(  # type: ignore[operator]
+        sample_value(second, "perf_redis_keyspace_misses_total")
+        - sample_value(  # type: ignore[operator]
             first, "perf_redis_keyspace_misses_total"
         )
         == 30
     )
-    assert _value(second, "perf_redis_command_calls_total", {"cmd": "get"}) == 100
+    assert sample_value(second, "perf_redis_command_calls_total", {"cmd": "get"}) == 100
 
 
-async def test_namespace_counts_with_and_without_ttl(server: RedisServer) -> None:
-    truth = _fill_namespaces(server)
-    result = await make_collector(server).collect()
+async def test_namespace_counts_with_and_without_ttl(own_redis: RedisServer) -> None:
+    truth = _fill_namespaces(own_redis)
+    result = await make_collector(own_redis).collect()
 
     for label, (keys, without_ttl) in truth.items():
-        assert _value(result, "perf_redis_namespace_keys", {"namespace": label}) == keys
+        assert sample_value(result, "perf_redis_namespace_keys", {"namespace": label}) == keys
         assert (
-            _value(result, "perf_redis_namespace_keys_without_ttl", {"namespace": label})
+            sample_value(result, "perf_redis_namespace_keys_without_ttl", {"namespace": label})
             == without_ttl
         )
     assert result.facts["namespaces"]["api_response"]["keys"] == 35
     # memory: the mean of up to 20 sampled keys times the count; values are near-uniform here
-    client = admin(server)
+    client = admin(own_redis)
     real = sum(client.memory_usage(key) or 0 for key in client.scan_iter("cache:api_response:*"))
-    estimate = _value(result, "perf_redis_namespace_memory_bytes", {"namespace": "api_response"})
+    estimate = sample_value(
+        result, "perf_redis_namespace_memory_bytes", {"namespace": "api_response"}
+    )
     assert estimate == pytest.approx(real, rel=0.1)
 
 
-async def test_wildcard_patterns_and_split_rules_name_namespaces(server: RedisServer) -> None:
-    _fill_namespaces(server)
-    wildcard = await make_collector(server, namespaces=["cache:*:"]).collect()
+async def test_wildcard_patterns_and_split_rules_name_namespaces(own_redis: RedisServer) -> None:
+    _fill_namespaces(own_redis)
+    wildcard = await make_collector(own_redis, namespaces=["cache:*:"]).collect()
     split = await make_collector(
-        server, namespaces=NamespaceSplit(separator=":", depth=1)
+        own_redis, namespaces=NamespaceSplit(separator=":", depth=1)
     ).collect()
 
-    assert _value(wildcard, "perf_redis_namespace_keys", {"namespace": "search_results"}) == 12
-    assert _value(wildcard, "perf_redis_namespace_keys", {"namespace": "other"}) == 7
-    assert _value(split, "perf_redis_namespace_keys", {"namespace": "cache"}) == 51
-    assert _value(split, "perf_redis_namespace_keys", {"namespace": "queue"}) == 7
+    assert (
+        sample_value(wildcard, "perf_redis_namespace_keys", {"namespace": "search_results"}) == 12
+    )
+    assert sample_value(wildcard, "perf_redis_namespace_keys", {"namespace": "other"}) == 7
+    assert sample_value(split, "perf_redis_namespace_keys", {"namespace": "cache"}) == 51
+    assert sample_value(split, "perf_redis_namespace_keys", {"namespace": "queue"}) == 7
 
 
-async def test_disabled_namespaces_send_no_scan(server: RedisServer) -> None:
-    _fill_namespaces(server)
-    client = admin(server)
-    result = await make_collector(server, namespaces=[]).collect()
+async def test_disabled_namespaces_send_no_scan(own_redis: RedisServer) -> None:
+    _fill_namespaces(own_redis)
+    client = admin(own_redis)
+    result = await make_collector(own_redis, namespaces=[]).collect()
     calls = command_calls(client)
     assert "scan" not in calls and "ttl" not in calls
-    assert _value(result, "perf_redis_namespace_keys", {"namespace": "other"}) is None
-    assert _value(result, "perf_redis_exporter_keyspace_hits_total") == 0
+    assert sample_value(result, "perf_redis_namespace_keys", {"namespace": "other"}) is None
+    assert sample_value(result, "perf_redis_exporter_keyspace_hits_total") == 0
 
 
 async def test_eviction_delta_is_exact_when_maxmemory_is_small() -> None:
@@ -171,14 +160,14 @@ async def test_eviction_delta_is_exact_when_maxmemory_is_small() -> None:
 
     assert second.facts["evicted_keys"] == evicted
     assert (
-        _value(second, "perf_redis_evicted_keys_total")
-        - _value(  # type: ignore[operator]
+        sample_value(second, "perf_redis_evicted_keys_total")
+        - sample_value(  # type: ignore[operator]
             first, "perf_redis_evicted_keys_total"
         )
         == evicted
     )
-    assert _value(first, "perf_redis_memory_max_bytes") == 2 * 1024 * 1024
-    assert _value(first, "perf_redis_maxmemory_policy_info", {"policy": "allkeys-lru"}) == 1
+    assert sample_value(first, "perf_redis_memory_max_bytes") == 2 * 1024 * 1024
+    assert sample_value(first, "perf_redis_maxmemory_policy_info", {"policy": "allkeys-lru"}) == 1
     assert first.facts["memory_max_bytes"] == 2 * 1024 * 1024
 
 
@@ -186,17 +175,21 @@ async def test_probe_histogram_accumulates_across_cycles(redis_server: RedisServ
     collector = make_collector(redis_server, namespaces=[])
     results = [await collector.collect() for _ in range(3)]
     await collector.close()
-    counts = [_value(r, "perf_redis_probe_duration_seconds_count") for r in results]
+    counts = [sample_value(r, "perf_redis_probe_duration_seconds_count") for r in results]
     assert counts == [1, 2, 3]
     last = results[-1]
-    assert _value(last, "perf_redis_probe_duration_seconds_bucket", {"le": "+Inf"}) == 3
-    assert 0 < _value(last, "perf_redis_probe_duration_seconds_sum") < 3  # type: ignore[operator]
+    assert sample_value(last, "perf_redis_probe_duration_seconds_bucket", {"le": "+Inf"}) == 3
+    assert 0 < sample_value(last, "perf_redis_probe_duration_seconds_sum") < 3  # type: ignore[operator]
 
 
-async def test_one_connection_per_target_across_cycles_and_pipelines(server: RedisServer) -> None:
-    _fill_namespaces(server)
-    collector = make_collector(server, settings={"scan_count": 10, "scan_max_keys_per_cycle": 100})
-    client = admin(server)
+async def test_one_connection_per_target_across_cycles_and_pipelines(
+    own_redis: RedisServer,
+) -> None:
+    _fill_namespaces(own_redis)
+    collector = make_collector(
+        own_redis, settings={"scan_count": 10, "scan_max_keys_per_cycle": 100}
+    )
+    client = admin(own_redis)
     ids = set()
     for _ in range(3):
         await collector.collect()
@@ -212,33 +205,34 @@ async def test_one_connection_per_target_across_cycles_and_pipelines(server: Red
         time.sleep(0.05)
 
 
-async def test_commandstats_latencystats_and_errorstats(server: RedisServer) -> None:
-    client = admin(server)
+async def test_commandstats_latencystats_and_errorstats(own_redis: RedisServer) -> None:
+    client = admin(own_redis)
     client.set("text", "a")
     for _ in range(9):
         client.get("text")
     with pytest.raises(Exception, match="WRONGTYPE"):
         client.lpush("text", "b")
-    result = await make_collector(server, namespaces=[]).collect()
+    result = await make_collector(own_redis, namespaces=[]).collect()
 
-    assert _value(result, "perf_redis_command_calls_total", {"cmd": "get"}) == 9
-    assert _value(result, "perf_redis_command_failed_calls_total", {"cmd": "lpush"}) == 1
-    assert _value(result, "perf_redis_errors_total", {"error": "WRONGTYPE"}) == 1
-    assert _value(result, "perf_redis_command_duration_seconds_total", {"cmd": "get"}) >= 0  # type: ignore[operator]
+    assert sample_value(result, "perf_redis_command_calls_total", {"cmd": "get"}) == 9
+    assert sample_value(result, "perf_redis_command_failed_calls_total", {"cmd": "lpush"}) == 1
+    assert sample_value(result, "perf_redis_errors_total", {"error": "WRONGTYPE"}) == 1
+    assert sample_value(result, "perf_redis_command_duration_seconds_total", {"cmd": "get"}) >= 0  # type: ignore[operator]
     for percentile in ("50", "99", "99.9"):
-        latency = _value(
+        latency = sample_value(
             result,
             "perf_redis_command_latency_percentile_seconds",
             {"cmd": "get", "percentile": percentile},
         )
         assert latency is not None and 0 <= latency < 0.1
-    assert _value(result, "perf_redis_db_keys", {"db": "0"}) == 1
-    assert _value(result, "perf_redis_replication_is_replica") == 0
+    assert sample_value(result, "perf_redis_db_keys", {"db": "0"}) == 1
+    assert sample_value(result, "perf_redis_replication_is_replica") == 0
     own = client.info("server")
     expected = own.get("valkey_version") or own["redis_version"]
-    assert expected == ("8.1.8" if is_valkey(server) else "7.0.15")
+    assert expected == ("8.1.8" if is_valkey(own_redis) else "7.0.15")
     assert (
-        _value(result, "perf_redis_version_info", {"version": expected, "mode": "standalone"}) == 1
+        sample_value(result, "perf_redis_version_info", {"version": expected, "mode": "standalone"})
+        == 1
     )
 
 
@@ -248,40 +242,40 @@ def _documented_acl() -> str:
     return match.group(1)
 
 
-async def test_minimal_acl_user_from_the_docs_works(server: RedisServer, tmp_path: Path) -> None:
-    _fill_namespaces(server)
-    client = admin(server)
+async def test_minimal_acl_user_from_the_docs_works(own_redis: RedisServer, tmp_path: Path) -> None:
+    _fill_namespaces(own_redis)
+    client = admin(own_redis)
     line = _documented_acl().replace("<password>", "monitor-pw")
     client.execute_command(*line.split())
-    if is_valkey(server):
+    if is_valkey(own_redis):
         valkey_line = re.search(r"^ACL SETUSER \S+ \+commandlog.*$", DOCS.read_text(), re.M)
         assert valkey_line, "docs/redis.md must show the COMMANDLOG grant for Valkey"
         client.execute_command(*valkey_line.group(0).split())
     secret = tmp_path / "pw"
     secret.write_text("monitor-pw\n")
-    collector = make_collector(server, username="perf-exporter", password_file=secret)
+    collector = make_collector(own_redis, username="perf-exporter", password_file=secret)
     await collector.collect()
     result = await collector.collect()
     await collector.close()
 
-    assert _value(result, "perf_redis_namespace_keys", {"namespace": "api_response"}) == 35
-    assert _value(result, "perf_redis_namespace_memory_bytes", {"namespace": "other"}) > 0  # type: ignore[operator]
+    assert sample_value(result, "perf_redis_namespace_keys", {"namespace": "api_response"}) == 35
+    assert sample_value(result, "perf_redis_namespace_memory_bytes", {"namespace": "other"}) > 0  # type: ignore[operator]
     assert result.facts["keyspace_hits"] == 0
     # nothing the collector sent was refused (an ACL denial shows up in errorstats)
     assert not [k for k in client.info("errorstats") if "NOPERM" in k]
     # and the user can do nothing else: no writes, no reads of values
-    limited = admin(server, username="perf-exporter", password="monitor-pw")
+    limited = admin(own_redis, username="perf-exporter", password="monitor-pw")
     with pytest.raises(redis.exceptions.NoPermissionError):
         limited.get("cache:api_response:0000")
     with pytest.raises(redis.exceptions.NoPermissionError):
         limited.set("x", "1")
 
 
-async def test_output_passes_promtool_and_both_parsers(server: RedisServer) -> None:
-    _fill_namespaces(server)
-    admin(server).config_set("slowlog-log-slower-than", 0)  # slowlog entries to render
-    admin(server).get("cache:api_response:0000")
-    collector = make_collector(server)
+async def test_output_passes_promtool_and_both_parsers(own_redis: RedisServer) -> None:
+    _fill_namespaces(own_redis)
+    admin(own_redis).config_set("slowlog-log-slower-than", 0)  # slowlog entries to render
+    admin(own_redis).get("cache:api_response:0000")
+    collector = make_collector(own_redis)
     await collector.collect()
     result = await collector.collect()
     await collector.close()
@@ -296,33 +290,33 @@ async def test_output_passes_promtool_and_both_parsers(server: RedisServer) -> N
         "perf_redis_slowlog_length",
         "perf_redis_slowlog_entries",
     } <= names
-    assert ("perf_redis_commandlog_entries" in names) == is_valkey(server)
+    assert ("perf_redis_commandlog_entries" in names) == is_valkey(own_redis)
     openmetrics = generate_openmetrics(registry).decode()
     assert {f.name for f in parse_openmetrics(openmetrics)} == names
     check = promtool("check", "metrics", stdin=text)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-async def test_replication_state_on_primary_and_replica(server: RedisServer) -> None:
-    replica = linked_replica(server)
+async def test_replication_state_on_primary_and_replica(own_redis: RedisServer) -> None:
+    replica = linked_replica(own_redis)
     try:
-        admin(server).set("k", "v")
-        primary_result = await make_collector(server, namespaces=[]).collect()
+        admin(own_redis).set("k", "v")
+        primary_result = await make_collector(own_redis, namespaces=[]).collect()
         replica_result = await make_collector(replica, namespaces=[]).collect()
     finally:
         replica.close()
 
-    assert _value(primary_result, "perf_redis_replication_is_replica") == 0
-    assert _value(primary_result, "perf_redis_replication_connected_replicas") == 1
-    lag = _value(
+    assert sample_value(primary_result, "perf_redis_replication_is_replica") == 0
+    assert sample_value(primary_result, "perf_redis_replication_connected_replicas") == 1
+    lag = sample_value(
         primary_result,
         "perf_redis_replication_replica_lag_bytes",
         {"replica": f"127.0.0.1:{replica.port}"},
     )
     assert lag is not None and lag >= 0
-    assert _value(primary_result, "perf_redis_replication_offset_bytes") > 0  # type: ignore[operator]
-    assert _value(replica_result, "perf_redis_replication_is_replica") == 1
-    assert _value(replica_result, "perf_redis_replication_master_link_up") == 1
+    assert sample_value(primary_result, "perf_redis_replication_offset_bytes") > 0  # type: ignore[operator]
+    assert sample_value(replica_result, "perf_redis_replication_is_replica") == 1
+    assert sample_value(replica_result, "perf_redis_replication_master_link_up") == 1
     assert replica_result.facts["role"] == "slave"
 
 
@@ -343,6 +337,6 @@ async def test_unix_socket_and_a_non_default_database(tmp_path: Path) -> None:
         server.close()
     for result in results:
         labels = {"namespace": "vector_search"}
-        assert _value(result, "perf_redis_namespace_keys", labels) == 2
-        assert _value(result, "perf_redis_namespace_keys_without_ttl", labels) == 1
-        assert _value(result, "perf_redis_db_keys", {"db": "0"}) == 1
+        assert sample_value(result, "perf_redis_namespace_keys", labels) == 2
+        assert sample_value(result, "perf_redis_namespace_keys_without_ttl", labels) == 1
+        assert sample_value(result, "perf_redis_db_keys", {"db": "0"}) == 1

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.redis_collector import admin
 from tests.support.servers import RedisServer
 
@@ -34,7 +34,7 @@ def _config(server: RedisServer, secret: Path) -> dict[str, Any]:
     }
 
 
-def _summary(daemon: Daemon) -> dict[str, Any]:
+def _summary(daemon: DaemonProcess) -> dict[str, Any]:
     status, _, body = daemon.get("/summary")
     assert status == 200
     return dict(json.loads(body)["sources"]["redis"]["cache"])
@@ -49,7 +49,7 @@ def test_daemon_serves_redis_series_and_summary_facts(tmp_path: Path) -> None:
         client.set("cache:user_session:forever", "1")
         secret = tmp_path / "pw"
         secret.write_text(PASSWORD)
-        with Daemon(_config(server, secret), tmp_path) as daemon:
+        with DaemonProcess(_config(server, secret), tmp_path) as daemon:
             daemon.wait_for(
                 lambda: (
                     daemon.value("perf_redis_namespace_keys", {"namespace": "budget_status"}) == 25
@@ -78,7 +78,7 @@ def test_daemon_drops_series_of_a_dead_redis_and_recovers(tmp_path: Path) -> Non
     try:
         secret = tmp_path / "pw"
         secret.write_text(PASSWORD)
-        with Daemon(_config(server, secret), tmp_path) as daemon:
+        with DaemonProcess(_config(server, secret), tmp_path) as daemon:
             daemon.wait_for(lambda: daemon.value("perf_redis_up", {"target": "cache"}) == 1)
             server.kill()
             daemon.wait_for(

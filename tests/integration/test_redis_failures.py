@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -14,14 +13,8 @@ import redis
 
 from exporter.collectors.base import Collected, CollectError
 from exporter.collectors.redis import RedisCollector
-from tests.support.redis_collector import (
-    SERVER_BINARIES,
-    TlsRedisServer,
-    admin,
-    make_certs,
-    make_collector,
-    server_for,
-)
+from tests.support.cycles import collect_until_ok
+from tests.support.redis_collector import TlsRedisServer, admin, make_certs, make_collector
 from tests.support.registry import registry_of
 from tests.support.servers import RedisServer
 
@@ -39,34 +32,22 @@ async def _fails(collector: RedisCollector) -> CollectError:
 
 async def _recovers(collector: RedisCollector, within: float = 20.0) -> Collected:
     """Collect until it works (the backoff is capped at the interval); the same instance."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            return await collector.collect()
-        except CollectError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+    return await collect_until_ok(collector, timeout=within, poll=0.2)
 
 
-@pytest.fixture(params=list(SERVER_BINARIES))
-def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    instance = server_for(request.param)
-    yield instance
-    instance.close()
-
-
-async def test_down_is_a_connection_error_and_recovers_after_restart(server: RedisServer) -> None:
-    collector = make_collector(server, interval=2)
+async def test_down_is_a_connection_error_and_recovers_after_restart(
+    own_redis: RedisServer,
+) -> None:
+    collector = make_collector(own_redis, interval=2)
     await collector.collect()
-    server.kill()
+    own_redis.kill()
     error = await _fails(collector)
     assert error.reason == "connection"
-    assert f"127.0.0.1:{server.port}" in error.message
+    assert f"127.0.0.1:{own_redis.port}" in error.message
     # within the backoff the collector does not hammer the port, it repeats the error
     again = await _fails(collector)
     assert again.message == error.message
-    server.start()
+    own_redis.start()
     result = await _recovers(collector)
     assert registry_of(result.families).get_sample_value("perf_redis_clients_connected") >= 1  # type: ignore[operator]
     await collector.close()
@@ -100,15 +81,15 @@ async def test_missing_password_is_auth(tmp_path: Path) -> None:
 
 
 async def test_acl_user_lacking_info_is_auth_and_recovers_when_granted(
-    server: RedisServer,
+    own_redis: RedisServer,
 ) -> None:
-    client = admin(server)
+    client = admin(own_redis)
     client.execute_command(
         "ACL", "SETUSER", "weak", "on", f">{PASSWORD}", "%R~*", "-@all", "+ping", "+scan", "+ttl",
         "+memory|usage", "+client|setname",
     )  # fmt: skip
     collector = make_collector(
-        server, username="weak", password_env="PERF_TEST_REDIS_PW", interval=1
+        own_redis, username="weak", password_env="PERF_TEST_REDIS_PW", interval=1
     )
     os.environ["PERF_TEST_REDIS_PW"] = PASSWORD
     try:
@@ -214,8 +195,8 @@ async def _stopped(server: RedisServer, action: Callable[[], Awaitable[None]]) -
         os.kill(server.proc.pid, signal.SIGCONT)
 
 
-async def test_hung_server_is_a_timeout_and_recovers(server: RedisServer) -> None:
-    collector = make_collector(server, timeout=0.5, interval=1)
+async def test_hung_server_is_a_timeout_and_recovers(own_redis: RedisServer) -> None:
+    collector = make_collector(own_redis, timeout=0.5, interval=1)
     await collector.collect()
 
     async def times_out() -> None:
@@ -223,28 +204,28 @@ async def test_hung_server_is_a_timeout_and_recovers(server: RedisServer) -> Non
         assert error.reason == "timeout"
         assert "0.5s" in error.message
 
-    await _stopped(server, times_out)
+    await _stopped(own_redis, times_out)
     await _recovers(collector)
     await collector.close()
 
 
-async def test_cancelled_cycle_drops_the_half_read_connection(server: RedisServer) -> None:
-    collector = make_collector(server, timeout=5, interval=1)
+async def test_cancelled_cycle_drops_the_half_read_connection(own_redis: RedisServer) -> None:
+    collector = make_collector(own_redis, timeout=5, interval=1)
     await collector.collect()
 
     async def cancelled() -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(collector.collect(), 0.3)
 
-    await _stopped(server, cancelled)
+    await _stopped(own_redis, cancelled)
     # a fresh connection, not the one with a reply still in flight: exact values again
     result = await collector.collect()
     await collector.close()
     assert registry_of(result.families).get_sample_value("perf_redis_clients_connected") >= 1  # type: ignore[operator]
 
 
-async def test_a_half_failed_batch_still_accounts_for_its_lookups(server: RedisServer) -> None:
-    client = admin(server)
+async def test_a_half_failed_batch_still_accounts_for_its_lookups(own_redis: RedisServer) -> None:
+    client = admin(own_redis)
     for i in range(50):
         client.set(f"cache:api_response:{i}", "v")
     # TTL allowed, MEMORY USAGE not: every pipeline fails after its TTLs ran
@@ -254,7 +235,9 @@ async def test_a_half_failed_batch_still_accounts_for_its_lookups(server: RedisS
     )  # fmt: skip
     os.environ["PERF_TEST_REDIS_PW2"] = PASSWORD
     try:
-        collector = make_collector(server, username="no-memory", password_env="PERF_TEST_REDIS_PW2")
+        collector = make_collector(
+            own_redis, username="no-memory", password_env="PERF_TEST_REDIS_PW2"
+        )
         error = await _fails(collector)
         await collector.close()
     finally:
@@ -286,19 +269,19 @@ async def test_client_certificate_is_presented_when_the_server_demands_one(tmp_p
 
 
 async def test_restarted_server_drops_old_namespace_counts_and_baselines(
-    server: RedisServer,
+    own_redis: RedisServer,
 ) -> None:
-    client = admin(server)
+    client = admin(own_redis)
     for i in range(30):
         client.set(f"cache:system_stats:{i}", "1")
     settings = {"scan_count": 10, "scan_max_keys_per_cycle": 100}
-    collector = make_collector(server, settings=settings, interval=1)
+    collector = make_collector(own_redis, settings=settings, interval=1)
     await collector.collect()
     before = await collector.collect()
     assert before.facts["namespaces"]["system_stats"]["keys"] == 30
 
-    server.restart()  # nothing persisted: an empty dataset and a new run_id
-    client = admin(server)
+    own_redis.restart()  # nothing persisted: an empty dataset and a new run_id
+    client = admin(own_redis)
     for i in range(300):
         client.set(f"cache:budget_status:{i}", "1", ex=60)
     first = await _recovers(collector)
@@ -321,21 +304,21 @@ async def test_restarted_server_drops_old_namespace_counts_and_baselines(
         "keys": 300,
         "keys_without_ttl": 0,
         "memory_bytes": pytest.approx(
-            300 * admin(server).memory_usage("cache:budget_status:1"), rel=0.3
+            300 * admin(own_redis).memory_usage("cache:budget_status:1"), rel=0.3
         ),
     }
     assert result.facts["namespaces"]["system_stats"]["keys"] == 0
 
 
 async def test_a_pass_completed_on_the_restarted_server_is_published_at_once(
-    server: RedisServer,
+    own_redis: RedisServer,
 ) -> None:
-    admin(server).set("cache:system_stats:old", "1")
-    collector = make_collector(server, interval=1)
+    admin(own_redis).set("cache:system_stats:old", "1")
+    collector = make_collector(own_redis, interval=1)
     await collector.collect()
-    server.restart()
+    own_redis.restart()
     for i in range(5):
-        admin(server).set(f"cache:llm_response:{i}", "1", ex=1800)
+        admin(own_redis).set(f"cache:llm_response:{i}", "1", ex=1800)
     result = await _recovers(collector)
     await collector.close()
     assert result.facts["namespaces"]["llm_response"]["keys"] == 5

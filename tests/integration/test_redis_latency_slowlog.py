@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from exporter.collectors.base import Collected, CollectError
-from exporter.collectors.redis import RedisCollector
+from exporter.collectors.base import CollectError
 from exporter.collectors.redis_latency import BOUNDS_USEC
-from tests.support.redis_collector import (
-    SERVER_BINARIES,
-    admin,
-    is_valkey,
-    make_collector,
-    server_for,
-)
-from tests.support.registry import registry_of
+from tests.support.cycles import collect_until_ok
+from tests.support.redis_collector import admin, is_valkey, make_collector
+from tests.support.registry import sample_value
 from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 HIST = "perf_redis_command_latency_seconds"
-
-
-@pytest.fixture(params=list(SERVER_BINARIES))
-def server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    instance = server_for(request.param)
-    yield instance
-    instance.close()
-
-
-def _value(result: object, name: str, labels: dict[str, str] | None = None) -> float | None:
-    return registry_of(result.families).get_sample_value(name, labels or {})  # type: ignore[attr-defined]
 
 
 def _server_histogram(server: RedisServer, cmd: str) -> tuple[int, dict[int, int]]:
@@ -44,89 +24,84 @@ def _server_histogram(server: RedisServer, cmd: str) -> tuple[int, dict[int, int
     return int(body[b"calls"]), {int(b): int(n) for b, n in body[b"histogram_usec"].items()}
 
 
-async def _recovers(collector: RedisCollector) -> Collected:
-    deadline = time.monotonic() + 10  # the backoff is capped at the interval (1 s)
-    while True:
-        try:
-            return await collector.collect()
-        except CollectError:
-            assert time.monotonic() < deadline, "the collector never recovered"
-            await asyncio.sleep(0.2)
-
-
 async def test_latency_histogram_matches_the_servers_histogram_and_commandstats(
-    server: RedisServer,
+    own_redis: RedisServer,
 ) -> None:
-    client = admin(server)
+    client = admin(own_redis)
     client.set("k", "v")
     for _ in range(40):
         client.get("k")
-    collector = make_collector(server, namespaces=[])
+    collector = make_collector(own_redis, namespaces=[])
     result = await collector.collect()
     await collector.close()
-    calls, buckets = _server_histogram(server, "get")
+    calls, buckets = _server_histogram(own_redis, "get")
     usec = client.info("commandstats")["cmdstat_get"]["usec"]
 
     assert calls == 40
-    assert _value(result, f"{HIST}_count", {"cmd": "get"}) == 40
-    assert _value(result, f"{HIST}_bucket", {"cmd": "get", "le": "+Inf"}) == 40
-    assert _value(result, f"{HIST}_sum", {"cmd": "get"}) == pytest.approx(usec / 1e6)
+    assert sample_value(result, f"{HIST}_count", {"cmd": "get"}) == 40
+    assert sample_value(result, f"{HIST}_bucket", {"cmd": "get", "le": "+Inf"}) == 40
+    assert sample_value(result, f"{HIST}_sum", {"cmd": "get"}) == pytest.approx(usec / 1e6)
     for bound in BOUNDS_USEC:
         # the server's cumulative count at the largest of its buckets within the bound (the
         # server names the bucket ending at 32 us "33", at 64 us "66", ...)
         expected = max((n for b, n in buckets.items() if b <= bound * 1.04), default=0)
         le = repr(bound / 1e6)
-        assert _value(result, f"{HIST}_bucket", {"cmd": "get", "le": le}) == expected, bound
-    assert _value(result, f"{HIST}_count", {"cmd": "set"}) == 1
+        assert sample_value(result, f"{HIST}_bucket", {"cmd": "get", "le": le}) == expected, bound
+    assert sample_value(result, f"{HIST}_count", {"cmd": "set"}) == 1
 
 
 async def test_latency_histogram_never_goes_down_across_resetstat_and_restart(
-    server: RedisServer,
+    own_redis: RedisServer,
 ) -> None:
-    client = admin(server)
+    client = admin(own_redis)
     for _ in range(30):
         client.get("k")
-    collector = make_collector(server, namespaces=[], interval=1)
+    collector = make_collector(own_redis, namespaces=[], interval=1)
     first = await collector.collect()
     client.config_resetstat()
     for _ in range(5):
         client.get("k")
     second = await collector.collect()
-    server.restart()
+    own_redis.restart()
     with pytest.raises(CollectError):
         await collector.collect()  # the old connection is gone
     for _ in range(2):
-        admin(server).get("k")
-    third = await _recovers(collector)
+        admin(own_redis).get("k")
+    # the backoff is capped at the interval (1 s)
+    third = await collect_until_ok(collector, timeout=10, poll=0.2)
     await collector.close()
 
-    assert _value(first, f"{HIST}_count", {"cmd": "get"}) == 30
-    assert _value(second, f"{HIST}_count", {"cmd": "get"}) == 35
-    assert _value(third, f"{HIST}_count", {"cmd": "get"}) == 37
-    sums = [_value(r, f"{HIST}_sum", {"cmd": "get"}) for r in (first, second, third)]
+    assert sample_value(first, f"{HIST}_count", {"cmd": "get"}) == 30
+    assert sample_value(second, f"{HIST}_count", {"cmd": "get"}) == 35
+    assert sample_value(third, f"{HIST}_count", {"cmd": "get"}) == 37
+    sums = [sample_value(r, f"{HIST}_sum", {"cmd": "get"}) for r in (first, second, third)]
     assert sums == sorted(sums)
 
 
-async def test_latency_histogram_covers_only_the_top_commands_chosen(server: RedisServer) -> None:
-    client = admin(server)
+async def test_latency_histogram_covers_only_the_top_commands_chosen(
+    own_redis: RedisServer,
+) -> None:
+    client = admin(own_redis)
     for i in range(6):
         client.set(f"k{i}", "v")
     for _ in range(20):
         client.get("k0")
     client.incr("n")
-    collector = make_collector(server, settings={"latency_top_n": 2}, namespaces=[])
+    collector = make_collector(own_redis, settings={"latency_top_n": 2}, namespaces=[])
     result = await collector.collect()
     await collector.close()
 
     # get (20) and set (6) lead; incr, and the collector's own commands, are left out
     assert collector._latency.chosen == ["get", "set"]
-    assert _value(result, f"{HIST}_count", {"cmd": "get"}) == 20
-    assert _value(result, f"{HIST}_count", {"cmd": "incr"}) is None
+    assert sample_value(result, f"{HIST}_count", {"cmd": "get"}) == 20
+    assert sample_value(result, f"{HIST}_count", {"cmd": "incr"}) is None
 
 
-async def test_slowlog_entries_counted_by_id_survive_a_slowlog_reset(server: RedisServer) -> None:
-    client = admin(server)
-    collector = make_collector(server, namespaces=[])
+async def test_slowlog_entries_counted_by_id_survive_a_slowlog_reset(
+    own_redis: RedisServer,
+) -> None:
+    client = admin(own_redis)
+    collector = make_collector(own_redis, namespaces=[])
     await collector.collect()
     client.config_set("slowlog-log-slower-than", 0)  # every command is slow from now on
     for _ in range(4):
@@ -139,22 +114,22 @@ async def test_slowlog_entries_counted_by_id_survive_a_slowlog_reset(server: Red
     length_after = client.slowlog_len()
     await collector.close()
 
-    assert _value(second, "perf_redis_slowlog_entries_total", {"cmd": "get"}) == 4
-    assert _value(third, "perf_redis_slowlog_entries_total", {"cmd": "get"}) == 7
-    length = _value(third, "perf_redis_slowlog_length")
+    assert sample_value(second, "perf_redis_slowlog_entries_total", {"cmd": "get"}) == 4
+    assert sample_value(third, "perf_redis_slowlog_entries_total", {"cmd": "get"}) == 7
+    length = sample_value(third, "perf_redis_slowlog_length")
     # LEN runs before the log's own reads are logged: 3 GETs, CONFIG/SLOWLOG RESET are gone
     assert length is not None and 3 <= length < length_after
     names = {m.name for m in third.families}
     text = str([s for m in third.families for s in m.samples if "slowlog" in s.name])
     assert "k'" not in text and '"k"' not in text  # arguments are never exported
-    assert ("perf_redis_commandlog_entries" in names) == is_valkey(server)
+    assert ("perf_redis_commandlog_entries" in names) == is_valkey(own_redis)
 
 
-async def test_only_the_commands_a_server_has_are_sent(server: RedisServer) -> None:
-    client = admin(server)
+async def test_only_the_commands_a_server_has_are_sent(own_redis: RedisServer) -> None:
+    client = admin(own_redis)
     # the admin connection's own handshake may be refused (CLIENT SETINFO on Redis 7.0)
     errors_before = client.info("errorstats")
-    collector = make_collector(server, namespaces=[])
+    collector = make_collector(own_redis, namespaces=[])
     for _ in range(2):
         await collector.collect()
     await collector.close()
@@ -162,21 +137,21 @@ async def test_only_the_commands_a_server_has_are_sent(server: RedisServer) -> N
 
     assert client.info("errorstats") == errors_before
     assert "cmdstat_latency|histogram" in info
-    if is_valkey(server):
+    if is_valkey(own_redis):
         assert "cmdstat_commandlog|get" in info and "cmdstat_slowlog|get" not in info
     else:
         assert "cmdstat_slowlog|get" in info and "cmdstat_commandlog|get" not in info
 
 
-async def test_valkey_large_replies_are_counted_per_command(server: RedisServer) -> None:
-    if not is_valkey(server):
+async def test_valkey_large_replies_are_counted_per_command(own_redis: RedisServer) -> None:
+    if not is_valkey(own_redis):
         # Redis has no COMMANDLOG: the series must not exist there at all
-        result = await make_collector(server, namespaces=[]).collect()
-        assert _value(result, "perf_redis_commandlog_length", {"type": "large-reply"}) is None
+        result = await make_collector(own_redis, namespaces=[]).collect()
+        assert sample_value(result, "perf_redis_commandlog_length", {"type": "large-reply"}) is None
         return
-    client = admin(server)
+    client = admin(own_redis)
     client.set("big", "x" * 2000)
-    collector = make_collector(server, namespaces=[])
+    collector = make_collector(own_redis, namespaces=[])
     await collector.collect()
     client.config_set("commandlog-reply-larger-than", 1000)
     for _ in range(3):
@@ -186,21 +161,21 @@ async def test_valkey_large_replies_are_counted_per_command(server: RedisServer)
     await collector.close()
 
     labels = {"type": "large-reply", "cmd": "get"}
-    assert _value(result, "perf_redis_commandlog_entries_total", labels) == 3
-    assert _value(result, "perf_redis_commandlog_length", {"type": "large-request"}) == 0
+    assert sample_value(result, "perf_redis_commandlog_entries_total", labels) == 3
+    assert sample_value(result, "perf_redis_commandlog_length", {"type": "large-request"}) == 0
 
 
 async def test_an_acl_without_latency_and_slowlog_costs_one_refusal_per_connection(
-    server: RedisServer, tmp_path: Path
+    own_redis: RedisServer, tmp_path: Path
 ) -> None:
-    client = admin(server)
+    client = admin(own_redis)
     client.execute_command(
         "ACL", "SETUSER", "old-acl", "on", ">pw", "%R~*", "-@all", "+ping", "+info",
         "+client|setname",
     )  # fmt: skip
     secret = tmp_path / "pw"
     secret.write_text("pw\n")
-    collector = make_collector(server, namespaces=[], username="old-acl", password_file=secret)
+    collector = make_collector(own_redis, namespaces=[], username="old-acl", password_file=secret)
     results = [await collector.collect()]
     refused_first = client.info("errorstats")["errorstat_NOPERM"]["count"]
     results += [await collector.collect() for _ in range(2)]
@@ -208,9 +183,9 @@ async def test_an_acl_without_latency_and_slowlog_costs_one_refusal_per_connecti
 
     # the first pipeline is refused command by command (LATENCY, and SLOWLOG LEN/GET or the
     # six COMMANDLOG calls); later cycles on the connection send none of them again
-    assert refused_first == (7 if is_valkey(server) else 3)
+    assert refused_first == (7 if is_valkey(own_redis) else 3)
     assert client.info("errorstats")["errorstat_NOPERM"]["count"] == refused_first
     for result in results:
-        assert _value(result, "perf_redis_keyspace_hits_total") is not None
-        assert _value(result, f"{HIST}_count", {"cmd": "info"}) is None
-        assert _value(result, "perf_redis_slowlog_length") is None
+        assert sample_value(result, "perf_redis_keyspace_hits_total") is not None
+        assert sample_value(result, f"{HIST}_count", {"cmd": "info"}) is None
+        assert sample_value(result, "perf_redis_slowlog_length") is None

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from exporter.collectors import COLLECTORS
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.pgbouncer_server import STATS_PASSWORD, PgBouncerServer
 from tests.support.processes import run_module
 from tests.support.servers import PostgresServer, RedisServer, free_port
@@ -100,7 +100,7 @@ def assert_no_secret(where: str, text: str) -> None:
 @pytest.mark.timeout(60)
 def test_planted_passwords_never_appear_in_logs_pages_or_metrics(tmp_path: Path) -> None:
     config, env = planted_config(tmp_path)
-    with Daemon(config, tmp_path, env=env, args=["--log.level", "debug"]) as d:
+    with DaemonProcess(config, tmp_path, env=env, args=["--log.level", "debug"]) as d:
         jobs = d.wait_for(
             lambda: d.value("perf_exporter_collector_success", {"collector": "host"}) == 1.0,
             what="the first cycle",
@@ -208,7 +208,7 @@ def test_passwords_servers_reject_never_appear_in_logs_or_pages(tmp_path: Path) 
                 ],
             },
         }
-        with Daemon(config, tmp_path, env=env, args=["--log.level", "debug"]) as d:
+        with DaemonProcess(config, tmp_path, env=env, args=["--log.level", "debug"]) as d:
             for kind, name in (("postgres", "pg"), ("redis", "cache"),
                                ("pgbouncer", "bouncer"), ("app", "web")):  # fmt: skip
                 labels = {"collector": kind, "target": name, "reason": "auth"}
@@ -235,7 +235,7 @@ def test_passwords_servers_reject_never_appear_in_logs_or_pages(tmp_path: Path) 
 def test_credentials_in_malformed_requests_stay_out_of_the_debug_log(tmp_path: Path) -> None:
     token = "clientToken-Secret-66e0"
     config = {"interval": "1s", "timeout": "0.5s", "targets": {}}
-    with Daemon(config, tmp_path, args=["--log.level", "debug"]) as d:
+    with DaemonProcess(config, tmp_path, args=["--log.level", "debug"]) as d:
         for request in (
             f"GET /metrics HTTP/1.1\r\nAuthorization: Bearer {token}{'x' * 9000}\r\n\r\n",
             f"GET /metrics HTTP/1.1\r\nAuthorization: Basic {token}\x00\r\n\r\n",

@@ -22,7 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from exporter.instrument import CacheStats, Publisher
-from tests.support.daemon import ROOT, Daemon
+from tests.support.daemon import ROOT, DaemonProcess
 from tests.support.servers import RedisServer, free_port, require_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
@@ -53,7 +53,7 @@ async def _traffic(url: str, stop: threading.Event) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, RedisServer]]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DaemonProcess, RedisServer]]:
     redis = RedisServer()
     config: dict[str, Any] = {
         "interval": "1s",
@@ -69,7 +69,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Re
     stop = threading.Event()
     app = threading.Thread(target=lambda: asyncio.run(_traffic(redis.url, stop)), daemon=True)
     try:
-        with Daemon(config, tmp_path_factory.mktemp("summary")) as daemon:
+        with DaemonProcess(config, tmp_path_factory.mktemp("summary")) as daemon:
             app.start()
 
             def speedup() -> Any:
@@ -90,7 +90,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Re
         redis.stop()
 
 
-def _summary(daemon: Daemon) -> dict[str, Any]:
+def _summary(daemon: DaemonProcess) -> dict[str, Any]:
     status, _, body = daemon.get("/summary")
     assert status == 200
     return dict(json.loads(body))
@@ -101,7 +101,7 @@ def _question(data: dict[str, Any], qid: str) -> dict[str, Any]:
 
 
 def test_summary_answers_by_question_with_the_down_target_as_no_data(
-    world: tuple[Daemon, RedisServer],
+    world: tuple[DaemonProcess, RedisServer],
 ) -> None:
     daemon, _ = world
     data = _summary(daemon)
@@ -125,7 +125,7 @@ def test_summary_answers_by_question_with_the_down_target_as_no_data(
 
 
 def test_text_form_answers_curl_with_the_same_questions(
-    world: tuple[Daemon, RedisServer],
+    world: tuple[DaemonProcess, RedisServer],
 ) -> None:
     daemon, _ = world
     for path, headers in (("/summary?format=text", {}), ("/summary", {"Accept": "text/plain"})):
@@ -166,7 +166,7 @@ def _dom(width: int, url: str) -> str:
 
 @pytest.mark.parametrize("width", [1400, 390])
 def test_chromium_renders_sections_and_the_down_target_row(
-    world: tuple[Daemon, RedisServer], width: int, tmp_path: Path
+    world: tuple[DaemonProcess, RedisServer], width: int, tmp_path: Path
 ) -> None:
     daemon, _ = world
     url = daemon.url + "/"

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.support.certs import Issued
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.processes import run_module
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ ROTATED = "web-R0tated-77b2"
 CONFIG = {"interval": "1s", "timeout": "0.5s", "targets": {}}
 
 
-class WebDaemon(Daemon):
+class WebDaemon(DaemonProcess):
     """The daemon behind TLS and basic auth: requests carry a CA and, when set, credentials."""
 
     def __init__(

@@ -34,10 +34,10 @@ class CertificateAuthority:
 
     def issue(self, name: str, *, server: bool = True) -> Issued:
         """A leaf called ``name``: a server certificate for 127.0.0.1, or a client's."""
-        # a client gets a name of its own: cryptography 51 refuses a certificate without any
-        # subjectAltName, which trustme would otherwise make for a leaf with no host
-        hosts = LOCAL_HOSTS if server else (f"{name}.client.test",)
-        leaf = self._ca.issue_cert(*hosts, common_name=name)
+        # a client's certificate names it by an e-mail address: cryptography (51 here) refuses a
+        # certificate without any subjectAltName, which is what trustme makes of no identity
+        identities = LOCAL_HOSTS if server else (f"{name}@clients.invalid",)
+        leaf = self._ca.issue_cert(*identities, common_name=name)
         return self._write(name, leaf.cert_chain_pems[0], leaf.private_key_pem)
 
     def _write(self, name: str, cert: trustme.Blob, key: trustme.Blob) -> Issued:

@@ -24,7 +24,7 @@ from tests.support.processes import ROOT, stop_process, wait_until
 from tests.support.servers import free_port
 
 
-class Daemon:
+class DaemonProcess:
     """``python -m exporter`` with a YAML config on a free port; a context manager."""
 
     def __init__(
@@ -50,7 +50,7 @@ class Daemon:
         assert self.config_path is not None
         self.config_path.write_text(yaml.safe_dump(config))
 
-    def start(self, wait: bool = True) -> Daemon:
+    def start(self, wait: bool = True) -> DaemonProcess:
         cmd = [sys.executable, "-m", "exporter", "--web.listen-address", f"127.0.0.1:{self.port}"]
         if self.config_path is not None:
             cmd += ["--config.file", str(self.config_path)]
@@ -131,7 +131,7 @@ class Daemon:
             self._stderr.close()
         return int(code)
 
-    def __enter__(self) -> Daemon:
+    def __enter__(self) -> DaemonProcess:
         return self.start()
 
     def __exit__(

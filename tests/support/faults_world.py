@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors import COLLECTORS
-from tests.support.daemon import Daemon
+from tests.support.daemon import DaemonProcess
 from tests.support.pgbouncer_server import PgBouncerServer
 from tests.support.servers import PostgresServer, RedisServer
 
@@ -54,7 +54,7 @@ class World:
     cache: RedisServer
     appdata: RedisServer
     bouncer: PgBouncerServer
-    daemon: Daemon
+    daemon: DaemonProcess
     password_file: Path
     watched: dict[str, str]
     latencies: list[float] = field(default_factory=list)

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from exporter.collectors.base import Collected, CollectError
+from exporter.collectors.base import CollectError
 from exporter.collectors.postgres import PostgresCollector
 from exporter.config import PostgresSettings, PostgresTarget
 from tests.support.certs import CertificateAuthority
@@ -31,18 +31,6 @@ def collector(
     # database's tables over a short connection would add to them (tests of that raise the cap)
     settings.setdefault("table_stats_max_databases", 1)
     return PostgresCollector(PostgresTarget(name=name, **target), PostgresSettings(**settings))
-
-
-async def collect_until_ok(coll: PostgresCollector, timeout: float = 15.0) -> Collected:
-    """Collect until a cycle succeeds (the reconnect backoff may skip a few), bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await coll.collect()
-        except CollectError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
 
 
 async def collect_error(coll: PostgresCollector) -> CollectError:

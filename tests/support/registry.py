@@ -30,3 +30,10 @@ def registry_of(source: Collected | Iterable[Metric]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(FamiliesCollector(families))
     return registry
+
+
+def sample_value(
+    source: Collected | Iterable[Metric], name: str, labels: dict[str, str] | None = None
+) -> float | None:
+    """The value of one sample of ``source``; None when there is no such sample."""
+    return registry_of(source).get_sample_value(name, labels or {})

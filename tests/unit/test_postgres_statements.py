@@ -194,7 +194,7 @@ def test_an_idle_statement_is_not_listed_only_to_fill_a_slot() -> None:
     assert acc.listed == {key(1)}
 
 
-class View:
+class SimulatedStatements:
     """A simulated pg_stat_statements: runs, evictions (least called first) and resets."""
 
     def __init__(self, rng: random.Random, size: int) -> None:
@@ -237,7 +237,7 @@ def test_counters_never_decrease_and_sum_to_what_the_view_counted(
     seed: int, top_n: int, size: int
 ) -> None:
     rng = random.Random(seed)
-    view = View(rng, size)
+    view = SimulatedStatements(rng, size)
     acc = StatementAccounts(top_n=top_n, window=WINDOW)
     seen: dict[str, list[float]] = {}
     counted = 0  # calls the view held at each read that the previous read had not seen

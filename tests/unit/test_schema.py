@@ -35,7 +35,7 @@ class Split(Model):
     depth: int = Field(2, ge=1, le=8)
 
 
-class Sample(Model):
+class SampleModel(Model):
     name: str
     port: int | None = Field(None, ge=1, le=65535)
     ratio: float = 0.5
@@ -63,7 +63,7 @@ class Sample(Model):
         return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _port_needs_path(self) -> Sample:
+    def _port_needs_path(self) -> SampleModel:
         if self.port == 1 and self.path is None:
             raise ValueError("port 1 needs a path")
         return self
@@ -71,12 +71,12 @@ class Sample(Model):
 
 def problems(data: object) -> list[str]:
     with pytest.raises(ValidationError) as err:
-        Sample.model_validate(data)
+        SampleModel.model_validate(data)
     return err.value.problems()
 
 
 def test_lenient_input_is_converted_to_the_declared_types() -> None:
-    sample = Sample.model_validate(
+    sample = SampleModel.model_validate(
         {
             "name": "a",
             "port": "5432",
@@ -115,8 +115,8 @@ def test_lenient_input_is_converted_to_the_declared_types() -> None:
         "shape",
         "which",
     }
-    assert Sample(name="b").shape is None
-    assert Sample(name="b", shape=["cache:"]).shape == ["cache:"]
+    assert SampleModel(name="b").shape is None
+    assert SampleModel(name="b", shape=["cache:"]).shape == ["cache:"]
 
 
 def test_every_problem_is_reported_with_its_path_and_never_the_input() -> None:
@@ -173,25 +173,25 @@ def test_nan_infinity_bools_and_fractions_are_not_numbers() -> None:
     assert problems({"name": "a", "ratio": True}) == ["ratio: must be a finite number"]
     assert problems({"name": "a", "port": 80.5}) == ["port: must be a whole number"]
     assert problems({"name": "a", "port": False}) == ["port: must be a whole number"]
-    assert Sample.model_validate({"name": "a", "port": 80.0}).port == 80
+    assert SampleModel.model_validate({"name": "a", "port": 80.0}).port == 80
 
 
 def test_instances_are_frozen_values_that_copy_compare_and_dump() -> None:
-    sample = Sample(name="a", tags=["x"])
+    sample = SampleModel(name="a", tags=["x"])
     with pytest.raises(AttributeError):
         sample.name = "b"  # type: ignore[misc]
     copy = sample.model_copy(update={"port": 5})
     assert copy.port == 5 and sample.port is None
     assert "port" in copy.model_fields_set and "port" not in sample.model_fields_set
-    assert copy != sample and Sample(name="a", tags=["x"]) == sample
-    assert hash(Sample(name="a", tags=["x"])) == hash(sample)
+    assert copy != sample and SampleModel(name="a", tags=["x"]) == sample
+    assert hash(SampleModel(name="a", tags=["x"])) == hash(sample)
     assert sample.model_dump()["shape"] is None
-    assert Sample(name="a", shape={"depth": 1}).model_dump()["shape"] == {
+    assert SampleModel(name="a", shape={"depth": 1}).model_dump()["shape"] == {
         "separator": ":",
         "depth": 1,
     }
     # defaults are not shared between instances
-    assert Sample(name="a").tags is not Sample(name="b").tags
+    assert SampleModel(name="a").tags is not SampleModel(name="b").tags
 
 
 def test_a_target_printed_in_a_log_hides_its_password() -> None:

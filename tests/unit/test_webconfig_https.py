@@ -8,7 +8,7 @@ import ssl
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -70,6 +70,12 @@ async def serve(
         await runner.cleanup()
 
 
+def serve_tls(server_config: TLSServerConfig) -> AbstractAsyncContextManager[str]:
+    """``serve`` over HTTPS, its web config ``server_config`` and nothing else."""
+    config = WebConfig(tls_server_config=server_config)
+    return serve(lambda: config, config.ssl_context())
+
+
 def client_context(ca: Issued, cert: Issued | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca.cert))
     if cert is not None:
@@ -92,6 +98,11 @@ async def get(
         return response.status, dict(response.headers)
 
 
+async def metrics_status(url: str, ca: Issued, cert: Issued | None = None) -> int:
+    """The status of GET /metrics from a client trusting ``ca`` and presenting ``cert``."""
+    return (await get(url + "/metrics", context=client_context(ca, cert)))[0]
+
+
 def tls(pki: dict[str, Issued], **extra: object) -> TLSServerConfig:
     return TLSServerConfig.model_validate(
         {"cert_file": pki["server"].cert, "key_file": pki["server"].key, **extra}
@@ -108,48 +119,41 @@ def client_auth(pki: dict[str, Issued], kind: str) -> TLSServerConfig:
 
 @pytest.mark.timeout(20)
 async def test_https_presents_the_configured_certificate(pki: dict[str, Issued]) -> None:
-    config = WebConfig(tls_server_config=tls(pki))
-    context = config.ssl_context()
-    async with serve(lambda: config, context) as url:
-        status, _ = await get(url + "/metrics", context=client_context(pki["ca"]))
-        assert status == 200
+    async with serve_tls(tls(pki)) as url:
+        assert await metrics_status(url, pki["ca"]) == 200
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
-            await get(url + "/metrics", context=client_context(pki["new_ca"]))
+            await metrics_status(url, pki["new_ca"])
 
 
 @pytest.mark.timeout(20)
 async def test_min_version_tls13_refuses_a_tls12_only_client(pki: dict[str, Issued]) -> None:
-    config = WebConfig(tls_server_config=tls(pki, min_version="TLS13"))
-    async with serve(lambda: config, config.ssl_context()) as url:
+    async with serve_tls(tls(pki, min_version="TLS13")) as url:
         old = client_context(pki["ca"])
         old.maximum_version = ssl.TLSVersion.TLSv1_2
         with pytest.raises(aiohttp.ClientConnectorError):
             await get(url + "/metrics", context=old)
-        assert (await get(url + "/metrics", context=client_context(pki["ca"])))[0] == 200
+        assert await metrics_status(url, pki["ca"]) == 200
 
 
 @pytest.mark.timeout(20)
 async def test_required_client_certificate_must_come_from_the_client_ca(
     pki: dict[str, Issued],
 ) -> None:
-    config = WebConfig(tls_server_config=client_auth(pki, "RequireAndVerifyClientCert"))
-    async with serve(lambda: config, config.ssl_context()) as url:
-        ok = await get(url + "/metrics", context=client_context(pki["ca"], pki["client"]))
-        assert ok[0] == 200
+    async with serve_tls(client_auth(pki, "RequireAndVerifyClientCert")) as url:
+        assert await metrics_status(url, pki["ca"], pki["client"]) == 200
         for bad in (None, pki["rogue"]):
             with pytest.raises(aiohttp.ClientError):
-                await get(url + "/metrics", context=client_context(pki["ca"], bad))
+                await metrics_status(url, pki["ca"], bad)
 
 
 @pytest.mark.timeout(20)
 async def test_optional_client_certificate_is_verified_only_when_given(
     pki: dict[str, Issued],
 ) -> None:
-    config = WebConfig(tls_server_config=client_auth(pki, "VerifyClientCertIfGiven"))
-    async with serve(lambda: config, config.ssl_context()) as url:
-        assert (await get(url + "/metrics", context=client_context(pki["ca"])))[0] == 200
+    async with serve_tls(client_auth(pki, "VerifyClientCertIfGiven")) as url:
+        assert await metrics_status(url, pki["ca"]) == 200
         with pytest.raises(aiohttp.ClientError):
-            await get(url + "/metrics", context=client_context(pki["ca"], pki["rogue"]))
+            await metrics_status(url, pki["ca"], pki["rogue"])
 
 
 @pytest.mark.timeout(30)
@@ -159,33 +163,31 @@ async def test_live_tls_update_applies_to_new_connections_without_a_new_listener
     live = LiveTLS(tls(pki))
     config = WebConfig(tls_server_config=tls(pki))
     async with serve(lambda: config, live.context) as url:
-        assert (await get(url + "/metrics", context=client_context(pki["ca"])))[0] == 200
+        assert await metrics_status(url, pki["ca"]) == 200
 
         # certificate rotated to one from another CA
         live.update(TLSServerConfig(cert_file=pki["rotated"].cert, key_file=pki["rotated"].key))
-        assert (await get(url + "/metrics", context=client_context(pki["new_ca"])))[0] == 200
+        assert await metrics_status(url, pki["new_ca"]) == 200
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
-            await get(url + "/metrics", context=client_context(pki["ca"]))
+            await metrics_status(url, pki["ca"])
 
         # client certificates now required, then the trusted client CA replaced (not added)
         live.update(client_auth(pki, "RequireAndVerifyClientCert"))
         with pytest.raises(aiohttp.ClientError):
-            await get(url + "/metrics", context=client_context(pki["ca"]))
-        good = client_context(pki["ca"], pki["client"])
-        assert (await get(url + "/metrics", context=good))[0] == 200
+            await metrics_status(url, pki["ca"])
+        assert await metrics_status(url, pki["ca"], pki["client"]) == 200
         rogue_ca = pki["rogue"].cert.parent / "rogue-ca.crt"
         live.update(
             tls(pki, client_auth_type="RequireAndVerifyClientCert", client_ca_file=rogue_ca)
         )
         with pytest.raises(aiohttp.ClientError):
-            await get(url + "/metrics", context=client_context(pki["ca"], pki["client"]))
-        rogue = client_context(pki["ca"], pki["rogue"])
-        assert (await get(url + "/metrics", context=rogue))[0] == 200
+            await metrics_status(url, pki["ca"], pki["client"])
+        assert await metrics_status(url, pki["ca"], pki["rogue"]) == 200
 
         # a broken update raises and changes nothing
         with pytest.raises(ConfigError):
             live.update(TLSServerConfig(cert_file=pki["server"].cert, key_file=pki["rogue"].key))
-        assert (await get(url + "/metrics", context=rogue))[0] == 200
+        assert await metrics_status(url, pki["ca"], pki["rogue"]) == 200
 
 
 # --- basic auth --------------------------------------------------------------------------------

@@ -43,7 +43,6 @@ def host(t: Thresholds) -> dict[str, Any]:
         "perf-exporter / Host",
         "CPU, memory (host and container), filesystems of the machine the exporter runs on.",
         [
-            ("Summary", p.stats(headline, 6)),
             (
                 "CPU and memory",
                 [
@@ -108,4 +107,5 @@ def host(t: Thresholds) -> dict[str, Any]:
                 ],
             ),
         ],
+        headline=headline,
     )

@@ -180,6 +180,9 @@ def _variables(remote: bool) -> list[Any]:
     return variables
 
 
+#: Grafana's grid is this many columns wide.
+GRID_WIDTH = 24
+
 #: A dashboard row: its title and its panels, left to right.
 DashboardRow = tuple[str, Sequence[Any]]
 
@@ -243,7 +246,7 @@ class Panels:
         title: str,
         description: str,
         columns: Sequence[tuple[str, str, Callable[[Query], str]]],
-        width: int = 24,
+        width: int = GRID_WIDTH,
     ) -> table_b.Panel:
         """One row per series, one column per (name, unit, expression) of instant queries.
 
@@ -282,14 +285,22 @@ class Panels:
         )
 
     def dashboard(
-        self, uid: str, title: str, description: str, rows: Sequence[DashboardRow]
+        self,
+        uid: str,
+        title: str,
+        description: str,
+        rows: Sequence[DashboardRow],
+        headline: Sequence[str] = (),
     ) -> dict[str, Any]:
         """The Grafana JSON model of a dashboard of ``rows``.
 
-        Signals whose home is this dashboard but that ``rows`` does not show get a graph each
-        in a last row, so a new signal is on a dashboard before anyone lays it out.
+        The ``headline`` signals open it: a "Summary" row of their stats, sharing the grid's
+        width. Signals whose home is this dashboard but that no row shows get a graph each in a
+        last row, so a new signal is on a dashboard before anyone lays it out.
         """
         t = self.t
+        if headline:
+            rows = [("Summary", self.stats(headline, GRID_WIDTH // len(headline))), *rows]
         name = uid.removeprefix("perf-exporter-")
         unplaced = [s.key for s in SIGNALS if s.dashboard == name and s.key not in self.placed]
         if unplaced:

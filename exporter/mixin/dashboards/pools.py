@@ -22,7 +22,6 @@ def pools(t: Thresholds) -> dict[str, Any]:
         "The saturation chain: the application's asyncpg pools, PgBouncer pools, and the "
         "application's cache namespaces.",
         [
-            ("Summary", p.stats((*app_pool, *pgbouncer, "app_cache_hit_ratio"), 4)),
             (
                 "Application pools",
                 [
@@ -46,4 +45,5 @@ def pools(t: Thresholds) -> dict[str, Any]:
                 ],
             ),
         ],
+        headline=(*app_pool, *pgbouncer, "app_cache_hit_ratio"),
     )

@@ -124,7 +124,6 @@ def postgres(t: Thresholds) -> dict[str, Any]:
         "perf-exporter / PostgreSQL",
         "Buffer-cache hit ratio, connections against max_connections, probe and statement latency.",
         [
-            ("Summary", p.stats(headline, 6)),
             (
                 "Cache",
                 [
@@ -408,4 +407,5 @@ def postgres(t: Thresholds) -> dict[str, Any]:
                 ],
             ),
         ],
+        headline=headline,
     )

@@ -20,7 +20,6 @@ def redis(t: Thresholds) -> dict[str, Any]:
         "perf-exporter / Redis",
         "Keyspace hit ratio, memory against maxmemory, evictions, namespaces and latency.",
         [
-            ("Summary", p.stats(headline, 6)),
             (
                 "Cache",
                 [
@@ -104,4 +103,5 @@ def redis(t: Thresholds) -> dict[str, Any]:
                 ],
             ),
         ],
+        headline=headline,
     )
