@@ -59,15 +59,32 @@ def format_value(value: float) -> str:
     return repr(float(value))
 
 
+#: ``name="escaped value"`` by (name, value): label pairs repeat from cycle to cycle (commands,
+#: bucket bounds, databases, targets), so each is escaped and formatted once. Cleared when full.
+_PAIRS: dict[tuple[str, str], str] = {}
+_PAIRS_MAX = 50_000
+
+
+def _pair(name: str, value: str) -> str:
+    text = _PAIRS.get((name, value))
+    if text is None:
+        if len(_PAIRS) >= _PAIRS_MAX:
+            _PAIRS.clear()
+        text = _PAIRS[(name, value)] = f'{name}="{_escape_label(str(value))}"'
+    return text
+
+
 def _sample_lines(family: Metric, extra: tuple[tuple[str, str], ...]) -> str:
     # Sample lines read the same in both formats as long as no _created samples, exemplars or
     # timestamps are emitted (we emit none), so they are rendered once and shared.
     lines = []
+    first = [_pair(k, v) for k, v in extra]
     for sample in family.samples:
-        labels = [*extra, *sample.labels.items()]
-        if labels:
-            body = ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in labels)
+        if sample.labels:
+            body = ",".join(first + [_pair(k, v) for k, v in sample.labels.items()])
             lines.append(f"{sample.name}{{{body}}} {format_value(sample.value)}\n")
+        elif first:
+            lines.append(f"{sample.name}{{{','.join(first)}}} {format_value(sample.value)}\n")
         else:
             lines.append(f"{sample.name} {format_value(sample.value)}\n")
     return "".join(lines)

@@ -167,8 +167,10 @@ def statements_sql(schema: str, version_num: int, changed_only: bool = False) ->
     ``entries``, how many visible entries the view holds; with no entry at all it is the only row.
 
     ``changed_only``: only the entries whose calls or stats_since differ from what the
-    exporter knows, given as arrays in ``$2`` .. ``$7`` (queryid, dbid, userid, toplevel, calls,
-    stats_since: :meth:`StatementAccounts.known`), and every hidden entry.
+    exporter knows, given as array literals in ``$2`` .. ``$7`` (queryid, dbid, userid,
+    toplevel, calls, stats_since: :meth:`StatementAccounts.known`), and every hidden entry. Text,
+    because asyncpg encodes an array parameter element by element in Python: thousands of
+    entries cost more that way than reading them all.
     """
     q = quote_ident(schema)
     exec_time = "total_exec_time" if version_num >= 130000 else "total_time"
@@ -187,7 +189,8 @@ def statements_sql(schema: str, version_num: int, changed_only: bool = False) ->
     known, changed = "", ""
     if changed_only:
         known = """
-  LEFT JOIN unnest($2::int8[], $3::int8[], $4::int8[], $5::bool[], $6::int8[], $7::float8[])
+  LEFT JOIN unnest($2::text::int8[], $3::text::int8[], $4::text::int8[], $5::text::bool[],
+                   $6::text::int8[], $7::text::float8[])
        AS k(queryid, dbid, userid, toplevel, calls, since)
     ON k.queryid = e.queryid AND k.dbid = e.dbid AND k.userid = e.userid
        AND k.toplevel = e.toplevel"""

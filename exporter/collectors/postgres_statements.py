@@ -30,6 +30,7 @@ full collection of a large fleet a pause of seconds.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
 from operator import add, sub
@@ -45,8 +46,8 @@ Values = tuple[float, ...]
 #: A baseline by entry: (queryid, dbid, userid, toplevel) -> (*values, since), plain tuples.
 Baselines = dict[tuple[int | None, int, int, bool], tuple[float | None, ...]]
 #: The visible baselines as the read of changed entries takes them: queryids, dbids, userids,
-#: toplevel flags, calls and stats_since, one array each.
-Known = tuple[list[int], list[int], list[int], list[bool], list[int], list[float | None]]
+#: toplevel flags, calls and stats_since, one PostgreSQL array literal each.
+Known = tuple[str, str, str, str, str, str]
 
 
 class StatementKey(NamedTuple):
@@ -144,12 +145,13 @@ class StatementAccounts:
         ids = [k for k in self._baselines if k[0] is not None]
         states = [self._baselines[k] for k in ids]
         return (
-            [k[0] for k in ids],  # type: ignore[misc]  # None filtered above
-            [k[1] for k in ids],
-            [k[2] for k in ids],
-            [k[3] for k in ids],
-            [int(st[_CALLS] or 0) for st in states],
-            [st[-1] for st in states],
+            _array(k[0] for k in ids),
+            _array(k[1] for k in ids),
+            _array(k[2] for k in ids),
+            _array("t" if k[3] else "f" for k in ids),
+            _array(int(st[_CALLS] or 0) for st in states),
+            # repr keeps every digit of a float: the comparison in SQL is exact
+            _array("NULL" if st[-1] is None else repr(st[-1]) for st in states),
         )
 
     def changes_suffice(self, rows: Iterable[Mapping[str, Any]]) -> bool:
@@ -336,12 +338,14 @@ class StatementAccounts:
     def _select(self, now: float) -> None:
         """Keep statements listed less than a window ago, fill the rest by recent time."""
         listed = {k: t for k, t in self._listed.items() if now - t < self.window}
-        ranked = sorted(self._recent.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
-        for key, (_exec_ms, calls) in ranked:
-            if len(listed) >= self.top_n:
-                break
+        room = self.top_n - len(listed)
+        if room > 0:
             # calls, not time: integers, so a cycle that aged out leaves no float residue here
-            if key not in listed and calls > 0:
+            candidates = [kv for kv in self._recent.items() if kv[1][1] > 0 and kv[0] not in listed]
+            # the best ``room`` only: after a first read the window holds every entry of the view
+            for key, _ in heapq.nsmallest(
+                room, candidates, key=lambda kv: (-kv[1][0], -kv[1][1], kv[0])
+            ):
                 listed[key] = self._listed.get(key, now)
         for key in listed:
             self._totals.setdefault(key, _zero())
@@ -420,3 +424,8 @@ def _row(key: StatementKey, values: list[float]) -> StatementRow:
 
 def _baseline_key(row: Mapping[str, Any]) -> tuple[int | None, int, int, bool]:
     return (row["queryid"], row["dbid"], row["userid"], row["toplevel"])
+
+
+def _array(items: Iterable[object]) -> str:
+    """A PostgreSQL array literal of numbers, t/f or NULL."""
+    return "{" + ",".join(map(str, items)) + "}"

@@ -44,6 +44,7 @@ from exporter.summary.questions import (
 from exporter.summary.text import render_text
 from exporter.summary.window import (
     Coarse,
+    Groups,
     LabelKey,
     Samples,
     Trails,
@@ -106,6 +107,8 @@ class _Source:
     trails: Trails = field(default_factory=dict)
     # a day of statement counters for the slowdown signal; also outlives a failed run
     coarse: Coarse = field(default_factory=dict)
+    # what the signals grouped of ``now``: the next window's groupings of ``before``
+    groups: Groups = field(default_factory=dict)
 
 
 @dataclass
@@ -156,12 +159,14 @@ class SummaryBoard:
     ) -> None:
         """A successful collection of ``collector`` for ``target`` at ``now``."""
         src = self._sources.get((collector, target))
+        before_groups: Groups = {}
         if src is None or not src.up:
             src = _Source(trails=src.trails, coarse=src.coarse) if src is not None else _Source()
             self._sources[(collector, target)] = src
         else:
             src.before, src.t_before = src.now, src.t_now
-        src.now, src.t_now = samples_of(families, READ), now
+            before_groups = src.groups
+        src.now, src.t_now, src.groups = samples_of(families, READ), now, {}
         src.up, src.last_run, src.last_success, src.facts = True, now, now, dict(facts)
         src.successes += 1
         window = Window(
@@ -173,6 +178,7 @@ class SummaryBoard:
             self.history,
             src.coarse,
             self._settings,
+            (src.groups, before_groups),
         )
         for signal in SIGNALS:
             if signal.source == collector:

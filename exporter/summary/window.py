@@ -23,6 +23,8 @@ Samples = dict[str, list[tuple[dict[str, str], float]]]
 #: One value per series of a signal, keyed by the labels the signal groups by.
 Values = dict[LabelKey, float]
 Trails = MutableMapping[tuple[str, LabelKey], deque[tuple[float, float]]]
+#: Groupings of one set of samples already made, by (name, by, aggregation, match).
+Groups = dict[tuple[str, tuple[str, ...], str, tuple[tuple[str, str], ...]], Values]
 
 #: One point of a coarse trail every this many seconds, kept for a day and the compared window.
 COARSE_STEP = 600.0
@@ -86,6 +88,7 @@ class Window:
         trail_length: int = 60,
         coarse: Coarse | None = None,
         settings: Mapping[str, float] | None = None,
+        groups: tuple[Groups, Groups] | None = None,
     ) -> None:
         self.now, self.t_now = now, t_now
         self.before, self.t_before = before, t_before
@@ -96,6 +99,10 @@ class Window:
         self.coarse: Coarse = {} if coarse is None else coarse
         #: The thresholds' settings some evaluations read (minimum call rates, CPU fallback).
         self.settings: Mapping[str, float] = settings or {}
+        # groupings of ``now`` and of ``before`` already made: the caller hands this window's
+        # ``now`` groupings to the next window as its ``before`` ones, so a histogram's buckets
+        # are grouped once per collection, not twice
+        self._groups: tuple[Groups, Groups] = groups if groups is not None else ({}, {})
 
     def _group(
         self,
@@ -105,17 +112,40 @@ class Window:
         agg: Literal["sum", "max", "min"],
         match: Mapping[str, str],
     ) -> Values:
+        if samples is self.now or samples is self.before:
+            groups = self._groups[0 if samples is self.now else 1]
+            known = (name, tuple(by), agg, tuple(match.items()))
+            found = groups.get(known)
+            if found is None:
+                found = groups[known] = self._grouped(samples, name, by, agg, match)
+            return dict(found)
+        return self._grouped(samples, name, by, agg, match)
+
+    @staticmethod
+    def _grouped(
+        samples: Samples | None,
+        name: str,
+        by: Sequence[str],
+        agg: Literal["sum", "max", "min"],
+        match: Mapping[str, str],
+    ) -> Values:
         out: Values = {}
-        for labels, value in (samples or {}).get(name, []):
-            if all(labels.get(k) == v for k, v in match.items()):
-                key = tuple((k, labels.get(k, "")) for k in by)
-                old = out.get(key)
-                if old is None:
-                    out[key] = value
-                elif agg == "sum":
-                    out[key] = old + value
-                else:
-                    out[key] = max(old, value) if agg == "max" else min(old, value)
+        items = samples.get(name) if samples else None
+        if not items:
+            return out
+        if match:
+            wanted = tuple(match.items())
+            items = [(ls, v) for ls, v in items if all(ls.get(k) == m for k, m in wanted)]
+        # this runs for every signal of every target each cycle: plain loops, no generators
+        for labels, value in items:
+            key = tuple([(k, labels.get(k, "")) for k in by])
+            old = out.get(key)
+            if old is None:
+                out[key] = value
+            elif agg == "sum":
+                out[key] = old + value
+            else:
+                out[key] = max(old, value) if agg == "max" else min(old, value)
         return out
 
     def gauge(
