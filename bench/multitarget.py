@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import http.client
+import itertools
 import os
 import signal
 import time
@@ -60,6 +61,8 @@ MULTI_TARGETS = 100
 #: Prometheus's default scrape timeout.
 SCRAPE_TIMEOUT = 10.0
 NAMES = ("perf_exporter", "postgres_exporter", "redis_exporter")
+#: perf-exporter's scrapes spread over one interval after the window (every phase of it).
+PHASES = 30
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class Tally:
     targets_down: int = 0
     series: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: perf-exporter's bodies, one per interval: its collections are counted from them
+    texts: list[str] = field(default_factory=list)
 
 
 def _decoded(body: bytes, encoded: bool) -> str:
@@ -143,7 +148,9 @@ def _scrape(job: Job, tally: Tally | None, count_body: bool) -> bool:
         tally.durations.append(elapsed)
         tally.failed += 0 if ok else 1
         tally.targets_down += down
-        if count_body and job.exporter != "perf_exporter":
+        if job.exporter == "perf_exporter":
+            tally.texts.append(text)
+        elif count_body:
             tally.series.append(count_series(text))
         if not ok and len(tally.errors) < 20:
             tally.errors.append(f"{job.target}: status {status}, {down} down")
@@ -237,6 +244,42 @@ def _cpu(processes: list[Process]) -> float:
     return sum(proc.cpu_seconds() for proc in processes)
 
 
+def _collection_errors(text: str) -> float:
+    """perf-exporter's failed collection cycles so far, all jobs added up."""
+    head = "perf_exporter_collector_errors_total{"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(head))
+
+
+def _collections(texts: list[str]) -> int:
+    """Collections completed between consecutive bodies (last-success changes; the bodies are
+    one interval apart, so each job can complete at most one between two of them)."""
+    stamps = [last_success(text) for text in texts]
+    return sum(
+        1
+        for before, after in itertools.pairwise(stamps)
+        for key, ts in after.items()
+        if key[0] != "host" and before.get(key) != ts
+    )
+
+
+def _phases(scraper: Scraper, interval: float, count: int) -> list[float]:
+    """Durations of ``count`` scrapes spread over one interval: every phase of the schedule."""
+    durations = []
+    start = time.monotonic()
+    for k in range(count):
+        delay = start + k * interval / count - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        began = time.perf_counter()
+        try:
+            scraper.get()
+        except (OSError, http.client.HTTPException):
+            scraper.close()
+            continue
+        durations.append(time.perf_counter() - began)
+    return durations
+
+
 def _series_split(text: str) -> tuple[int, int, int]:
     """perf-exporter's series with a PostgreSQL target label, a Redis one, and the rest."""
     pg = redis = other = 0
@@ -328,7 +371,7 @@ def measure_multitarget(
 
         tallies = {name: Tally() for name in NAMES}
         roles = ["bench_perf", "bench_pgexp"]
-        seen = last_success(ours_scraper.text())
+        seen = ours_scraper.text()
         pg0 = pg_calls_by_role(servers.pg_sql, roles) if servers else None
         cpu0 = {name: _cpu(procs) for name, procs in groups.items()}
         t0 = None
@@ -343,9 +386,12 @@ def measure_multitarget(
         window = t1 - t0
         # CPU was read just before the first measured interval and just after the last
         final = ours_scraper.text()
-        collections = sum(
-            1 for key, ts in last_success(final).items() if key[0] != "host" and seen.get(key) != ts
-        )
+        # bodies one interval apart: before the window, the loop's after the first interval, after
+        collections = _collections([seen, *tallies["perf_exporter"].texts[1:], final])
+        collection_errors = _collection_errors(final) - _collection_errors(seen)
+        # outside the window: Prometheus scrapes perf-exporter at one fixed phase of its
+        # schedule; how long a scrape takes at every phase of an interval
+        phases = _phases(ours_scraper, interval, PHASES)
         pg_series, redis_series, other_series = _series_split(final)
         all_durations = [
             d for name in ("postgres_exporter", "redis_exporter") for d in tallies[name].durations
@@ -379,7 +425,12 @@ def measure_multitarget(
                 record["series_per_redis_target"] = round(redis_series / targets, 1)
                 record["series_untargeted"] = other_series
                 record["collections"] = collections
-                record["collections_expected"] = round(2 * targets * window / interval)
+                record["collections_expected"] = 2 * targets * measured
+                record["collection_errors"] = round(collection_errors)
+                record["phases"] = len(phases)
+                record["phases_p50_ms"] = ms(percentile(phases, 50))
+                record["phases_p99_ms"] = ms(percentile(phases, 99))
+                record["phases_max_ms"] = ms(max(phases, default=float("nan")))
             else:
                 mean = sum(tally.series) / len(tally.series) if tally.series else float("nan")
                 record["series_per_target"] = round(mean, 1)
