@@ -251,16 +251,14 @@ def _collection_errors(text: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(head))
 
 
-def _collections(texts: list[str]) -> int:
-    """Collections completed between consecutive bodies (last-success changes; the bodies are
-    one interval apart, so each job can complete at most one between two of them)."""
+def _collections(texts: list[str]) -> list[int]:
+    """Collections completed between each two consecutive bodies (last-success changes; the
+    bodies are one interval apart, so each job can complete at most one between two)."""
     stamps = [last_success(text) for text in texts]
-    return sum(
-        1
+    return [
+        sum(1 for key, ts in after.items() if key[0] != "host" and before.get(key) != ts)
         for before, after in itertools.pairwise(stamps)
-        for key, ts in after.items()
-        if key[0] != "host" and before.get(key) != ts
-    )
+    ]
 
 
 def _phases(scraper: Scraper, interval: float, count: int) -> list[float]:
@@ -425,7 +423,10 @@ def measure_multitarget(
                 record["series_per_pg_target"] = round(pg_series / targets, 1)
                 record["series_per_redis_target"] = round(redis_series / targets, 1)
                 record["series_untargeted"] = other_series
-                record["collections"] = collections
+                record["collections"] = sum(collections)
+                record["collections_per_interval"] = collections
+                # why collections failed or fell behind, if they did (the daemon logs at warn)
+                record["log_tail"] = ours.process.log_tail(1500).splitlines()[-5:]
                 record["collections_expected"] = 2 * targets * measured
                 record["collection_errors"] = round(collection_errors)
                 record["phases"] = len(phases)

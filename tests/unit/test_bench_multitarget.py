@@ -31,8 +31,8 @@ def test_collections_count_each_job_at_most_once_between_two_bodies() -> None:
     first = _body({"pg0": 1.0, "redis0": 1.0})
     second = _body({"pg0": 16.0, "redis0": 1.0})  # redis0 fell behind
     third = _body({"pg0": 31.0, "redis0": 17.0})
-    assert _collections([first, second, third]) == 3
-    assert _collections([first, third]) == 2  # one body pair: one collection per job at most
+    assert _collections([first, second, third]) == [1, 2]
+    assert _collections([first, third]) == [2]  # one body pair: one collection per job at most
 
 
 def test_collection_errors_add_up_every_reason_and_job() -> None:
