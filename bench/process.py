@@ -36,6 +36,16 @@ def memory_bytes(pid: int) -> tuple[int, int]:
     return rss, peak
 
 
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of ``pid`` in bytes (shared pages divided among their users), from
+    /proc/<pid>/smaps_rollup; 0 where the kernel does not offer it."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 class Process:
     """One started program; its output goes to ``<log_dir>/<name>.log``."""
 

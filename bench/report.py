@@ -278,6 +278,130 @@ def fleet_lines(records: list[Record]) -> list[str]:
     return lines
 
 
+_MULTI_NAMES = ("perf_exporter", "postgres_exporter", "redis_exporter")
+
+
+def _multi_values(r: Record) -> list[tuple[str, list[float], float]]:
+    """(label, [ours, postgres_exporter, redis_exporter], the references together) rows.
+
+    Together: totals added up; per-target numbers over the references' 2N targets; scrape
+    percentiles over their requests pooled.
+    """
+    e = [r["exporters"][name] for name in _MULTI_NAMES]
+    ours, pg, redis = e
+    every = f"per {r['interval_s']:g} s"
+
+    def row(label: str, field: str, scale: float = 1.0) -> tuple[str, list[float], float]:
+        values = [float(x.get(field, float("nan"))) / scale for x in e]
+        return label, values, values[1] + values[2]
+
+    def per_target(label: str, field: str, together: float) -> tuple[str, list[float], float]:
+        return label, [float(x[field]) for x in e], together
+
+    rows = [
+        per_target(
+            f"CPU ms per target {every}",
+            "cpu_ms_per_target_interval",
+            r["references_cpu_ms_per_target_interval"],
+        ),
+        row("CPU, % of one core", "cpu_core_pct"),
+        row("RSS at the end (MiB)", "rss_bytes", 2**20),
+        row("RSS peak (MiB, sum of peaks)", "rss_peak_bytes", 2**20),
+        row("PSS at the end (MiB)", "pss_bytes", 2**20),
+        per_target(
+            "series per target",
+            "series_per_target",
+            (pg["series_per_target"] + redis["series_per_target"]) / 2,
+        ),
+        per_target("scrape p50 (ms), the loop", "scrape_p50_ms", r["references_scrape_p50_ms"]),
+        per_target("scrape p99 (ms), the loop", "scrape_p99_ms", r["references_scrape_p99_ms"]),
+        (
+            f"scrape p50 (ms), perf-exporter at {ours.get('phases', 0)} phases",
+            [ours.get("phases_p50_ms", float("nan")), pg["scrape_p50_ms"], redis["scrape_p50_ms"]],
+            r["references_scrape_p50_ms"],
+        ),
+        (
+            f"scrape p99 (ms), perf-exporter at {ours.get('phases', 0)} phases",
+            [ours.get("phases_p99_ms", float("nan")), pg["scrape_p99_ms"], redis["scrape_p99_ms"]],
+            r["references_scrape_p99_ms"],
+        ),
+        row("scrapes (no ratio)", "scrapes"),
+        row("failed scrapes (no ratio)", "failed_scrapes"),
+        row("targets down in the scrapes (no ratio)", "targets_down"),
+    ]
+    if "pg_statements_per_pg_target_interval" in ours:
+        field = "pg_statements_per_pg_target_interval"
+        statements = [ours[field], pg[field], float("nan")]
+        rows.append((f"PostgreSQL statements per PG target {every}", statements, pg[field]))
+    return rows
+
+
+def multitarget_lines(records: list[Record]) -> list[str]:
+    """The multi-target side by side: perf-exporter against the references serving N targets."""
+    lines: list[str] = []
+    for r in (r for r in records if r.get("kind") == "multitarget"):
+        n = r["targets"]
+        e = r["exporters"]
+        ours = e["perf_exporter"]
+        lines += [
+            "",
+            f"## Multi-target at {n} targets: perf-exporter vs the references' multi-target modes",
+            "",
+            f"{n} PostgreSQL + {n} Redis targets on the bench's servers, one loop scraping every "
+            f"target once per {r['interval_s']:g} s spread evenly over the interval, "
+            f"{r['measured_intervals']} whole interval(s) measured ({r['window_s']} s) after "
+            f"{r['warmup_intervals']} warm-up interval(s)"
+            + ("" if r["warmup_clean"] else " (**no warm-up interval had every target up**)")
+            + ". postgres_exporter runs as "
+            f"{e['postgres_exporter']['processes']} processes: 0.11.1 has no `/probe`.",
+            "",
+            "| | perf_exporter | postgres_exporter | redis_exporter | references added up "
+            "| ours / theirs | ours / postgres_exporter | ours / redis_exporter |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        processes = [e[name]["processes"] for name in _MULTI_NAMES]
+        targets = [e[name]["targets"] for name in _MULTI_NAMES]
+        lines.append(
+            "| processes (targets) | "
+            + " | ".join(f"{p} ({t})" for p, t in zip(processes, targets, strict=True))
+            + f" | {processes[1] + processes[2]} ({targets[1] + targets[2]}) | | | |"
+        )
+        for label, values, together in _multi_values(r):
+            cells = [_fmt(v) for v in values]
+            ratios = [_ratio(values[0], together), _ratio(values[0], values[1])]
+            ratios.append(_ratio(values[0], values[2]))
+            if label.endswith(" (no ratio)"):
+                # counts: perf-exporter is scraped once per interval, the references per target
+                label = label.removesuffix(" (no ratio)")
+                cells = [f"{v:.0f}" for v in values]
+                together_cell, ratios = f"{together:.0f}", ["", "", ""]
+            else:
+                together_cell = _fmt(together)
+            lines.append(f"| {label} | " + " | ".join([*cells, together_cell, *ratios]) + " |")
+        lines += [
+            "",
+            f"perf-exporter: {ours['series']} series, {ours['series_per_pg_target']} per "
+            f"PostgreSQL target and {ours['series_per_redis_target']} per Redis target, "
+            f"{ours['series_untargeted']} without a target; {ours['collections']} collections "
+            f"completed in the window ({ours['collections_expected']} due), "
+            f"{ours.get('collection_errors', 'n/a')} failed. "
+            f"Its scrapes at {ours.get('phases', 0)} phases of one interval after the window "
+            f"(every {r['interval_s'] / max(1, ours.get('phases', 1)):g} s): "
+            f"max {ours.get('phases_max_ms', 'n/a')} ms; Prometheus scrapes it at one fixed "
+            "phase of its schedule, which is what the loop's own p50/p99 are. The loop was more "
+            f"than 5 ms behind its schedule {r['loop_late_scrapes']} time(s), at most "
+            f"{r['loop_lag_max_ms']} ms. CPU: utime + stime of every process over the window; "
+            "RSS and PSS summed over the processes (PSS counts the shared binary pages of the "
+            "postgres_exporter processes once). Scrape percentiles: the loop's requests to each "
+            f"exporter (perf-exporter: {ours['scrapes']} scrape(s), one per interval); the "
+            "references added up: their requests pooled. A failed scrape: an error, a status "
+            "other than 200, or the target not up in the body.",
+            "",
+            "Settings: " + "; ".join(f"{k}: {v}" for k, v in r["settings"].items()) + ".",
+        ]
+    return lines
+
+
 def markdown(records: list[Record]) -> str:
     run = next(r for r in records if r.get("kind") == "run")
     exporters = [r for r in records if r.get("kind") == "exporter"]
@@ -378,6 +502,7 @@ def markdown(records: list[Record]) -> str:
             "CPU over the window, not an extrapolation.",
         ]
     lines += fleet_lines(records)
+    lines += multitarget_lines(records)
     return "\n".join(lines) + "\n"
 
 

@@ -40,6 +40,7 @@ from bench.exporters import (
 )
 from bench.fleet import FLEET_TARGETS, measure_fleet, split
 from bench.measure import FULL_PLAN, QUICK_PLAN, Servers, measure_exporter
+from bench.multitarget import MULTI_TARGETS, QUICK_MULTI, measure_multitarget
 from bench.scaling import PRODUCTION_INTERVAL, measure_targets
 from bench.scrape import wrk_cpu
 from bench.server_load import RedisCommandCounter
@@ -146,6 +147,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"(the full run includes N={FLEET_TARGETS}); writes to bench/results/tmp/",
     )
     parser.add_argument(
+        "--multi-target",
+        type=int,
+        nargs="?",
+        const=MULTI_TARGETS,
+        metavar="N",
+        help="only the multi-target point: N PostgreSQL + N Redis targets served by "
+        "perf-exporter and by the references' multi-target ways, one loop scraping like "
+        f"Prometheus at 15 s (default and in the full run N={MULTI_TARGETS}); writes "
+        "multitarget.md to bench/results/tmp/",
+    )
+    parser.add_argument(
         "--no-direct",
         action="store_true",
         help="skip the check of the largest target count at the real 15 s interval",
@@ -154,7 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--time-limit",
         type=int,
         metavar="SECONDS",
-        help="abort (tearing everything down) after this long (default 600, quick 150, soak +240)",
+        help="abort (tearing everything down) after this long (default 720, quick 150, soak +240)",
     )
     parser.add_argument(
         "--soak",
@@ -210,18 +222,24 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         args.scaling if args.scaling is not None else (QUICK_SCALING if quick else FULL_SCALING)
     )
     fleet_only = args.targets is not None
-    fleet = args.targets if fleet_only else (None if quick else FLEET_TARGETS)
-    if fleet_only:
+    multi_only = args.multi_target is not None
+    only_point = fleet_only or multi_only
+    fleet = args.targets if fleet_only else (None if quick or multi_only else FLEET_TARGETS)
+    multi = args.multi_target if multi_only else (None if fleet_only else MULTI_TARGETS)
+    if quick and not only_point:
+        multi = QUICK_MULTI.targets
+    if only_point:
         scaling = ()
     with_ours = args.only in ("all", "ours")
-    with_refs = args.only in ("all", "reference") and not fleet_only
+    with_refs = args.only in ("all", "reference") and not only_point
     started = time.monotonic()
     now = dt.datetime.now(dt.UTC)
     run_record: dict[str, Any] = {
         "kind": "run",
         "run_id": now.strftime("%Y%m%dT%H%M%SZ")
         + ("-quick" if quick else "")
-        + (f"-fleet{args.targets}" if fleet_only else ""),
+        + (f"-fleet{args.targets}" if fleet_only else "")
+        + (f"-multi{args.multi_target}" if multi_only else ""),
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
         "quick": quick,
         "machine": machine(),
@@ -237,7 +255,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         pg = PostgresServer(
             settings={
                 "max_connections": str(
-                    max(60, 2 * max(scaling, default=1) + 40, 2 * split(fleet or 1)[0] + 40)
+                    max(
+                        60,
+                        2 * max(scaling, default=1) + 40,
+                        2 * split(fleet or 1)[0] + 40,
+                        3 * (multi or 0) + 40,  # perf-exporter's + one postgres_exporter each
+                    )
                 ),
                 "pg_stat_statements.max": "10000",
                 "shared_buffers": "64MB",
@@ -252,11 +275,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         counter = RedisCommandCounter(redis_server.url)
         stack.callback(counter.close)
         servers = Servers(pg.sql, counter)
-        bouncer = _start_pgbouncer(stack, pg, workdir) if with_ours and not fleet_only else None
+        bouncer = _start_pgbouncer(stack, pg, workdir) if with_ours and not only_point else None
         run_record["pgbouncer"] = bouncer is not None
 
         exporters: list[Exporter] = []
-        if with_ours and not fleet_only:
+        if with_ours and not only_point:
             config = perf_exporter_config(
                 free_port(),
                 pg.port,
@@ -324,6 +347,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 records.append(
                     measure_fleet(fleet, free_port(), pg.port, redis_server.port, workdir)
                 )
+        if multi and args.only == "all":
+            timing = QUICK_MULTI.timing() if quick else {}
+            records.append(
+                measure_multitarget(multi, pg.port, redis_server.port, workdir, servers, **timing)
+            )
     run_record["duration_s"] = round(time.monotonic() - started, 1)
     return [run_record, *records]
 
@@ -371,12 +399,17 @@ def main(argv: list[str] | None = None) -> int:
         records = report.read_jsonl(args.report)
         out, jsonl = args.report.parent, args.report
     else:
-        out = args.out or (RESULTS / "tmp" if args.quick or args.targets else RESULTS)
-        with _time_limit(args.time_limit or (150 if args.quick else 600)):
+        out = args.out or (
+            RESULTS / "tmp" if args.quick or args.targets or args.multi_target else RESULTS
+        )
+        # 600 s for the comparison, scaling and fleet, +120 s for the multi-target point (~100 s)
+        with _time_limit(args.time_limit or (150 if args.quick else 720)):
             records = run(args)
         jsonl = out / f"{records[0]['run_id']}.jsonl"
         report.write_jsonl(records, jsonl)
-    _publish(records, jsonl, out / "latest", report.markdown, report.plot)
+    # a multi-target-only run has its own file (committed like fleet.md), not latest.md
+    stem = "multitarget" if records[0]["run_id"].split("-")[-1].startswith("multi") else "latest"
+    _publish(records, jsonl, out / stem, report.markdown, report.plot)
     return 0
 
 

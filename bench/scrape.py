@@ -35,7 +35,7 @@ class Scraper:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
-        self.path = parts.path or "/metrics"
+        self.path = (parts.path or "/metrics") + (f"?{parts.query}" if parts.query else "")
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
 

@@ -101,6 +101,20 @@ def test_quick_bench_measures_every_exporter(tmp_path: Path) -> None:
             assert record["rounds"] >= 1
         assert (tmp_path / "latest.png").stat().st_size > 10_000
 
+        # the multi-target point: perf-exporter, postgres_exporter (one process per target) and
+        # redis_exporter (/scrape?target=) serving the same targets, scraped by one loop
+        [multi] = [r for r in records if r["kind"] == "multitarget"]
+        assert multi["targets"] == 5 and multi["warmup_clean"], multi
+        assert set(multi["exporters"]) == {"perf_exporter", "postgres_exporter", "redis_exporter"}
+        assert multi["exporters"]["postgres_exporter"]["processes"] == 5
+        for name, record in multi["exporters"].items():
+            assert record["cpu_seconds"] > 0 and record["cpu_ms_per_target_interval"] > 0, name
+            assert record["rss_bytes"] > 0 and record["pss_bytes"] > 0, name
+            assert record["scrapes"] > 0 and record["failed_scrapes"] == 0, name
+            assert record["series_per_target"] > 10, name
+        assert multi["exporters"]["perf_exporter"]["collections"] > 0
+        assert "## Multi-target at 5 targets" in (tmp_path / "latest.md").read_text()
+
     table = (tmp_path / "latest.md").read_text()
     assert "| 4 scrapers p99 (ms) |" in table
     assert "node_exporter" in table
