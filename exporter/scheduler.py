@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: The host collector's ``target`` in self metrics: it has no remote target.
 LOCAL_TARGET = "local"
+#: Suffix of the APScheduler id of a job's one-off first run.
+FIRST_RUN = "#first"
 
 ResultListener = Callable[[str, str, Collected | None, float], None]
 
@@ -98,6 +101,25 @@ def _register_secrets(target: TargetConfig) -> None:
         if isinstance(value, str):
             for password in url_passwords(value):
                 register_secret(password)
+
+
+def spread_phases(jobs: list[Job]) -> list[float]:
+    """Seconds from now to each job's first periodic run, evenly spread over its interval.
+
+    Jobs of one interval get phases ``k / n`` of it. A phase in the first half of the interval
+    moves one interval later, so the periodic runs start between half an interval and one and a
+    half after the first run (which comes at once): never two runs back to back, and never
+    later than the ``2 x interval`` a result stays fresh.
+    """
+    groups: dict[float, list[int]] = {}
+    for index, job in enumerate(jobs):
+        groups.setdefault(job.interval, []).append(index)
+    phases = [0.0] * len(jobs)
+    for interval, members in groups.items():
+        for k, index in enumerate(members):
+            phase = interval * k / len(members)
+            phases[index] = phase + interval if phase < interval / 2 else phase
+    return phases
 
 
 def build_jobs(config: Config) -> list[Job]:
@@ -168,6 +190,8 @@ class Scheduler:
         stopped = [job for key, job in self._jobs.items() if key not in kept_keys]
         for job in stopped:
             self._aps.remove_job(self._job_id(job))
+            with contextlib.suppress(JobLookupError):  # its first run is still to come
+                self._aps.remove_job(self._job_id(job) + FIRST_RUN)
             del self._jobs[job.key]
         await self._cancel([job.key for job in stopped])
         await self._close(stopped)
@@ -200,10 +224,23 @@ class Scheduler:
 
     def _install(self, jobs: list[Job]) -> None:
         now = datetime.now(UTC)
+        phases = spread_phases(jobs)
         for index, job in enumerate(jobs):
             self._jobs[job.key] = job
             stats = self._stats.setdefault(job.key, JobStats())
             self._publish_meta(job, stats)
+            # the first run right away (staggered a little) so a fresh start has data ...
+            self._aps.add_job(
+                self._run,
+                "date",
+                args=[job],
+                id=self._job_id(job) + FIRST_RUN,
+                run_date=now + timedelta(milliseconds=20 * index + random.uniform(0, 50)),
+                misfire_grace_time=max(1, int(job.interval)),
+            )
+            # ... then every interval at the job's own phase, so that a thousand targets are
+            # collected a few at a time all through the interval rather than in one burst that
+            # holds the event loop (and every scrape) for seconds
             self._aps.add_job(
                 self._run,
                 "interval",
@@ -214,8 +251,7 @@ class Scheduler:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=max(1, int(job.interval)),
-                # the first run right away (staggered a little) so a fresh start has data
-                next_run_time=now + timedelta(milliseconds=20 * index + random.uniform(0, 50)),
+                next_run_time=now + timedelta(seconds=phases[index]),
             )
 
     async def _close(self, jobs: list[Job], grace: float = 3.0) -> None:
@@ -231,6 +267,8 @@ class Scheduler:
             await asyncio.gather(*(close_one(job) for job in jobs))
 
     async def _run(self, job: Job) -> None:
+        if job.key in self._running:
+            return  # the first run still going when the first periodic one comes
         task = asyncio.current_task()
         if task is not None:
             self._running[job.key] = task
