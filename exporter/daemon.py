@@ -28,6 +28,7 @@ from exporter.mixin.thresholds import Thresholds
 from exporter.notify import SystemdNotifier
 from exporter.scheduler import Scheduler, build_jobs
 from exporter.server import Handlers, build_app
+from exporter.server_thread import ServerThread, on_loop
 from exporter.snapshot import Rendered, Snapshot
 from exporter.summary.board import SummaryBoard
 from exporter.webconfig import (
@@ -93,6 +94,8 @@ class Daemon:
         self._last_render = 0.0
         self._render_gap = RENDER_MIN_GAP
         self._stop = asyncio.Event()
+        #: The HTTP server's own loop and thread (see exporter/server_thread.py).
+        self.web = ServerThread()
         self._reloading = False
         #: SIGHUP reloads in flight: the loop keeps only weak references to tasks
         self._reloads: set[asyncio.Task[bool]] = set()
@@ -257,14 +260,16 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
-    async def _start_web(self) -> web.AppRunner:
+    async def _start_web(self, here: asyncio.AbstractEventLoop) -> web.AppRunner:
+        """The HTTP server on :attr:`web`'s loop (this coroutine runs there); the handlers
+        that read the board run on ``here``, the collections' loop."""
         handlers = Handlers(
             rendered=lambda: self.snapshot.rendered,
             healthy=self.healthy,
-            summary_json=self.board.as_json,
-            summary_html=self.board.as_html,
-            summary_text=self.board.as_text,
-            runbooks_html=lambda: runbooks_html(self.board.thresholds),
+            summary_json=on_loop(here, self.board.as_json),
+            summary_html=on_loop(here, self.board.as_html),
+            summary_text=on_loop(here, self.board.as_text),
+            runbooks_html=on_loop(here, lambda: runbooks_html(self.board.thresholds)),
         )
         app = build_app(handlers, middlewares=[auth_middleware(lambda: self.web_config)])
         app.on_response_prepare.append(response_headers(lambda: self.web_config))
@@ -307,7 +312,12 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         # bind first: a taken port is reported before any target is touched
-        runner = await self._start_web()
+        self.web.start()
+        try:
+            runner = await self.web.run(self._start_web(loop))
+        except BaseException:
+            self.web.stop()
+            raise
         jobs = build_jobs(self.config)
         self.scheduler.start(jobs)
         self.board.refresh_seconds = min((job.interval for job in jobs), default=None)
@@ -340,7 +350,8 @@ class Daemon:
         for task in list(self._reloads):
             task.cancel()
         try:
-            await asyncio.wait_for(runner.cleanup(), 2.0)
+            await asyncio.wait_for(self.web.run(runner.cleanup()), 2.0)
         except TimeoutError:
             log.warning("HTTP connections did not close within 2 s; exiting anyway")
+        self.web.stop()
         return 0

@@ -10,7 +10,7 @@ board already hold. Request lines and headers are capped, bodies are refused, un
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,12 +73,14 @@ def accepts_gzip(accept_encoding: str) -> bool:
 class Handlers:
     """Request handlers over read-only views of the daemon's state."""
 
+    #: Read on the server's own thread: an attribute read of an immutable body, and a flag.
     rendered: Callable[[], Rendered]
     healthy: Callable[[], bool]
-    summary_json: Callable[[], dict[str, Any]]
-    summary_html: Callable[[], str]
-    runbooks_html: Callable[[], str]
-    summary_text: Callable[[], str] | None = None
+    #: Run where the board lives (the collections' loop): awaited, never read across threads.
+    summary_json: Callable[[], Awaitable[dict[str, Any]]]
+    summary_html: Callable[[], Awaitable[str]]
+    runbooks_html: Callable[[], Awaitable[str]]
+    summary_text: Callable[[], Awaitable[str]] | None = None
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = self.rendered()
@@ -103,18 +105,20 @@ class Handlers:
             request.query.get("format", ""), request.headers.get("Accept", "")
         ):
             return web.Response(
-                text=self.summary_text(), content_type="text/plain", headers={"Vary": "Accept"}
+                text=await self.summary_text(),
+                content_type="text/plain",
+                headers={"Vary": "Accept"},
             )
         return web.Response(
-            text=json.dumps(self.summary_json(), indent=1, sort_keys=True),
+            text=json.dumps(await self.summary_json(), indent=1, sort_keys=True),
             content_type="application/json",
         )
 
     async def index(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.summary_html(), content_type="text/html")
+        return web.Response(text=await self.summary_html(), content_type="text/html")
 
     async def runbooks(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.runbooks_html(), content_type="text/html")
+        return web.Response(text=await self.runbooks_html(), content_type="text/html")
 
 
 @web.middleware

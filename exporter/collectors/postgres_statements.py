@@ -31,6 +31,8 @@ full collection of a large fleet a pause of seconds.
 from __future__ import annotations
 
 import heapq
+import math
+import struct
 from collections import deque
 from collections.abc import Iterable, Mapping
 from operator import add, sub
@@ -43,8 +45,15 @@ _EXEC = STATEMENT_FIELDS.index("exec_ms")
 _CALLS = STATEMENT_FIELDS.index("calls")
 
 Values = tuple[float, ...]
-#: A baseline by entry: (queryid, dbid, userid, toplevel) -> (*values, since), plain tuples.
-Baselines = dict[tuple[int | None, int, int, bool], tuple[float | None, ...]]
+#: A baseline by entry, both packed (:data:`_KEY`, :data:`_STATE`): a PostgreSQL target keeps
+#: one per pg_stat_statements entry, up to ``pg_stat_statements.max`` (5,000 by default), and as
+#: Python tuples of numbers they took ~470 bytes each, as bytes ~160.
+Baselines = dict[bytes, bytes]
+#: hidden (no queryid), queryid, dbid, userid, toplevel
+_KEY = struct.Struct("<?qqq?")
+#: the values in STATEMENT_FIELDS order, then stats_since (NaN: none); doubles hold the
+#: counters exactly up to 2**53
+_STATE = struct.Struct(f"<{len(STATEMENT_FIELDS) + 1}d")
 #: The visible baselines as the read of changed entries takes them: queryids, dbids, userids,
 #: toplevel flags, calls and stats_since, one PostgreSQL array literal each.
 Known = tuple[str, str, str, str, str, str]
@@ -142,16 +151,17 @@ class StatementAccounts:
 
     def known(self) -> Known:
         """The visible entries' ids, calls and stats_since, for the read of changed entries."""
-        ids = [k for k in self._baselines if k[0] is not None]
-        states = [self._baselines[k] for k in ids]
+        packed = [k for k in self._baselines if not k[0]]
+        ids = [_KEY.unpack(k) for k in packed]
+        states = [_STATE.unpack(self._baselines[k]) for k in packed]
         return (
-            _array(k[0] for k in ids),
             _array(k[1] for k in ids),
             _array(k[2] for k in ids),
-            _array("t" if k[3] else "f" for k in ids),
-            _array(int(st[_CALLS] or 0) for st in states),
+            _array(k[3] for k in ids),
+            _array("t" if k[4] else "f" for k in ids),
+            _array(int(st[_CALLS]) for st in states),
             # repr keeps every digit of a float: the comparison in SQL is exact
-            _array("NULL" if st[-1] is None else repr(st[-1]) for st in states),
+            _array("NULL" if math.isnan(st[-1]) else repr(st[-1]) for st in states),
         )
 
     def changes_suffice(self, rows: Iterable[Mapping[str, Any]]) -> bool:
@@ -165,7 +175,11 @@ class StatementAccounts:
         for row in rows:
             if row["is_info"]:
                 info = row
-            elif row["queryid"] is not None and _baseline_key(row) not in self._baselines:
+            elif (
+                row["queryid"] is not None
+                and _packed_key(row["queryid"], row["dbid"], row["userid"], row["toplevel"])
+                not in self._baselines
+            ):
                 new += 1
         if info is None or info["entries"] is None:
             return False
@@ -177,7 +191,7 @@ class StatementAccounts:
             info["dealloc"] != self._dealloc_seen
         ):
             return False
-        visible = sum(1 for k in self._baselines if k[0] is not None)
+        visible = sum(1 for k in self._baselines if not k[0])
         return bool(info["entries"] == visible + new)
 
     def update_from_rows(
@@ -249,12 +263,27 @@ class StatementAccounts:
         credited = set(self._listed) if not self._started else before & set(self._listed)
         if not self._started:
             self._first_read = now
+            self._forget_unlisted_first_read()
         self._started = True
         for key, delta in deltas.items():
             if key is not None and key in credited:
                 _add(self._totals[key], delta)
             else:
                 _add(self._other, delta)
+
+    def _forget_unlisted_first_read(self) -> None:
+        """Keep the first read's values only for the statements it listed.
+
+        The first read holds every entry of the view. A statement it did not list cannot be
+        listed before the first read ages out of the window: the statements it did list all
+        stay listed exactly that long, so no room opens sooner. Its first-read values would
+        only take memory (every entry of a view of thousands, for a whole window).
+        """
+        listed = self._listed
+        when, cycle = self._cycles[-1]
+        self._cycles[-1] = (when, {k: v for k, v in cycle.items() if k in listed})
+        self._recent = {k: v for k, v in self._recent.items() if k in listed}
+        self._recent_cycles = {k: n for k, n in self._recent_cycles.items() if k in listed}
 
     def _count_deallocations(self, dealloc: int | None) -> None:
         if dealloc is None:
@@ -281,13 +310,12 @@ class StatementAccounts:
                 entry = entry._replace(values=tuple(map(add, twin.values, entry.values)))
             current[entry.id] = entry
         old = self._baselines
-        fresh: Baselines = (
-            {k: v for k, v in old.items() if k[0] is not None} if changed_only else {}
-        )
+        fresh: Baselines = {k: v for k, v in old.items() if not k[0]} if changed_only else {}
         deltas: dict[StatementKey | None, list[float]] = {}
+        nan = math.nan
         for entry_id, entry in current.items():
-            key = (entry_id.queryid, entry_id.dbid, entry_id.userid, entry_id.toplevel)
-            state = (*entry.values, entry.since)
+            key = _packed_key(*entry_id)
+            state = _STATE.pack(*entry.values, nan if entry.since is None else entry.since)
             baseline = old.get(key)
             fresh[key] = state
             if baseline == state:
@@ -299,13 +327,13 @@ class StatementAccounts:
         return deltas
 
     @staticmethod
-    def _growth(entry: Entry, baseline: tuple[float | None, ...] | None) -> Values:
-        if baseline is None:
+    def _growth(entry: Entry, packed: bytes | None) -> Values:
+        if packed is None:
             return entry.values
-        since = baseline[-1]
-        if entry.since is not None and since is not None and entry.since != since:
+        *values, since = _STATE.unpack(packed)
+        if entry.since is not None and not math.isnan(since) and entry.since != since:
             return entry.values  # re-created (PostgreSQL 17 says so)
-        growth = tuple(map(sub, entry.values, baseline[:-1]))
+        growth = tuple(map(sub, entry.values, values))
         if min(growth) >= 0:
             return growth
         if entry.id.queryid is None:
@@ -422,8 +450,8 @@ def _row(key: StatementKey, values: list[float]) -> StatementRow:
     )
 
 
-def _baseline_key(row: Mapping[str, Any]) -> tuple[int | None, int, int, bool]:
-    return (row["queryid"], row["dbid"], row["userid"], row["toplevel"])
+def _packed_key(queryid: int | None, dbid: int, userid: int, toplevel: bool) -> bytes:
+    return _KEY.pack(queryid is None, queryid or 0, dbid, userid, bool(toplevel))
 
 
 def _array(items: Iterable[object]) -> str:

@@ -71,7 +71,8 @@ def samples_of(families: Iterable[Metric], names: Container[str] | None = None) 
     for family in families:
         for sample in family.samples:
             if names is None or sample.name in names:
-                out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
+                # the sample's own labels, not a copy: nothing changes them once collected
+                out.setdefault(sample.name, []).append((sample.labels, float(sample.value)))
     return out
 
 

@@ -1,0 +1,174 @@
+"""Reading only the changed pg_stat_statements entries counts exactly what whole reads count.
+
+The collector sends the known entries (:meth:`StatementAccounts.known`) and the server returns
+the entries whose calls or stats_since differ, every hidden entry, and the number of visible
+entries (``statements_sql(changed_only=True)``). :func:`changed_rows` is that query over a
+simulated view, reading the array literals back as PostgreSQL would, so what is compared here is
+the accounting fed both ways, cycle by cycle, through evictions, new entries and resets.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from exporter.collectors.postgres_statements import StatementAccounts
+
+TOP_N, WINDOW = 5, 60.0
+
+
+def _literal(text: str) -> list[str]:
+    assert text[0] == "{" and text[-1] == "}", text
+    return [] if text == "{}" else text[1:-1].split(",")
+
+
+class SimulatedView:
+    """pg_stat_statements of one server: entries by (queryid, dbid, userid, toplevel)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.entries: dict[tuple[int | None, int, int, bool], list[float]] = {}
+        self.dealloc = 0
+        self.reset_at = 1000.0
+        self.next_id = 1
+
+    def add(self) -> None:
+        queryid: int | None = self.next_id if self.rng.random() > 0.1 else None
+        self.next_id += 1
+        key = (queryid, 1, 10 + self.rng.randrange(2), self.rng.random() > 0.2)
+        self.entries.setdefault(key, [0.0] * 7)
+
+    def run(self, key: tuple[int | None, int, int, bool]) -> None:
+        values = self.entries[key]
+        calls = self.rng.randrange(1, 4)
+        for i, step in enumerate((calls, 2.5 * calls, 3 * calls, 7 * calls, calls, 0.5, 0.25)):
+            values[i] += step
+
+    def cycle(self) -> None:
+        """Some activity, sometimes new entries, evictions or a reset."""
+        for _ in range(self.rng.randrange(3)):
+            self.add()
+        if self.entries and self.rng.random() < 0.15:
+            victim = self.rng.choice(list(self.entries))
+            del self.entries[victim]
+            self.dealloc += 1
+        if self.rng.random() < 0.03:
+            self.entries.clear()
+            self.reset_at += 1
+        keys = list(self.entries)
+        for key in self.rng.sample(keys, min(len(keys), self.rng.randrange(4))):
+            self.run(key)
+
+    def row(self, key: tuple[int | None, int, int, bool]) -> dict[str, Any]:
+        values = self.entries[key]
+        queryid, dbid, userid, toplevel = key
+        return {
+            "is_info": False,
+            "queryid": queryid,
+            "dbid": dbid,
+            "userid": userid,
+            "toplevel": toplevel,
+            "datname": "app",
+            "rolname": f"user{userid}",
+            "calls": int(values[0]),
+            "exec_ms": values[1],
+            "rows": int(values[2]),
+            "shared_blks_hit": int(values[3]),
+            "shared_blks_read": int(values[4]),
+            "blk_read_ms": values[5],
+            "blk_write_ms": values[6],
+            "since": None,
+        }
+
+    def info(self) -> dict[str, Any]:
+        visible = sum(1 for k in self.entries if k[0] is not None)
+        return {
+            "is_info": True,
+            "dealloc": self.dealloc,
+            "stats_reset": self.reset_at,
+            "entries": visible,
+        }
+
+    def whole_read(self) -> list[dict[str, Any]]:
+        return [*(self.row(k) for k in self.entries), self.info()]
+
+    def changed_rows(self, known: tuple[str, ...]) -> list[dict[str, Any]]:
+        queryids, dbids, userids, toplevels, calls, sinces = map(_literal, known)
+        assert all(s == "NULL" for s in sinces)  # no stats_since before PostgreSQL 17
+        seen = {
+            (int(q), int(d), int(u), t == "t"): int(c)
+            for q, d, u, t, c in zip(queryids, dbids, userids, toplevels, calls, strict=True)
+        }
+        rows = [
+            self.row(k)
+            for k, values in self.entries.items()
+            if k[0] is None or seen.get(k) != int(values[0])
+        ]
+        return [*rows, self.info()]
+
+
+def exported(accounts: StatementAccounts) -> dict[str, tuple[int, float, int]]:
+    top, other = accounts.rows()
+    return {r.queryid: (r.calls, round(r.exec_ms, 6), r.rows) for r in (*top, other)}
+
+
+def test_changed_entries_only_count_what_whole_reads_count() -> None:
+    for seed in range(40):
+        rng = random.Random(seed)
+        view = SimulatedView(rng)
+        for _ in range(8):
+            view.add()
+        whole, changed = StatementAccounts(TOP_N, WINDOW), StatementAccounts(TOP_N, WINDOW)
+        partial_reads = 0
+        for step in range(60):
+            view.cycle()
+            now = 10.0 * step
+            whole.update_from_rows(view.whole_read(), now)
+            if changed.has_baselines:
+                rows = view.changed_rows(changed.known())
+                if changed.changes_suffice(rows):
+                    changed.update_from_rows(rows, now, changed_only=True)
+                    partial_reads += 1
+                else:
+                    changed.update_from_rows(view.whole_read(), now)
+            else:
+                changed.update_from_rows(view.whole_read(), now)
+            assert exported(changed) == exported(whole), (seed, step)
+            assert changed.deallocations == whole.deallocations
+        assert partial_reads > 20, seed  # most cycles really were read by change
+
+
+def test_a_vanished_entry_a_reset_or_evictions_need_a_whole_read() -> None:
+    view = SimulatedView(random.Random(1))
+    for _ in range(6):
+        view.add()
+    view.entries = {k: v for k, v in view.entries.items() if k[0] is not None}
+    accounts = StatementAccounts(TOP_N, WINDOW)
+    accounts.update_from_rows(view.whole_read(), 0.0)
+    assert accounts.changes_suffice(view.changed_rows(accounts.known()))
+    view.add()  # a new entry is read by change
+    assert accounts.changes_suffice(view.changed_rows(accounts.known()))
+
+    accounts.update_from_rows(view.whole_read(), 10.0)
+    del view.entries[next(iter(view.entries))]  # gone without an eviction being counted
+    assert not accounts.changes_suffice(view.changed_rows(accounts.known()))
+    accounts.update_from_rows(view.whole_read(), 20.0)
+
+    view.dealloc += 1
+    assert not accounts.changes_suffice(view.changed_rows(accounts.known()))
+    view.dealloc -= 1
+    view.reset_at += 1
+    assert not accounts.changes_suffice(view.changed_rows(accounts.known()))
+
+
+def test_only_the_first_reads_listed_statements_stay_in_the_window() -> None:
+    view = SimulatedView(random.Random(3))
+    for _ in range(40):
+        view.add()
+    view.entries = {k: v for k, v in view.entries.items() if k[0] is not None}
+    for key in view.entries:
+        view.run(key)
+    accounts = StatementAccounts(TOP_N, WINDOW)
+    accounts.update_from_rows(view.whole_read(), 0.0)
+    assert len(accounts.listed) == TOP_N
+    assert {key for key in accounts._recent} == set(accounts.listed)
