@@ -11,7 +11,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from aiohttp import web
@@ -54,6 +54,13 @@ EXPIRY_CHECK = 1.0
 #: seconds with a thousand targets, happen every few seconds. Measured at 1,000 targets: full
 #: collections in a quiet interval from 58 (24.8 s of pauses) to 0, CPU per collection -22 %.
 GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def _timed(work: Callable[[], object]) -> float:
+    """Seconds ``work()`` took (run in a worker thread)."""
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 
 class ListenError(Exception):
@@ -143,27 +150,30 @@ class Daemon:
 
     async def _render(self) -> None:
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+        # the render's own work: its slices and the compression, not the collections that run
+        # between the slices (counting those made a busy daemon render ever more rarely)
+        cost = 0.0
         try:
             # assembled in slices with the loop free between them: at a thousand targets one
-            # whole assembly would hold back every scrape for over a hundred milliseconds
+            # whole assembly would hold back the collections for a few hundred milliseconds
             steps = self.snapshot.assemble_steps()
             while True:
+                started = time.perf_counter()
                 try:
                     next(steps)
                 except StopIteration as done:
                     rendered: Rendered = done.value
                     break
+                finally:
+                    cost += time.perf_counter() - started
                 await asyncio.sleep(0)
-            # compression runs beside the event loop: zlib releases the GIL, scrapes keep flowing
-            await loop.run_in_executor(None, rendered.compress_wanted)
+            # compression runs beside the event loop: zlib releases the GIL
+            cost += await loop.run_in_executor(None, _timed, rendered.compress_wanted)
             self.snapshot.publish(rendered)
         except Exception:
             # a bug, but /metrics must not freeze on it: keep serving the last body, say why
             log.exception("rendering /metrics failed; serving the previous body")
         finally:
-            # wall time of assembly plus compression: both are CPU work, one of them off-loop
-            cost = time.perf_counter() - started
             self._render_gap = max(RENDER_MIN_GAP, RENDER_COST_FACTOR * cost)
             self._last_render = loop.time()
             self._render_task = None
