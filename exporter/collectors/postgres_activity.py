@@ -61,7 +61,9 @@ def activity_sql(version_num: int) -> str:
     only when there is one, which keeps a quiet server's sample a plain scan of the backends.
     The wait start is ``pg_locks.waitstart`` (PostgreSQL 14+); before 14, or in the instant
     before PostgreSQL fills it in, the start of the waiting statement (``state_change``), which
-    is an upper bound.
+    is an upper bound. The wait is measured to ``clock_timestamp()``, after the backends were
+    read, not to ``now()``: the statement's start may precede the wait of a session it sees
+    waiting, which would read as a wait of 0 s.
     """
     modern = version_num >= 140000
     query_id = "query_id" if modern else "NULL::bigint"
@@ -99,7 +101,7 @@ SELECT
         (SELECT json_agg(json_build_object(
             'pid', w.pid, 'datname', a.datname, 'blockers', w.blockers,
             'wait_seconds', greatest(0, extract(epoch FROM
-                now() - coalesce({waitstart}, a.state_change)))::float8))
+                clock_timestamp() - coalesce({waitstart}, a.state_change)))::float8))
           FROM w JOIN a USING (pid))
     END AS waiters,
     CASE WHEN EXISTS (SELECT 1 FROM w WHERE cardinality(w.blockers) > 0) THEN

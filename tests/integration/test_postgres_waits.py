@@ -9,6 +9,7 @@ over the same span, which is what ``rate(samples) / rate(rounds)`` reads.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from exporter.collectors import postgres_activity as act
 from exporter.collectors.base import Collected
 from exporter.collectors.postgres import PostgresCollector
 from tests.support.cycles import collect_until_ok
@@ -236,6 +238,29 @@ async def test_the_root_statement_text_is_given_only_with_statement_text_on(
     # sampling off: the blocking gauges still come, from one sample in the cycle
     assert value(reg, "perf_postgres_blocked_sessions", {"datname": db}) == 1
     assert reg.get_sample_value(ROUNDS) is None
+
+
+async def test_a_lock_wait_is_measured_when_the_sample_sees_it(
+    server: PostgresServer, sessions: Sessions
+) -> None:
+    db = create_db(server, "late")
+    holder, waiter = await sessions.holder_and_waiter(db, "t")
+    sampling = await sessions.open(db, "sampling")
+    await lock_exclusively(holder, "t")
+    # the sample statement's start (its now()) comes before the wait: in a real sample the two
+    # are a fraction of a millisecond apart, here a transaction opened first makes it certain;
+    # pg_stat_activity is read at its first use in the transaction, so it shows the waiter
+    await sampling.execute("BEGIN")
+    await sampling.fetchval("SELECT now()")
+    sessions.run(waiter.fetchval("SELECT count(*) FROM t"))
+    await active_in(server, db, 1, "the waiter")
+    version_num = int(server.sql("SHOW server_version_num"))
+    row = await sampling.fetchrow(act.activity_sql(version_num), [db])
+    await sampling.execute("ROLLBACK")
+    assert row is not None
+    [waiting] = json.loads(row["waiters"])
+    assert waiting["pid"] == waiter.get_server_pid()
+    assert waiting["wait_seconds"] > 0
 
 
 async def test_a_session_in_pg_sleep_is_sampled_as_timeout_pgsleep(
