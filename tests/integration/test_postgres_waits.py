@@ -222,6 +222,31 @@ async def test_a_held_access_exclusive_lock_shows_as_lock_samples_and_a_chain(
     assert value(after, SAMPLES, lock) >= value(b, SAMPLES, lock)  # a counter stays
 
 
+async def test_a_cycle_does_not_report_a_sample_taken_before_a_session_queued_on_a_lock(
+    server: PostgresServer, sessions: Sessions
+) -> None:
+    db = create_db(server, "queued")
+    holder, waiter = await sessions.holder_and_waiter(db, "t")
+    coll = sessions.collector(db, wait_sample_interval=1.0)
+    await collect_until_ok(coll)
+    await lock_exclusively(holder, "t")
+    rounds = coll._activity.counts.rounds
+
+    async def sampled() -> bool:
+        return coll._activity.counts.rounds > rounds
+
+    await wait_for(sampled, what="a background sample")
+    # recent enough for the next cycle (under two intervals old), and nobody waited then
+    latest = coll._activity.latest
+    assert latest is not None and latest.blocking.blocked == {}
+    sessions.run(waiter.fetchval("SELECT count(*) FROM t"))
+    await active_in(server, db, 1, "the waiter to queue behind the lock")
+    reg = registry_of(await collect_until_ok(coll))
+    assert value(reg, "perf_postgres_lock_waiters", {"datname": db}) == 1
+    assert value(reg, "perf_postgres_blocked_sessions", {"datname": db}) == 1
+    assert value(reg, "perf_postgres_blocked_max_seconds", {"datname": db}) > 0
+
+
 async def test_the_root_statement_text_is_given_only_with_statement_text_on(
     server: PostgresServer, sessions: Sessions
 ) -> None:
