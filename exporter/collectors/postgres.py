@@ -351,9 +351,9 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         families += fam.server_families(server)
         families += self._server_stats.families(server)
         families += fam.database_families(databases)
-        families += fam.connection_families(
-            [d["datname"] for d in databases], _rows(server["connections"])
-        )
+        datnames = [d["datname"] for d in databases]
+        connections = _rows(server["connections"])
+        families += fam.connection_families(datnames, connections)
         families += fam.application_families(applications)
 
         per_database: dict[str, pgdb.TableRows] = {}
@@ -379,7 +379,7 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         )
 
         activity, blocking, problem = await self._activity.cycle(
-            self._fetch, conn, server["version_num"], [d["datname"] for d in databases]
+            self._fetch, conn, server["version_num"], fam.lock_waiters(datnames, connections)
         )
         families += activity
         if available and problem != self._query_id_notice:

@@ -25,7 +25,8 @@ with ``compute_query_id`` in effect). Sample output (the snapshot adds ``target`
 Counters live in the sampler, so they keep counting across reconnects and never go down while
 the daemon runs. Blocking (``pg_blocking_pids()``, called only for sessions waiting on a lock)
 comes from the latest sample, or from one taken in the cycle when none is recent (sampling off,
-or starved); the chains go to /summary as the ``blocking`` fact.
+or starved) or the latest disagrees with the lock waiters the cycle itself just counted; the
+chains go to /summary as the ``blocking`` fact.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def activity_sql(version_num: int) -> str:
     only when there is one, which keeps a quiet server's sample a plain scan of the backends.
     The wait start is ``pg_locks.waitstart`` (PostgreSQL 14+); before 14, or in the instant
     before PostgreSQL fills it in, the start of the waiting statement (``state_change``), which
-    is an upper bound.
+    is an upper bound. The wait is measured to ``clock_timestamp()``, after the backends were
+    read, not to ``now()``: the statement's start may precede the wait of a session it sees
+    waiting, which would read as a wait of 0 s.
     """
     modern = version_num >= 140000
     query_id = "query_id" if modern else "NULL::bigint"
@@ -98,7 +101,7 @@ SELECT
         (SELECT json_agg(json_build_object(
             'pid', w.pid, 'datname', a.datname, 'blockers', w.blockers,
             'wait_seconds', greatest(0, extract(epoch FROM
-                now() - coalesce({waitstart}, a.state_change)))::float8))
+                clock_timestamp() - coalesce({waitstart}, a.state_change)))::float8))
           FROM w JOIN a USING (pid))
     END AS waiters,
     CASE WHEN EXISTS (SELECT 1 FROM w WHERE cardinality(w.blockers) > 0) THEN
@@ -415,18 +418,25 @@ class ActivitySampler:
         fetch: Fetch,
         conn: asyncpg.Connection,
         version_num: int,
-        datnames: Sequence[str],
+        waiting: Mapping[str, int],
     ) -> tuple[list[Metric], Blocking, str | None]:
         """The hook of the collector's cycle (lock held): families, blocking and, when
         per-statement waits cannot work, the reason.
 
-        The blocking gauges come from the latest background sample if it is at most two
-        sampling intervals old, else from one sample taken now through ``fetch`` (always
-        when sampling is off).
+        ``waiting`` is the cycle's own count of sessions waiting on a lock, from its server
+        statement a moment ago, for every database of the cycle (zeros included). The blocking
+        gauges come from the latest background sample if it is at most two sampling intervals
+        old and saw those same waiters, else from one sample taken now through ``fetch``
+        (always when sampling is off): a sample taken before a session queued on a lock, or
+        before one got it, would report a wait the cycle has just seen differently.
         """
         self.start(version_num)
         latest: Sample | None = self.latest
-        if latest is None or latest.taken < time.monotonic() - 2 * self.interval:
+        if (
+            latest is None
+            or latest.taken < time.monotonic() - 2 * self.interval
+            or not _sees(latest.blocking, waiting)
+        ):
             try:
                 latest = await self.take(fetch, conn, version_num)
             except asyncpg.PostgresError as exc:
@@ -438,8 +448,13 @@ class ActivitySampler:
         families = wait_families(self.counts, self._listed()) if self.enabled else []
         if latest is None:
             return families, Blocking(blocked={}, roots=[]), None
-        families += blocking_families(datnames, latest.blocking)
+        families += blocking_families(list(waiting), latest.blocking)
         return families, latest.blocking, _query_id_problem(version_num, latest.compute_query_id)
+
+
+def _sees(blocking: Blocking, waiting: Mapping[str, int]) -> bool:
+    """Whether a sample counted the lock waiters of ``waiting`` in each of its databases."""
+    return all(blocking.blocked.get(datname, (0, 0.0))[0] == n for datname, n in waiting.items())
 
 
 def _query_id_problem(version_num: int, compute_query_id: str) -> str | None:

@@ -184,18 +184,29 @@ def database_families(databases: Iterable[Row]) -> list[Metric]:
     return families
 
 
+def lock_waiters(datnames: Iterable[str], connections: Iterable[Row]) -> dict[str, int]:
+    """Client sessions waiting on a lock per database of ``datnames`` (zeros included), from
+    the server statement's ``connections`` rows: ``perf_postgres_lock_waiters``, and what the
+    wait sampler's latest sample is checked against in the cycle."""
+    waiters: dict[str, int] = dict.fromkeys(datnames, 0)
+    for row in connections:
+        if row["datname"] in waiters:  # else filtered out by `databases`
+            waiters[row["datname"]] += int(row["lock_waiters"])
+    return waiters
+
+
 def connection_families(datnames: Iterable[str], connections: Iterable[Row]) -> list[Metric]:
     """Client connections by database and state (every known state, zeros included) and the
     number of sessions waiting on a lock per database."""
     names = list(datnames)
+    rows = list(connections)
     counts: dict[tuple[str, str], int] = {}
-    waiters: dict[str, int] = dict.fromkeys(names, 0)
-    for row in connections:
+    waiters = lock_waiters(names, rows)
+    for row in rows:
         if row["datname"] not in waiters:
             continue  # filtered out by `databases`
         key = (row["datname"], row["state"])
         counts[key] = counts.get(key, 0) + int(row["count"])
-        waiters[row["datname"]] += int(row["lock_waiters"])
     family = GaugeMetricFamily(
         "perf_postgres_connections",
         "Client connections by database and state (pg_stat_activity).",

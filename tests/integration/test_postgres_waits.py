@@ -9,6 +9,7 @@ over the same span, which is what ``rate(samples) / rate(rounds)`` reads.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from exporter.collectors import postgres_activity as act
 from exporter.collectors.base import Collected
 from exporter.collectors.postgres import PostgresCollector
 from tests.support.cycles import collect_until_ok
@@ -211,12 +213,38 @@ async def test_a_held_access_exclusive_lock_shows_as_lock_samples_and_a_chain(
 
     await holder.execute("ROLLBACK")
     await asyncio.gather(*sessions.tasks)
-    await asyncio.sleep(0.3)  # the gauges come from a sample at most two intervals old
+    # no waiting for the sampler: the cycle counts no lock waiter any more, so it does not
+    # report a sample taken while the lock was held
     after = registry_of(await collect_until_ok(coll))
     assert value(after, "perf_postgres_blocked_sessions", {"datname": db}) == 0
     assert value(after, "perf_postgres_blocked_max_seconds", {"datname": db}) == 0
     assert after.get_sample_value("perf_postgres_blocking_sessions", roots) is None
     assert value(after, SAMPLES, lock) >= value(b, SAMPLES, lock)  # a counter stays
+
+
+async def test_a_cycle_does_not_report_a_sample_taken_before_a_session_queued_on_a_lock(
+    server: PostgresServer, sessions: Sessions
+) -> None:
+    db = create_db(server, "queued")
+    holder, waiter = await sessions.holder_and_waiter(db, "t")
+    coll = sessions.collector(db, wait_sample_interval=1.0)
+    await collect_until_ok(coll)
+    await lock_exclusively(holder, "t")
+    rounds = coll._activity.counts.rounds
+
+    async def sampled() -> bool:
+        return coll._activity.counts.rounds > rounds
+
+    await wait_for(sampled, what="a background sample")
+    # recent enough for the next cycle (under two intervals old), and nobody waited then
+    latest = coll._activity.latest
+    assert latest is not None and latest.blocking.blocked == {}
+    sessions.run(waiter.fetchval("SELECT count(*) FROM t"))
+    await active_in(server, db, 1, "the waiter to queue behind the lock")
+    reg = registry_of(await collect_until_ok(coll))
+    assert value(reg, "perf_postgres_lock_waiters", {"datname": db}) == 1
+    assert value(reg, "perf_postgres_blocked_sessions", {"datname": db}) == 1
+    assert value(reg, "perf_postgres_blocked_max_seconds", {"datname": db}) > 0
 
 
 async def test_the_root_statement_text_is_given_only_with_statement_text_on(
@@ -235,6 +263,29 @@ async def test_the_root_statement_text_is_given_only_with_statement_text_on(
     # sampling off: the blocking gauges still come, from one sample in the cycle
     assert value(reg, "perf_postgres_blocked_sessions", {"datname": db}) == 1
     assert reg.get_sample_value(ROUNDS) is None
+
+
+async def test_a_lock_wait_is_measured_when_the_sample_sees_it(
+    server: PostgresServer, sessions: Sessions
+) -> None:
+    db = create_db(server, "late")
+    holder, waiter = await sessions.holder_and_waiter(db, "t")
+    sampling = await sessions.open(db, "sampling")
+    await lock_exclusively(holder, "t")
+    # the sample statement's start (its now()) comes before the wait: in a real sample the two
+    # are a fraction of a millisecond apart, here a transaction opened first makes it certain;
+    # pg_stat_activity is read at its first use in the transaction, so it shows the waiter
+    await sampling.execute("BEGIN")
+    await sampling.fetchval("SELECT now()")
+    sessions.run(waiter.fetchval("SELECT count(*) FROM t"))
+    await active_in(server, db, 1, "the waiter")
+    version_num = int(server.sql("SHOW server_version_num"))
+    row = await sampling.fetchrow(act.activity_sql(version_num), [db])
+    await sampling.execute("ROLLBACK")
+    assert row is not None
+    [waiting] = json.loads(row["waiters"])
+    assert waiting["pid"] == waiter.get_server_pid()
+    assert waiting["wait_seconds"] > 0
 
 
 async def test_a_session_in_pg_sleep_is_sampled_as_timeout_pgsleep(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import asyncpg
 import pytest
@@ -188,6 +190,74 @@ async def test_a_refused_sample_in_the_cycle_costs_the_blocking_gauges_not_the_c
         raise asyncpg.InsufficientPrivilegeError("permission denied for function pg_blocking_pids")
 
     sampler = unconnected_sampler(0.0)
-    families, blocking, problem = await sampler.cycle(refuse, None, 150000, ["app"])  # type: ignore[arg-type]
+    families, blocking, problem = await sampler.cycle(refuse, None, 150000, {"app": 0})  # type: ignore[arg-type]
     assert families == [] and blocking.roots == [] and problem is None
     assert sampler.counts.errors == 1
+
+
+def background_sample(blocked: dict[str, tuple[int, float]]) -> act.Sample:
+    """A background sample taken just now that saw ``blocked``."""
+    return act.Sample(
+        taken=time.monotonic(),
+        active=[],
+        blocking=act.Blocking(blocked=blocked, roots=[]),
+        compute_query_id="auto",
+    )
+
+
+class OneWaiter:
+    """A fetch answering the sample statement with one session waiting 2.5 s in ``app``."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, *_args: object) -> list[dict[str, object]]:
+        self.calls += 1
+        waiter = {"pid": 20, "datname": "app", "blockers": [10], "wait_seconds": 2.5}
+        return [
+            {
+                "compute_query_id": "auto",
+                "active": None,
+                "waiters": json.dumps([waiter]),
+                "blockers": json.dumps([{"pid": 10, "datname": "app", "state": "idle"}]),
+            }
+        ]
+
+
+async def test_a_recent_sample_that_saw_the_cycles_lock_waiters_gives_the_blocking_gauges() -> None:
+    sampler = unconnected_sampler(1.0)
+    sampler.latest = background_sample({"app": (1, 4.0)})
+    fetch = OneWaiter()
+    families, blocking, _problem = await sampler.cycle(fetch, None, 150000, {"app": 1, "b": 0})  # type: ignore[arg-type]
+    await sampler.close()
+    assert fetch.calls == 0
+    assert blocking.blocked == {"app": (1, 4.0)}
+    reg = registry_of(families)
+    assert reg.get_sample_value("perf_postgres_blocked_max_seconds", {"datname": "app"}) == 4.0
+    assert reg.get_sample_value("perf_postgres_blocked_sessions", {"datname": "b"}) == 0
+
+
+@pytest.mark.parametrize(
+    ("seen", "waiting"),
+    [
+        ({}, {"app": 1}),  # sampled before the session queued on the lock
+        ({"app": (1, 4.0)}, {"app": 0}),  # sampled before it got the lock
+        ({"app": (2, 4.0)}, {"app": 1}),
+    ],
+)
+async def test_a_recent_sample_that_disagrees_with_the_cycles_lock_waiters_is_taken_again(
+    seen: dict[str, tuple[int, float]], waiting: dict[str, int]
+) -> None:
+    # the cycle's own statement counted the waiters a moment ago: a gauge from the older
+    # sample would contradict perf_postgres_lock_waiters in the same scrape
+    sampler = unconnected_sampler(1.0)
+    sampler.latest = background_sample(seen)
+    fetch = OneWaiter()
+    families, blocking, _problem = await sampler.cycle(fetch, None, 150000, waiting)  # type: ignore[arg-type]
+    await sampler.close()
+    assert fetch.calls == 1
+    assert blocking.blocked == {"app": (1, 2.5)}
+    reg = registry_of(families)
+    assert reg.get_sample_value("perf_postgres_blocked_sessions", {"datname": "app"}) == 1
+    assert reg.get_sample_value("perf_postgres_blocked_max_seconds", {"datname": "app"}) == 2.5
+    assert sampler.counts.rounds == 0  # a round is the background's, not the cycle's
