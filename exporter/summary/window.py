@@ -23,8 +23,10 @@ Samples = dict[str, list[tuple[dict[str, str], float]]]
 #: One value per series of a signal, keyed by the labels the signal groups by.
 Values = dict[LabelKey, float]
 Trails = MutableMapping[tuple[str, LabelKey], deque[tuple[float, float]]]
-#: Groupings of one set of samples already made, by (name, by, aggregation, match).
-Groups = dict[tuple[str, tuple[str, ...], str, tuple[tuple[str, str], ...]], Values]
+#: What one grouping asks: (name, by, aggregation, match).
+Grouping = tuple[str, tuple[str, ...], str, tuple[tuple[str, str], ...]]
+#: Groupings of one set of samples already made.
+Groups = dict[Grouping, Values]
 
 #: One point of a coarse trail every this many seconds, kept for a day and the compared window.
 COARSE_STEP = 600.0
@@ -113,41 +115,14 @@ class Window:
         agg: Literal["sum", "max", "min"],
         match: Mapping[str, str],
     ) -> Values:
+        grouping: Grouping = (name, tuple(by), agg, tuple(match.items()))
         if samples is self.now or samples is self.before:
             groups = self._groups[0 if samples is self.now else 1]
-            known = (name, tuple(by), agg, tuple(match.items()))
-            found = groups.get(known)
+            found = groups.get(grouping)
             if found is None:
-                found = groups[known] = self._grouped(samples, name, by, agg, match)
+                found = groups[grouping] = _grouped(samples, grouping)
             return dict(found)
-        return self._grouped(samples, name, by, agg, match)
-
-    @staticmethod
-    def _grouped(
-        samples: Samples | None,
-        name: str,
-        by: Sequence[str],
-        agg: Literal["sum", "max", "min"],
-        match: Mapping[str, str],
-    ) -> Values:
-        out: Values = {}
-        items = samples.get(name) if samples else None
-        if not items:
-            return out
-        if match:
-            wanted = tuple(match.items())
-            items = [(ls, v) for ls, v in items if all(ls.get(k) == m for k, m in wanted)]
-        # this runs for every signal of every target each cycle: plain loops, no generators
-        for labels, value in items:
-            key = tuple([(k, labels.get(k, "")) for k in by])
-            old = out.get(key)
-            if old is None:
-                out[key] = value
-            elif agg == "sum":
-                out[key] = old + value
-            else:
-                out[key] = max(old, value) if agg == "max" else min(old, value)
-        return out
+        return _grouped(samples, grouping)
 
     def gauge(
         self,
@@ -218,6 +193,28 @@ class Window:
         for old in [k for k, t in self.coarse.items() if t.times[-1] < self.t_now - COARSE_SPAN]:
             del self.coarse[old]
         return out
+
+
+def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
+    """``agg by (by) (name{match})`` over ``samples``, ``grouping`` being (name, by, agg, match)."""
+    name, by, agg, match = grouping
+    out: Values = {}
+    items = samples.get(name) if samples else None
+    if not items:
+        return out
+    if match:
+        items = [(ls, v) for ls, v in items if all(ls.get(k) == m for k, m in match)]
+    # this runs for every signal of every target each cycle: plain loops, no generators
+    for labels, value in items:
+        key = tuple([(k, labels.get(k, "")) for k in by])
+        old = out.get(key)
+        if old is None:
+            out[key] = value
+        elif agg == "sum":
+            out[key] = old + value
+        else:
+            out[key] = max(old, value) if agg == "max" else min(old, value)
+    return out
 
 
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:

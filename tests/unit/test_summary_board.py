@@ -362,3 +362,17 @@ def test_summary_links_runbooks_on_the_exporter_itself() -> None:
     assert row(custom, "redis_memory_utilisation")["runbook_url"] == (
         "https://wiki.example.com/perf#perfredismemoryhigh"
     )
+
+
+def test_the_board_keeps_only_the_samples_its_signals_and_questions_read() -> None:
+    board = SummaryBoard()
+    commands = CounterMetricFamily("perf_redis_command_calls", "calls", labels=["cmd"])
+    for i in range(500):
+        commands.add_metric([f"cmd{i}"], float(i))
+    board.update("redis", "cache", [*redis(1000, 1000), commands], {}, now=10.0)
+    board.update("redis", "cache", [*redis(1060, 1040), commands], {}, now=25.0)
+    kept = {name for view in board.views() for name in view.gauges}
+    # hundreds of series a Redis target sends, of which no signal reads one, are not copied
+    assert "perf_redis_command_calls_total" not in kept
+    assert "perf_redis_keyspace_hits_total" in kept
+    assert row(board, "redis_hit_ratio")["value"] == 0.6
