@@ -225,6 +225,9 @@ class Scheduler:
     def _install(self, jobs: list[Job]) -> None:
         now = datetime.now(UTC)
         phases = spread_phases(jobs)
+        # first runs 20 ms apart, closer where that would pass half an interval (a thousand
+        # targets): every first run then comes before the first periodic one
+        step = min(0.02, min((job.interval for job in jobs), default=1.0) / max(1, 2 * len(jobs)))
         for index, job in enumerate(jobs):
             self._jobs[job.key] = job
             stats = self._stats.setdefault(job.key, JobStats())
@@ -235,7 +238,7 @@ class Scheduler:
                 "date",
                 args=[job],
                 id=self._job_id(job) + FIRST_RUN,
-                run_date=now + timedelta(milliseconds=20 * index + random.uniform(0, 50)),
+                run_date=now + timedelta(seconds=step * index + random.uniform(0, 0.05)),
                 misfire_grace_time=max(1, int(job.interval)),
             )
             # ... then every interval at the job's own phase, so that a thousand targets are
