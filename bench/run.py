@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             records = run(args)
         jsonl = out / f"{records[0]['run_id']}.jsonl"
         report.write_jsonl(records, jsonl)
-    # a multi-target-only run has its own file (committed like fleet.md), not latest.md
+    # a multi-target-only run has its own file in tmp/, not latest.md
     stem = "multitarget" if records[0]["run_id"].split("-")[-1].startswith("multi") else "latest"
     _publish(records, jsonl, out / stem, report.markdown, report.plot)
     return 0
