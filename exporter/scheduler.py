@@ -106,10 +106,11 @@ def _register_secrets(target: TargetConfig) -> None:
 def spread_phases(jobs: list[Job]) -> list[float]:
     """Seconds from now to each job's first periodic run, evenly spread over its interval.
 
-    Jobs of one interval get phases ``k / n`` of it. A phase in the first half of the interval
-    moves one interval later, so the periodic runs start between half an interval and one and a
-    half after the first run (which comes at once): never two runs back to back, and never
-    later than the ``2 x interval`` a result stays fresh.
+    Jobs of one interval get phases ``k / n`` of it. A phase in the first quarter of the
+    interval moves one interval later, so the periodic runs start between a quarter of an
+    interval and one and a quarter after the first run (which comes within the first quarter):
+    never two runs back to back, and with room to spare in the ``2 x interval`` a result stays
+    fresh, even for a collection that takes most of its timeout.
     """
     groups: dict[float, list[int]] = {}
     for index, job in enumerate(jobs):
@@ -118,7 +119,7 @@ def spread_phases(jobs: list[Job]) -> list[float]:
     for interval, members in groups.items():
         for k, index in enumerate(members):
             phase = interval * k / len(members)
-            phases[index] = phase + interval if phase < interval / 2 else phase
+            phases[index] = phase + interval if phase < interval / 4 else phase
     return phases
 
 
@@ -225,9 +226,9 @@ class Scheduler:
     def _install(self, jobs: list[Job]) -> None:
         now = datetime.now(UTC)
         phases = spread_phases(jobs)
-        # first runs 20 ms apart, closer where that would pass half an interval (a thousand
-        # targets): every first run then comes before the first periodic one
-        step = min(0.02, min((job.interval for job in jobs), default=1.0) / max(1, 2 * len(jobs)))
+        # first runs 20 ms apart, closer where that would pass a quarter of an interval (a
+        # thousand targets): every first run then comes before the first periodic one
+        step = min(0.02, min((job.interval for job in jobs), default=1.0) / max(1, 4 * len(jobs)))
         for index, job in enumerate(jobs):
             self._jobs[job.key] = job
             stats = self._stats.setdefault(job.key, JobStats())

@@ -20,8 +20,8 @@ def test_phases_spread_evenly_over_the_interval_and_start_within_a_result_lifeti
 ) -> None:
     jobs = [_job(i, 15.0) for i in range(count)]
     phases = spread_phases(jobs)
-    # between half an interval and one and a half after the first run (which is immediate)
-    assert all(7.5 <= p < 22.5 for p in phases)
+    # between a quarter of an interval and one and a quarter after the first run
+    assert all(3.75 <= p < 18.75 for p in phases)
     offsets = sorted(p % 15.0 for p in phases)
     assert offsets == pytest.approx([15.0 * k / count for k in range(count)])
 
