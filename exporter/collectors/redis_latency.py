@@ -139,6 +139,10 @@ class LatencyHistograms:
         self._epoch = 0
         self._run_id: str | None = None
         self._last: dict[str, tuple[float, float]] = {}
+        # the (source, (cmd, bound)) keys of each chosen command in this epoch, made once: a
+        # target's ~270 keys a cycle, new each time, were hundreds of thousands of tuples at a
+        # thousand targets for the garbage collector to walk
+        self._keys: dict[str, list[tuple[str, Series]]] = {}
 
     def choose(self, info: Info) -> list[str]:
         """The commands to ask LATENCY HISTOGRAM about this cycle: the chosen, topped up."""
@@ -164,21 +168,22 @@ class LatencyHistograms:
         )
         if went_down or (self._run_id is not None and run_id != self._run_id):
             self._epoch += 1  # CONFIG RESETSTAT or a restart: every command starts again
+            self._keys = {}
         self._run_id, self._last = run_id, now
-        source = str(self._epoch)
         current: dict[tuple[str, Series], float] = {}
         for cmd in self.chosen:
             if cmd not in histograms:
                 continue  # no call since the last reset: the totals keep what was counted
+            keys = self._keys_of(cmd)
             calls, buckets = histograms[cmd]
             cumulative, i = 0.0, 0
-            for bound in BOUNDS_USEC:
+            for key, bound in zip(keys, BOUNDS_USEC, strict=False):
                 while i < len(buckets) and buckets[i][0] <= bound:
                     cumulative = buckets[i][1]
                     i += 1
-                current[(source, (cmd, str(bound)))] = min(cumulative, calls)
-            current[(source, (cmd, "+Inf"))] = calls
-            current[(source, (cmd, "sum"))] = now[cmd][1]
+                current[key] = min(cumulative, calls)
+            current[keys[-2]] = calls
+            current[keys[-1]] = now[cmd][1]
         totals = self._sums.update(current)
         family = HistogramMetricFamily(
             "perf_redis_command_latency_seconds",
@@ -190,13 +195,25 @@ class LatencyHistograms:
         for cmd in self.chosen:
             if (cmd, "+Inf") not in totals:
                 continue
+            keys = self._keys_of(cmd)
             buckets_out = [
-                (_le(bound), totals.get((cmd, str(bound)), 0.0)) for bound in BOUNDS_USEC
+                (le, totals.get(series, 0.0)) for le, (_, series) in zip(LE, keys, strict=False)
             ]
             buckets_out.append(("+Inf", totals[(cmd, "+Inf")]))
             family.add_metric([cmd], buckets_out, totals.get((cmd, "sum"), 0.0) / 1e6)
         return family
 
+    def _keys_of(self, cmd: str) -> list[tuple[str, Series]]:
+        """This epoch's keys of ``cmd``: one per bound in BOUNDS_USEC, then +Inf, then sum."""
+        keys = self._keys.get(cmd)
+        if keys is None:
+            source = str(self._epoch)
+            keys = self._keys[cmd] = [
+                (source, (cmd, bound)) for bound in (*BOUND_TEXT, "+Inf", "sum")
+            ]
+        return keys
 
-def _le(usec: int) -> str:
-    return repr(usec / 1e6)
+
+#: The bounds as the series keys spell them, and as ``le`` label values (seconds).
+BOUND_TEXT: tuple[str, ...] = tuple(str(bound) for bound in BOUNDS_USEC)
+LE: tuple[str, ...] = tuple(repr(bound / 1e6) for bound in BOUNDS_USEC)
