@@ -45,7 +45,7 @@ class ServerThread:
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the server's loop and await its result from the calling loop."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+        return await run_on(self.loop, coro)
 
     def stop(self, timeout: float = 2.0) -> None:
         if self._thread.is_alive():
@@ -59,7 +59,9 @@ def on_loop(loop: asyncio.AbstractEventLoop, read: Callable[[], T]) -> Callable[
     async def call() -> T:
         return read()
 
-    async def from_elsewhere() -> T:
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), loop))
+    return lambda: run_on(loop, call())
 
-    return from_elsewhere
+
+async def run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on ``loop`` (another thread's) and await its result on the calling loop."""
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))

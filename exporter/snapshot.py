@@ -80,11 +80,9 @@ def _sample_lines(family: Metric, extra: tuple[tuple[str, str], ...]) -> str:
     lines = []
     first = [_pair(k, v) for k, v in extra]
     for sample in family.samples:
-        if sample.labels:
-            body = ",".join(first + [_pair(k, v) for k, v in sample.labels.items()])
-            lines.append(f"{sample.name}{{{body}}} {format_value(sample.value)}\n")
-        elif first:
-            lines.append(f"{sample.name}{{{','.join(first)}}} {format_value(sample.value)}\n")
+        pairs = first + [_pair(k, v) for k, v in sample.labels.items()] if sample.labels else first
+        if pairs:
+            lines.append(f"{sample.name}{{{','.join(pairs)}}} {format_value(sample.value)}\n")
         else:
             lines.append(f"{sample.name} {format_value(sample.value)}\n")
     return "".join(lines)

@@ -515,14 +515,12 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
             return False
         self._notice(None)
         accounts.update_from_rows(rows, time.monotonic(), changed_only=changed_only)
-        top, other = self._accounts.rows()
+        top, other = accounts.rows()
         texts = (
             await self._statement_texts(conn, schema, top) if self.settings.statement_text else None
         )
         families += fam.statement_families(top, other, texts)
-        families += fam.statement_view_families(
-            self._accounts.deallocations, self._accounts.reset_time
-        )
+        families += fam.statement_view_families(accounts.deallocations, accounts.reset_time)
         return True
 
     async def _statement_texts(

@@ -23,9 +23,9 @@ once the baselines are known, a cycle asks only for the entries whose ``calls`` 
 number of entries there are; an execution adds to ``calls`` and to every counter we export in
 one step, so an entry with the same calls has nothing new. When that answer cannot stand for a
 whole read (an entry is gone, the view was reset or evicted entries: :meth:`changes_suffice`),
-the collector reads everything as before, in the same cycle. Baselines are plain tuples of
-numbers, which the garbage collector stops tracking: thousands per target otherwise make every
-full collection of a large fleet a pause of seconds.
+the collector reads everything as before, in the same cycle. Baselines are packed bytes, which
+the garbage collector does not track: thousands of tuples per target made every full collection
+of a large fleet a pause of seconds.
 """
 
 from __future__ import annotations
