@@ -9,10 +9,11 @@ the accounting fed both ways, cycle by cycle, through evictions, new entries and
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
-from exporter.collectors.postgres_statements import StatementAccounts
+from exporter.collectors.postgres_statements import _KEY, _STATE, StatementAccounts
 
 TOP_N, WINDOW = 5, 60.0
 
@@ -107,6 +108,35 @@ class SimulatedView:
         return [*rows, self.info()]
 
 
+def known_rows(accounts: StatementAccounts) -> list[tuple[str, ...]]:
+    """What known() sends, one tuple per entry (the columns must line up)."""
+    columns = [_literal(text) for text in accounts.known()]
+    assert len({len(c) for c in columns}) == 1, columns
+    return sorted(zip(*columns, strict=True))
+
+
+def encoded_afresh(accounts: StatementAccounts) -> list[tuple[str, ...]]:
+    """The visible baselines encoded from scratch, as known() did every cycle before."""
+    out = []
+    for key, state in accounts._baselines.items():
+        hidden, queryid, dbid, userid, toplevel = _KEY.unpack(key)
+        if hidden:
+            continue
+        values = _STATE.unpack(state)
+        since = "NULL" if math.isnan(values[-1]) else repr(values[-1])
+        out.append(
+            (
+                str(queryid),
+                str(dbid),
+                str(userid),
+                "t" if toplevel else "f",
+                str(int(values[0])),
+                since,
+            )
+        )
+    return sorted(out)
+
+
 def exported(accounts: StatementAccounts) -> dict[str, tuple[int, float, int]]:
     top, other = accounts.rows()
     return {r.queryid: (r.calls, round(r.exec_ms, 6), r.rows) for r in (*top, other)}
@@ -134,6 +164,8 @@ def test_changed_entries_only_count_what_whole_reads_count() -> None:
             else:
                 changed.update_from_rows(view.whole_read(), now)
             assert exported(changed) == exported(whole), (seed, step)
+            if step % 3 == 0:  # kept up to date across several updates, too
+                assert known_rows(changed) == encoded_afresh(changed), (seed, step)
             assert changed.deallocations == whole.deallocations
         assert partial_reads > 20, seed  # most cycles really were read by change
 
