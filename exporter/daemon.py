@@ -167,8 +167,8 @@ class Daemon:
                 finally:
                     cost += time.perf_counter() - started
                 await asyncio.sleep(0)
-            # compression runs beside the event loop: zlib releases the GIL
-            cost += await loop.run_in_executor(None, _timed, rendered.compress_wanted)
+            # bodies are joined and compressed beside the event loop: zlib releases the GIL
+            cost += await loop.run_in_executor(None, _timed, rendered.prepare)
             self.snapshot.publish(rendered)
         except Exception:
             # a bug, but /metrics must not freeze on it: keep serving the last body, say why

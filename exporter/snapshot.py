@@ -1,8 +1,9 @@
 """The latest result of every collector x target, pre-rendered so /metrics only serves bytes.
 
 Each *part* (one job's data, or one job's self metrics) is turned into exposition text when it
-arrives, once per format; a render then only joins those fragments per metric name, adds the
-HELP/TYPE headers and gzips the result. Parts carry an expiry: a result older than twice its
+arrives (sample lines read the same in both formats); a render then groups those fragments by
+metric name, and only the formats scrapers asked for lately are joined, with their HELP/TYPE
+headers, into a body and gzipped. Parts carry an expiry: a result older than twice its
 interval is replaced by its stale form (for a remote source just ``<kind>_up 0``), so nothing
 frozen is ever served as fresh.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import gzip
 import time
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
@@ -45,7 +46,7 @@ class Fragment:
     om_name: str
     om_type: str
     help: str
-    lines: str
+    lines: bytes
 
 
 def format_value(value: float) -> str:
@@ -74,7 +75,7 @@ def _pair(name: str, value: str) -> str:
     return text
 
 
-def _sample_lines(family: Metric, extra: tuple[tuple[str, str], ...]) -> str:
+def _sample_lines(family: Metric, extra: tuple[tuple[str, str], ...]) -> bytes:
     # Sample lines read the same in both formats as long as no _created samples, exemplars or
     # timestamps are emitted (we emit none), so they are rendered once and shared.
     lines = []
@@ -85,7 +86,7 @@ def _sample_lines(family: Metric, extra: tuple[tuple[str, str], ...]) -> str:
             lines.append(f"{sample.name}{{{','.join(pairs)}}} {format_value(sample.value)}\n")
         else:
             lines.append(f"{sample.name} {format_value(sample.value)}\n")
-    return "".join(lines)
+    return "".join(lines).encode()
 
 
 def render_fragments(families: Iterable[Metric], target: str | None) -> list[Fragment]:
@@ -108,43 +109,84 @@ def render_fragments(families: Iterable[Metric], target: str | None) -> list[Fra
     return out
 
 
-#: A gzip variant asked for within this many seconds is compressed ahead of the next scrape.
-GZIP_DEMAND_WINDOW = 600.0
+#: A body variant (format, gzip or not) asked for within this many seconds is made ahead of the
+#: next scrape; the others are made only when asked for.
+DEMAND_WINDOW = 600.0
 #: Fast compression: on metrics text level 1 is ~2.5x cheaper than 6 for ~13 % more bytes, and
 #: it runs once per render, not per scrape.
 GZIP_LEVEL = 1
 
+#: (openmetrics, gzip) -> when a scraper last asked for that variant (monotonic seconds).
+Demand = dict[tuple[bool, bool], float]
+#: The fragments of one metric name, the first giving the headers.
+Group = tuple[Fragment, list[bytes]]
 
-@dataclass
+
 class Rendered:
-    """The bodies /metrics answers with, made once per change.
+    """The bodies /metrics answers with, from one render's fragments grouped by metric name.
 
-    The plain bodies always exist; a gzip body is compressed ahead of time when that variant was
-    asked for recently (see :meth:`compress_wanted`), else once on first request and kept.
+    A body is joined only for a variant scrapers asked for within :data:`DEMAND_WINDOW`: by
+    :meth:`prepare` ahead of the scrapes (in a worker thread), else on the first request and then
+    kept. Prometheus asks for OpenMetrics, curl and most tools for the text format: at a thousand
+    targets each body is tens of megabytes, so a format nobody reads is never made.
     """
 
-    text: bytes
-    openmetrics: bytes
-    demand: dict[bool, float]
-    gzipped: dict[bool, bytes] = field(default_factory=dict)
+    def __init__(self, groups: list[Group], demand: Demand) -> None:
+        self._groups = groups
+        #: shared with the snapshot, so what one render learns the next one prepares
+        self.demand = demand
+        self.plain: dict[bool, bytes] = {}
+        self.gzipped: dict[bool, bytes] = {}
+
+    @property
+    def text(self) -> bytes:
+        return self._plain(False)
+
+    @property
+    def openmetrics(self) -> bytes:
+        return self._plain(True)
 
     def body(self, openmetrics: bool, gz: bool) -> bytes:
-        plain = self.openmetrics if openmetrics else self.text
+        """The body of one variant, recording that it is wanted."""
+        self.demand[(openmetrics, gz)] = time.monotonic()
         if not gz:
-            return plain
-        self.demand[openmetrics] = time.monotonic()
+            return self._plain(openmetrics)
         packed = self.gzipped.get(openmetrics)
         if packed is None:
-            packed = self.gzipped[openmetrics] = gzip.compress(plain, GZIP_LEVEL, mtime=0)
+            packed = self.gzipped[openmetrics] = gzip.compress(
+                self._plain(openmetrics), GZIP_LEVEL, mtime=0
+            )
         return packed
 
-    def compress_wanted(self) -> None:
-        """Compress the variants scrapers asked for lately; safe to run in a worker thread."""
+    def prepare(self) -> None:
+        """Make the variants scrapers asked for lately; safe to run in a worker thread."""
         now = time.monotonic()
-        for openmetrics, last in list(self.demand.items()):
-            if now - last < GZIP_DEMAND_WINDOW and openmetrics not in self.gzipped:
-                plain = self.openmetrics if openmetrics else self.text
+        for (openmetrics, gz), last in list(self.demand.items()):
+            if now - last >= DEMAND_WINDOW:
+                continue
+            plain = self._plain(openmetrics)
+            if gz and openmetrics not in self.gzipped:
                 self.gzipped[openmetrics] = gzip.compress(plain, GZIP_LEVEL, mtime=0)
+
+    def _plain(self, openmetrics: bool) -> bytes:
+        body = self.plain.get(openmetrics)
+        if body is None:
+            body = self.plain[openmetrics] = _join(self._groups, openmetrics)
+        return body
+
+
+def _join(groups: list[Group], openmetrics: bool) -> bytes:
+    pieces: list[bytes] = []
+    for head, lines in groups:
+        if openmetrics:
+            name, kind, help_text = head.om_name, head.om_type, _escape_help_om(head.help)
+        else:
+            name, kind, help_text = head.text_name, head.text_type, _escape_help_text(head.help)
+        pieces.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode())
+        pieces.extend(lines)
+    if openmetrics:
+        pieces.append(b"# EOF\n")
+    return b"".join(pieces)
 
 
 @dataclass
@@ -160,7 +202,7 @@ class Snapshot:
     def __init__(self, extra_families: Callable[[], list[Metric]] | None = None) -> None:
         self._parts: dict[tuple[str, ...], _Part] = {}
         self._extra = extra_families
-        self._gzip_demand: dict[bool, float] = {}
+        self._demand: Demand = {}
         self.version = 0
         self.rendered = self.render()
 
@@ -201,10 +243,10 @@ class Snapshot:
         return expired
 
     def assemble(self) -> Rendered:
-        """Join every part's fragments by metric name (sorted, so output is stable).
+        """Group every part's fragments by metric name (sorted, so output is stable).
 
-        Returns the plain bodies only; gzip comes from :meth:`Rendered.compress_wanted`, which
-        the daemon runs in a thread (zlib releases the GIL), then :meth:`publish`.
+        The bodies are joined by :meth:`Rendered.prepare`, which the daemon runs in a thread
+        (zlib releases the GIL), or on the first request; then :meth:`publish`.
         """
         steps = self.assemble_steps()
         while True:
@@ -235,44 +277,25 @@ class Snapshot:
                 yield
         for fragment in extra:
             by_name.setdefault(fragment.om_name, []).append(fragment)
-        text_chunks: list[bytes] = []
-        om_chunks: list[bytes] = []
-        text: list[str] = []
-        om: list[str] = []
+        groups: list[Group] = []
         for name in sorted(by_name):
             fragments = by_name[name]
             head = fragments[0]
             # a name emitted with two types by two parts is a bug; keep the first type's samples
-            same = [f for f in fragments if f.om_type == head.om_type]
-            text.append(f"# HELP {head.text_name} {_escape_help_text(head.help)}\n")
-            text.append(f"# TYPE {head.text_name} {head.text_type}\n")
-            text.extend(f.lines for f in same)
-            om.append(f"# HELP {head.om_name} {_escape_help_om(head.help)}\n")
-            om.append(f"# TYPE {head.om_name} {head.om_type}\n")
-            om.extend(f.lines for f in same)
+            groups.append((head, [f.lines for f in fragments if f.om_type == head.om_type]))
             done += len(fragments)
             if done >= step:
                 done = 0
-                text_chunks.append("".join(text).encode())
-                om_chunks.append("".join(om).encode())
-                text, om = [], []
                 yield
-        text_chunks.append("".join(text).encode())
-        om_chunks.append("".join(om).encode())
-        om_chunks.append(b"# EOF\n")
-        return Rendered(
-            text=b"".join(text_chunks),
-            openmetrics=b"".join(om_chunks),
-            demand=self._gzip_demand,
-        )
+        return Rendered(groups, self._demand)
 
     def publish(self, rendered: Rendered) -> None:
         """Make ``rendered`` what /metrics serves from now on."""
         self.rendered = rendered
 
     def render(self) -> Rendered:
-        """Assemble, compress what is wanted, and publish, all at once."""
+        """Assemble, make the variants wanted, and publish, all at once."""
         rendered = self.assemble()
-        rendered.compress_wanted()
+        rendered.prepare()
         self.publish(rendered)
         return rendered

@@ -77,6 +77,21 @@ def test_gzip_variants_asked_for_are_compressed_ahead_of_the_next_scrape() -> No
     assert gzip.decompress(second.gzipped[True]) == second.openmetrics
 
 
+def test_only_the_variants_asked_for_lately_are_made_ahead() -> None:
+    snap = Snapshot()
+    snap.put(("data", "demo", "one"), [up(1)], target="one")
+    first = snap.render()
+    assert first.plain == {} and first.gzipped == {}  # nobody asked: no body joined at all
+    first.body(False, False)  # curl: plain text
+    snap.put(("data", "demo", "one"), [up(0)], target="one")
+    second = snap.render()
+    assert set(second.plain) == {False} and second.gzipped == {}
+    second.body(True, True)  # Prometheus: OpenMetrics + gzip
+    third = snap.render()
+    assert set(third.plain) == {False, True} and set(third.gzipped) == {True}
+    assert b"perf_demo_up" in third.text  # a variant not made ahead is made when read
+
+
 def test_render_is_byte_identical_without_changes() -> None:
     snap = Snapshot()
     snap.put(("data", "demo", "one"), [up(1), hits(3)], target="one")
