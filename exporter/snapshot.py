@@ -51,12 +51,13 @@ class Fragment:
 
 def format_value(value: float) -> str:
     """A sample value as Prometheus writes it: +Inf, -Inf, NaN, integers without ``.0``."""
+    if -1e15 < value < 1e15:  # the common case first: one comparison, false for NaN
+        whole = int(value)
+        return str(whole) if whole == value else repr(float(value))
     if value != value:
         return "NaN"
     if value in (_INF, -_INF):
         return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
     return repr(float(value))
 
 
@@ -79,11 +80,16 @@ def _sample_lines(family: Metric, extra: tuple[tuple[str, str], ...]) -> bytes:
     # Sample lines read the same in both formats as long as no _created samples, exemplars or
     # timestamps are emitted (we emit none), so they are rendered once and shared.
     lines = []
-    first = [_pair(k, v) for k, v in extra]
+    first = ",".join(_pair(k, v) for k, v in extra)
+    cached = _PAIRS.get
     for sample in family.samples:
-        pairs = first + [_pair(k, v) for k, v in sample.labels.items()] if sample.labels else first
-        if pairs:
-            lines.append(f"{sample.name}{{{','.join(pairs)}}} {format_value(sample.value)}\n")
+        labels = sample.labels
+        if labels:
+            pairs = [cached(kv) or _pair(*kv) for kv in labels.items()]
+            inner = f"{first},{','.join(pairs)}" if first else ",".join(pairs)
+            lines.append(f"{sample.name}{{{inner}}} {format_value(sample.value)}\n")
+        elif first:
+            lines.append(f"{sample.name}{{{first}}} {format_value(sample.value)}\n")
         else:
             lines.append(f"{sample.name} {format_value(sample.value)}\n")
     return "".join(lines).encode()
