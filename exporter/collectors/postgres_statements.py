@@ -33,6 +33,7 @@ from __future__ import annotations
 import heapq
 import math
 import struct
+from array import array
 from collections import deque
 from collections.abc import Iterable, Mapping
 from operator import add, sub
@@ -129,11 +130,16 @@ class StatementAccounts:
         self._recent: dict[StatementKey, list[float]] = {}
         self._recent_cycles: dict[StatementKey, int] = {}
         self._dealloc_seen: int | None = None
-        # the array literals of :meth:`known`, one list of texts per column, kept up to date
-        # entry by entry: encoding thousands of baselines anew every cycle was a quarter of a
-        # fleet's CPU. ``_known_dirty``: visible entries new or changed since the last call.
-        self._known_columns: list[list[str]] = [[] for _ in range(6)]
-        self._known_at: dict[bytes, int] = {}
+        # what :meth:`known` sends, kept up to date entry by entry: encoding thousands of
+        # baselines anew every cycle was a quarter of a fleet's CPU. Entry i of each column is
+        # the i-th visible baseline (a read of changed entries renews them in place and appends
+        # new ones, so the order holds; a whole read or a reset rebuilds). Joined texts and
+        # arrays of numbers: a few bytes per entry, not an object.
+        self._known_ids = ("", "", "", "")
+        self._known_calls = array("q")
+        self._known_since = array("d")
+        self._known_since_text: str | None = None
+        #: visible baselines new or changed since the last :meth:`known`
         self._known_dirty: dict[bytes, bytes] = {}
         self._known_stale = True
         self._started = False
@@ -159,41 +165,75 @@ class StatementAccounts:
     def known(self) -> Known:
         """The visible entries' ids, calls and stats_since, for the read of changed entries.
 
-        Columns stay aligned (entry i is element i of each); the order of entries is not
-        meaningful. Only the entries new or changed since the last call are encoded again; an
-        entry gone from the baselines (a whole read without it, a reset) rebuilds them all.
+        Six PostgreSQL array literals whose elements line up (entry i is element i of each).
         """
-        columns, at = self._known_columns, self._known_at
         if self._known_stale:
-            for column in columns:
-                column.clear()
-            at.clear()
-            self._known_dirty = {k: v for k, v in self._baselines.items() if not k[0]}
-            self._known_stale = False
-        id_columns, calls, since = columns[:4], columns[4], columns[5]
-        for key, state in self._known_dirty.items():
-            values = _STATE.unpack(state)
-            call_text = str(int(values[_CALLS]))
+            self._rebuild_known()
+        elif self._known_dirty:
+            self._refresh_known()
+        since = self._known_since_text
+        if since is None:
             # repr keeps every digit of a float: the comparison in SQL is exact
-            since_text = "NULL" if math.isnan(values[-1]) else repr(values[-1])
-            i = at.get(key)
-            if i is None:
-                _hidden, queryid, dbid, userid, toplevel = _KEY.unpack(key)
-                at[key] = len(calls)
-                for column, text in zip(
-                    id_columns,
-                    (str(queryid), str(dbid), str(userid), "t" if toplevel else "f"),
-                    strict=True,
-                ):
-                    column.append(text)
-                calls.append(call_text)
-                since.append(since_text)
-            else:
-                calls[i] = call_text
-                since[i] = since_text
+            since = ",".join("NULL" if v != v else repr(v) for v in self._known_since)
+            self._known_since_text = since
+        queryids, dbids, userids, toplevels = self._known_ids
+        return (
+            f"{{{queryids}}}",
+            f"{{{dbids}}}",
+            f"{{{userids}}}",
+            f"{{{toplevels}}}",
+            "{" + ",".join(map(str, self._known_calls)) + "}",
+            f"{{{since}}}",
+        )
+
+    def _rebuild_known(self) -> None:
+        ids: tuple[list[str], list[str], list[str], list[str]] = ([], [], [], [])
+        calls, since = array("q"), array("d")
+        for key, state in self._baselines.items():
+            if key[0]:
+                continue
+            _add_id_texts(ids, key)
+            values = _STATE.unpack(state)
+            calls.append(int(values[_CALLS]))
+            since.append(values[-1])
+        self._known_ids = (",".join(ids[0]), ",".join(ids[1]), ",".join(ids[2]), ",".join(ids[3]))
+        self._known_calls, self._known_since = calls, since
+        self._known_since_text = None
         self._known_dirty = {}
-        a, b, c, d, e, f = ("{" + ",".join(column) + "}" for column in columns)
-        return a, b, c, d, e, f
+        self._known_stale = False
+
+    def _refresh_known(self) -> None:
+        dirty, calls, since = self._known_dirty, self._known_calls, self._known_since
+        had = len(calls)
+        added: tuple[list[str], list[str], list[str], list[str]] = ([], [], [], [])
+        position = 0
+        for key in self._baselines:
+            if key[0]:
+                continue
+            state = dirty.get(key)
+            if state is not None:
+                values = _STATE.unpack(state)
+                new_since = values[-1]
+                if position < had:
+                    calls[position] = int(values[_CALLS])
+                    old_since = since[position]
+                    if old_since != new_since and not (
+                        old_since != old_since and new_since != new_since
+                    ):
+                        since[position] = new_since
+                        self._known_since_text = None
+                else:
+                    _add_id_texts(added, key)
+                    calls.append(int(values[_CALLS]))
+                    since.append(new_since)
+                    self._known_since_text = None
+            position += 1
+        if added[0]:
+            self._known_ids = tuple(  # type: ignore[assignment]
+                f"{old},{','.join(new)}" if old else ",".join(new)
+                for old, new in zip(self._known_ids, added, strict=True)
+            )
+        self._known_dirty = {}
 
     def changes_suffice(self, rows: Iterable[Mapping[str, Any]]) -> bool:
         """Whether a read of the changed entries (and the count of all) stands for a whole read.
@@ -364,8 +404,8 @@ class StatementAccounts:
                 _add(deltas.setdefault(entry.key, _zero()), delta)
         for key in hidden_gone:
             del fresh[key]
-        if not changed_only and any(k not in fresh for k in old if not k[0]):
-            self._known_stale = True  # an entry left: its place in the columns goes too
+        if not changed_only:
+            self._known_stale = True  # a whole read may drop entries and orders them anew
         self._baselines = fresh
         return deltas
 
@@ -491,6 +531,14 @@ def _row(key: StatementKey, values: list[float]) -> StatementRow:
         blk_read_ms=float(field["blk_read_ms"]),
         blk_write_ms=float(field["blk_write_ms"]),
     )
+
+
+def _add_id_texts(columns: tuple[list[str], list[str], list[str], list[str]], key: bytes) -> None:
+    _hidden, queryid, dbid, userid, toplevel = _KEY.unpack(key)
+    columns[0].append(str(queryid))
+    columns[1].append(str(dbid))
+    columns[2].append(str(userid))
+    columns[3].append("t" if toplevel else "f")
 
 
 def _packed_key(queryid: int | None, dbid: int, userid: int, toplevel: bool) -> bytes:

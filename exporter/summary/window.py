@@ -28,6 +28,9 @@ Grouping = tuple[str, tuple[str, ...], str, tuple[tuple[str, str], ...]]
 #: Groupings of one set of samples already made.
 Groups = dict[Grouping, Values]
 
+#: ``le`` label texts -> bounds, parsed once: the same few dozen recur every cycle.
+_BOUNDS: dict[str, float] = {}
+
 #: One point of a coarse trail every this many seconds, kept for a day and the compared window.
 COARSE_STEP = 600.0
 COARSE_SPAN = 86400.0 + 1800.0 + COARSE_STEP
@@ -152,10 +155,16 @@ class Window:
     def quantile(self, q: float, bucket: str, by: Sequence[str] = ()) -> Values:
         """``histogram_quantile(q, sum by (by, le) (rate(bucket)))``."""
         groups: dict[LabelKey, list[tuple[float, float]]] = {}
+        bounds = _BOUNDS
         for key, count in self.delta(bucket, (*by, "le")).items():
-            labels = dict(key)
-            le = float(labels.pop("le"))
-            groups.setdefault(tuple(labels.items()), []).append((le, count))
+            # grouped by (*by, "le"): the bound is the key's last pair
+            text = key[-1][1]
+            le = bounds.get(text)
+            if le is None:
+                le = bounds[text] = float(text)
+                if len(bounds) > 10_000:  # bounds repeat; never let odd ones pile up
+                    bounds.clear()
+            groups.setdefault(key[:-1], []).append((le, count))
         return {k: v for k, b in groups.items() if (v := histogram_quantile(q, b)) is not None}
 
     def deriv(self, name: str, by: Sequence[str] = ()) -> Values:

@@ -13,6 +13,8 @@ import math
 import random
 from typing import Any
 
+import pytest
+
 from exporter.collectors.postgres_statements import _KEY, _STATE, StatementAccounts
 
 TOP_N, WINDOW = 5, 60.0
@@ -26,9 +28,13 @@ def _literal(text: str) -> list[str]:
 class SimulatedView:
     """pg_stat_statements of one server: entries by (queryid, dbid, userid, toplevel)."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, stats_since: bool = False) -> None:
         self.rng = rng
         self.entries: dict[tuple[int | None, int, int, bool], list[float]] = {}
+        #: PostgreSQL 17+: when each entry was created (else None everywhere)
+        self.stats_since = stats_since
+        self.since: dict[tuple[int | None, int, int, bool], float] = {}
+        self.clock = 5000.25
         self.dealloc = 0
         self.reset_at = 1000.0
         self.next_id = 1
@@ -37,7 +43,10 @@ class SimulatedView:
         queryid: int | None = self.next_id if self.rng.random() > 0.1 else None
         self.next_id += 1
         key = (queryid, 1, 10 + self.rng.randrange(2), self.rng.random() > 0.2)
-        self.entries.setdefault(key, [0.0] * 7)
+        if key not in self.entries:
+            self.entries[key] = [0.0] * 7
+            self.clock += 1.125
+            self.since[key] = self.clock
 
     def run(self, key: tuple[int | None, int, int, bool]) -> None:
         values = self.entries[key]
@@ -53,6 +62,14 @@ class SimulatedView:
             victim = self.rng.choice(list(self.entries))
             del self.entries[victim]
             self.dealloc += 1
+        if self.stats_since and self.entries and self.rng.random() < 0.1:
+            # pg_stat_statements_reset(userid, dbid, queryid) and the query runs again: the
+            # same id, counting from zero, only stats_since tells (no eviction, no full reset)
+            key = self.rng.choice(list(self.entries))
+            self.entries[key] = [0.0] * 7
+            self.clock += 1.125
+            self.since[key] = self.clock
+            self.run(key)
         if self.rng.random() < 0.03:
             self.entries.clear()
             self.reset_at += 1
@@ -78,7 +95,7 @@ class SimulatedView:
             "shared_blks_read": int(values[4]),
             "blk_read_ms": values[5],
             "blk_write_ms": values[6],
-            "since": None,
+            "since": self.since[key] if self.stats_since else None,
         }
 
     def info(self) -> dict[str, Any]:
@@ -95,15 +112,19 @@ class SimulatedView:
 
     def changed_rows(self, known: tuple[str, ...]) -> list[dict[str, Any]]:
         queryids, dbids, userids, toplevels, calls, sinces = map(_literal, known)
-        assert all(s == "NULL" for s in sinces)  # no stats_since before PostgreSQL 17
+        if not self.stats_since:
+            assert all(s == "NULL" for s in sinces)  # no stats_since before PostgreSQL 17
         seen = {
-            (int(q), int(d), int(u), t == "t"): int(c)
-            for q, d, u, t, c in zip(queryids, dbids, userids, toplevels, calls, strict=True)
+            (int(q), int(d), int(u), t == "t"): (int(c), None if s == "NULL" else float(s))
+            for q, d, u, t, c, s in zip(
+                queryids, dbids, userids, toplevels, calls, sinces, strict=True
+            )
         }
         rows = [
             self.row(k)
             for k, values in self.entries.items()
-            if k[0] is None or seen.get(k) != int(values[0])
+            if k[0] is None
+            or seen.get(k) != (int(values[0]), self.since[k] if self.stats_since else None)
         ]
         return [*rows, self.info()]
 
@@ -142,10 +163,11 @@ def exported(accounts: StatementAccounts) -> dict[str, tuple[int, float, int]]:
     return {r.queryid: (r.calls, round(r.exec_ms, 6), r.rows) for r in (*top, other)}
 
 
-def test_changed_entries_only_count_what_whole_reads_count() -> None:
+@pytest.mark.parametrize("stats_since", [False, True], ids=["pg16", "pg17"])
+def test_changed_entries_only_count_what_whole_reads_count(stats_since: bool) -> None:
     for seed in range(40):
         rng = random.Random(seed)
-        view = SimulatedView(rng)
+        view = SimulatedView(rng, stats_since)
         for _ in range(8):
             view.add()
         whole, changed = StatementAccounts(TOP_N, WINDOW), StatementAccounts(TOP_N, WINDOW)
