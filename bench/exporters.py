@@ -232,7 +232,8 @@ def perf_exporter_config(
                 {
                     "name": f"redis{i}",
                     "url": f"redis://127.0.0.1:{redis_port}/0",
-                    **({"namespaces": prefixes} if namespaces else {}),
+                    # an empty list turns the scan off; leaving the key out scans with defaults
+                    "namespaces": prefixes if namespaces else [],
                 }
                 for i in range(targets if redis_targets is None else redis_targets)
             ],
