@@ -18,6 +18,8 @@ from tests.support.servers import RedisServer
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 HIST = "perf_redis_command_latency_seconds"
+#: What the namespace scan runs inside Redis: counted in commandstats, not sent by the collector.
+INSIDE_SCRIPT = ("scan", "ttl", "memory|usage")
 
 
 def _server_histogram(server: RedisServer, cmd: str) -> tuple[int, dict[int, int]]:
@@ -192,6 +194,31 @@ async def test_an_acl_without_latency_and_slowlog_costs_one_refusal_per_connecti
         assert sample_value(result, "perf_redis_keyspace_hits_total") is not None
         assert sample_value(result, f"{HIST}_count", {"cmd": "info"}) is None
         assert sample_value(result, "perf_redis_slowlog_length") is None
+
+
+async def test_a_cycle_with_the_defaults_sends_no_len_and_six_commands_on_redis(
+    own_redis: RedisServer,
+) -> None:
+    client = admin(own_redis)
+    pipe = client.pipeline(transaction=False)
+    for i in range(6000):  # more than one cycle's 2,000 keys: the scan takes its whole budget
+        pipe.set(f"cache:api_response:{i}", "v")
+    pipe.execute()
+    collector = make_collector(own_redis)  # the default budget, the default namespaces
+    await collector.collect()  # connects: CLIENT SETNAME and SCRIPT LOAD, once
+    client.config_resetstat()
+    result = await collector.collect()
+    sent = command_calls(client)
+    await collector.close()
+
+    for cmd in (*INSIDE_SCRIPT, "config|resetstat"):
+        sent.pop(cmd, None)
+    # 2 script calls of 1,000 keys, INFO, PING and one pipeline: the GET tells the log's length
+    logs = {"commandlog|get": 3} if is_valkey(own_redis) else {"slowlog|get": 1}
+    assert sent == {"evalsha": 2, "info": 1, "ping": 1, "latency|histogram": 1, **logs}
+    if not is_valkey(own_redis):
+        assert sum(sent.values()) == 6  # redis_exporter sends 6 per scrape
+    assert sample_value(result, "perf_redis_slowlog_length") == client.slowlog_len() == 0
 
 
 def _fill_log(client: Any, entries: int, *, threshold: str, value: int, command: Any) -> None:
