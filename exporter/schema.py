@@ -7,7 +7,7 @@ its fields with type hints and defaults::
 
     class Redis(Model):
         url: str
-        scan_count: int = Field(500, ge=10, le=1000)
+        scan_count: int = Field(1000, ge=10, le=1000)
 
         @field_validator("url")
         @classmethod

@@ -3,11 +3,12 @@
 One instance per configured target keeps exactly one connection (a blocking pool of size 1,
 so pipelines share it), the PING histogram, the namespace SCAN cursor and the counter
 baselines for /summary between cycles. A cycle is: advance the namespace scan (bounded), read
-``INFO all``, PING, then one pipeline of LATENCY HISTOGRAM and SLOWLOG (COMMANDLOG on Valkey
-8.1+), as far as the server offers them: which one it is, is read from INFO server once per
-connection (redis_latency.FEATURES), so a command a version lacks is never sent. Only read
-commands are sent, so a Redis that is out of memory (OOM) is still sampled. Sample output
-(the ``target`` label is added by the snapshot)::
+``INFO all``, PING, then one pipeline of LATENCY HISTOGRAM and SLOWLOG GET (COMMANDLOG GET of
+its three logs on Valkey 8.1+), as far as the server offers them: which one it is, is read
+from INFO server once per connection (redis_latency.FEATURES), so a command a version lacks is
+never sent. SLOWLOG LEN is sent only when the GET came back full (redis_slowlog), in a second
+round trip. Only read commands are sent, so a Redis that is out of memory (OOM) is still
+sampled. Sample output (the ``target`` label is added by the snapshot)::
 
     perf_redis_keyspace_hits_total 1.234e+06
     perf_redis_keyspace_misses_total 310211.0
@@ -76,6 +77,7 @@ from exporter.collectors.redis_slowlog import (
     COMMANDLOG_TYPES,
     EntryLog,
     commandlog_families,
+    is_full,
     slowlog_families,
 )
 from exporter.config import DEFAULT_REDIS_URL, RedisSettings, RedisTarget, Timing
@@ -267,20 +269,50 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
         return info, probe
 
     async def _logs_and_latency(self, client: Redis, info: Info, server: ServerKind) -> None:
-        """LATENCY HISTOGRAM and the slowlog/COMMANDLOG in one round trip, as far as offered."""
-        n = self.settings.slowlog_fetch
+        """LATENCY HISTOGRAM and the slowlog/COMMANDLOG GETs in one round trip, as far as offered.
+
+        Each GET asks for one entry more than ``slowlog_fetch``, so a reply short of that is the
+        whole log and tells its length; only a log whose GET came back full costs a second round
+        trip in this cycle, for its LEN (redis_slowlog.is_full).
+        """
+        asked = self.settings.slowlog_fetch + 1
         commands: dict[str, tuple[Any, ...]] = {}
         chosen = self._latency.choose(info) if server.has("latency_histogram") else []
         if chosen:
             commands["latency"] = ("LATENCY", "HISTOGRAM", *chosen)
+        logs = self._entry_logs(server, asked)
+        for kind, (_, get, _) in logs.items():
+            commands[kind] = get
+        replies = await self._round_trip(client, commands)
+        reply = replies.get("latency")
+        self._latency_family = None if reply is None else self._latency.family(info, reply)
+        full = {kind: logs[kind][2] for kind in logs if is_full(replies.get(kind), asked)}
+        lengths = await self._round_trip(client, full) if full else {}
+        run_id = info.get("run_id")
+        for kind, (log, _, _) in logs.items():
+            # a full reply whose LEN was refused has no exact length: the log is left as it was
+            if kind in replies and (kind not in full or kind in lengths):
+                log.update(run_id, replies[kind], lengths.get(kind))
+
+    def _entry_logs(
+        self, server: ServerKind, asked: int
+    ) -> dict[str, tuple[EntryLog, tuple[Any, ...], tuple[Any, ...]]]:
+        """Per log kind: its EntryLog, its GET and its LEN command on this server."""
         if server.has("commandlog"):
-            for kind in ("slow", *COMMANDLOG_TYPES):
-                commands[f"{kind}:len"] = ("COMMANDLOG", "LEN", kind)
-                commands[f"{kind}:get"] = ("COMMANDLOG", "GET", n, kind)
-        else:
-            commands["slow:len"] = ("SLOWLOG", "LEN")
-            commands["slow:get"] = ("SLOWLOG", "GET", n)
+            kinds = {"slow": self._slowlog, **self._commandlog}
+            return {
+                kind: (log, ("COMMANDLOG", "GET", asked, kind), ("COMMANDLOG", "LEN", kind))
+                for kind, log in kinds.items()
+            }
+        return {"slow": (self._slowlog, ("SLOWLOG", "GET", asked), ("SLOWLOG", "LEN"))}
+
+    async def _round_trip(
+        self, client: Redis, commands: Mapping[str, tuple[Any, ...]]
+    ) -> dict[str, Any]:
+        """One pipeline of optional commands: their replies by key, the refused ones left out."""
         wanted = {k: v for k, v in commands.items() if v[0] not in self._refused}
+        if not wanted:
+            return {}
         pipe = client.pipeline(transaction=False)
         for args in wanted.values():
             pipe.execute_command(*args)
@@ -294,14 +326,7 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
                 del replies[key]
             elif isinstance(reply, Exception):
                 raise reply
-        run_id = info.get("run_id")
-        reply = replies.get("latency")
-        self._latency_family = None if reply is None else self._latency.family(info, reply)
-        if "slow:get" in replies:
-            self._slowlog.update(run_id, replies["slow:len"], replies["slow:get"])
-        for kind, log in self._commandlog.items():
-            if f"{kind}:get" in replies:
-                log.update(run_id, replies[f"{kind}:len"], replies[f"{kind}:get"])
+        return replies
 
     def translate(self, exc: Exception) -> CollectError | None:
         if not isinstance(exc, rx.RedisError | OSError | TimeoutError):

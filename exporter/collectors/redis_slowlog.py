@@ -1,12 +1,19 @@
 """New slowlog (and Valkey 8.1 COMMANDLOG) entries per command, counted by entry id.
 
-Each cycle reads the newest ``slowlog_fetch`` entries. Entry ids only grow while a server runs
-(SLOWLOG RESET empties the log but keeps the id sequence), so the entries above the highest id
-seen last cycle are the new ones; a gap between that id and the oldest entry fetched is entries
-that came and went between two cycles, counted as ``cmd="other"``. A restart (new run_id)
-starts the ids again from 0. Only the command name of an entry is read: its arguments, client
-address and client name are never exported. The first cycle counts the entries in the log.
-``cmd="other"`` is exported from the first cycle on, at 0 until an entry is missed.
+Each cycle asks for the newest ``slowlog_fetch + 1`` entries. A reply shorter than that holds
+the whole log, so its length is the log's length and no ``SLOWLOG LEN`` is needed; only a full
+reply (a server whose slowlog-max-len is above the fetch, with that many entries) leaves the
+length open, and the collector asks LEN for it (:func:`is_full`). Every entry of the reply is
+counted, the one beyond ``slowlog_fetch`` too: it is a real entry, and counting it only turns
+what would be a ``cmd="other"`` later into its command.
+
+Entry ids only grow while a server runs (SLOWLOG RESET empties the log but keeps the id
+sequence), so the entries above the highest id seen last cycle are the new ones; a gap between
+that id and the oldest entry fetched is entries that came and went between two cycles, counted
+as ``cmd="other"``. A restart (new run_id) starts the ids again from 0. Only the command name
+of an entry is read: its arguments, client address and client name are never exported. The
+first cycle counts the entries fetched. ``cmd="other"`` is exported from the first cycle on, at
+0 until an entry is missed.
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ COMMANDLOG_TYPES = ("large-request", "large-reply")
 
 def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def is_full(reply: Any, asked: int) -> bool:
+    """True when a GET of ``asked`` entries returned that many: the log may hold more."""
+    return isinstance(reply, list) and len(reply) >= asked
 
 
 def entry_ids_and_commands(reply: Any) -> list[tuple[int, str]]:
@@ -45,8 +57,13 @@ class EntryLog:
         self._last_id: int | None = None
         self._run_id: str | None = None
 
-    def update(self, run_id: str | None, length: Any, reply: Any) -> None:
-        """Take one cycle's LEN and GET answers."""
+    def update(self, run_id: str | None, reply: Any, length: Any = None) -> None:
+        """Take one cycle's GET reply, and LEN's answer when the reply was full.
+
+        Without ``length`` the reply is the whole log: its length is the log's.
+        """
+        if length is None:
+            length = len(reply) if isinstance(reply, list) else 0
         self.length = float(length)
         entries = entry_ids_and_commands(reply)
         if self._run_id is not None and run_id != self._run_id:
@@ -70,7 +87,7 @@ class EntryLog:
 def slowlog_families(log: EntryLog) -> list[Metric]:
     length = GaugeMetricFamily(
         "perf_redis_slowlog_length",
-        "Entries in the slowlog now (SLOWLOG LEN; at most slowlog-max-len).",
+        "Entries in the slowlog now (as SLOWLOG LEN would say; at most slowlog-max-len).",
         value=log.length,
     )
     entries = CounterMetricFamily(

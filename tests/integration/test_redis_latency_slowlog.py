@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exporter.collectors.base import CollectError
 from exporter.collectors.redis_latency import BOUNDS_USEC
+from exporter.config import RedisSettings
 from tests.support.cycles import collect_until_ok
-from tests.support.redis_collector import admin, is_valkey, make_collector
+from tests.support.redis_collector import admin, command_calls, is_valkey, make_collector
 from tests.support.registry import sample_value
 from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 HIST = "perf_redis_command_latency_seconds"
+#: What the namespace scan runs inside Redis: counted in commandstats, not sent by the collector.
+INSIDE_SCRIPT = ("scan", "ttl", "memory|usage")
 
 
 def _server_histogram(server: RedisServer, cmd: str) -> tuple[int, dict[int, int]]:
@@ -117,7 +121,8 @@ async def test_slowlog_entries_counted_by_id_survive_a_slowlog_reset(
     assert sample_value(second, "perf_redis_slowlog_entries_total", {"cmd": "get"}) == 4
     assert sample_value(third, "perf_redis_slowlog_entries_total", {"cmd": "get"}) == 7
     length = sample_value(third, "perf_redis_slowlog_length")
-    # LEN runs before the log's own reads are logged: 3 GETs, CONFIG/SLOWLOG RESET are gone
+    # the GET sees the log before the collector's later commands are logged: 3 GETs, the
+    # cycle's INFO and PING; the CONFIG SET went with SLOWLOG RESET
     assert length is not None and 3 <= length < length_after
     names = {m.name for m in third.families}
     text = str([s for m in third.families for s in m.samples if "slowlog" in s.name])
@@ -181,11 +186,96 @@ async def test_an_acl_without_latency_and_slowlog_costs_one_refusal_per_connecti
     results += [await collector.collect() for _ in range(2)]
     await collector.close()
 
-    # the first pipeline is refused command by command (LATENCY, and SLOWLOG LEN/GET or the
-    # six COMMANDLOG calls); later cycles on the connection send none of them again
-    assert refused_first == (7 if is_valkey(own_redis) else 3)
+    # the first pipeline is refused command by command (LATENCY, and SLOWLOG GET or the three
+    # COMMANDLOG GETs; no LEN follows a refused GET); later cycles on the connection send none
+    assert refused_first == (4 if is_valkey(own_redis) else 2)
     assert client.info("errorstats")["errorstat_NOPERM"]["count"] == refused_first
     for result in results:
         assert sample_value(result, "perf_redis_keyspace_hits_total") is not None
         assert sample_value(result, f"{HIST}_count", {"cmd": "info"}) is None
         assert sample_value(result, "perf_redis_slowlog_length") is None
+
+
+async def test_a_cycle_with_the_defaults_sends_no_len_and_six_commands_on_redis(
+    own_redis: RedisServer,
+) -> None:
+    client = admin(own_redis)
+    pipe = client.pipeline(transaction=False)
+    for i in range(6000):  # more than one cycle's 2,000 keys: the scan takes its whole budget
+        pipe.set(f"cache:api_response:{i}", "v")
+    pipe.execute()
+    collector = make_collector(own_redis)  # the default budget, the default namespaces
+    await collector.collect()  # connects: CLIENT SETNAME and SCRIPT LOAD, once
+    client.config_resetstat()
+    result = await collector.collect()
+    sent = command_calls(client)
+    await collector.close()
+
+    for cmd in (*INSIDE_SCRIPT, "config|resetstat"):
+        sent.pop(cmd, None)
+    # 2 script calls of 1,000 keys, INFO, PING and one pipeline: the GET tells the log's length
+    logs = {"commandlog|get": 3} if is_valkey(own_redis) else {"slowlog|get": 1}
+    assert sent == {"evalsha": 2, "info": 1, "ping": 1, "latency|histogram": 1, **logs}
+    if not is_valkey(own_redis):
+        assert sum(sent.values()) == 6  # redis_exporter sends 6 per scrape
+    assert sample_value(result, "perf_redis_slowlog_length") == client.slowlog_len() == 0
+
+
+def _fill_log(client: Any, entries: int, *, threshold: str, value: int, command: Any) -> None:
+    """``entries`` new entries in a log, then its logging off so its length stays put."""
+    client.config_set(threshold, value)
+    pipe = client.pipeline(transaction=False)
+    for _ in range(entries):
+        command(pipe)
+    pipe.execute()
+    client.config_set(threshold, -1)
+
+
+async def test_a_full_get_asks_len_and_every_entry_is_counted_once(
+    own_redis: RedisServer,
+) -> None:
+    client = admin(own_redis)
+    client.config_set("slowlog-max-len", 1000)  # more than the 129 entries a GET asks for
+    client.set("big", "x" * 2000)
+    slow = {"threshold": "slowlog-log-slower-than", "value": 0}
+    _fill_log(client, 300, command=lambda pipe: pipe.get("k"), **slow)
+    if is_valkey(own_redis):
+        client.config_set("commandlog-large-reply-max-len", 1000)
+        big = {"threshold": "commandlog-reply-larger-than", "value": 1000}
+        _fill_log(client, 200, command=lambda pipe: pipe.get("big"), **big)
+    collector = make_collector(own_redis, namespaces=[])
+    before = command_calls(client)
+    first = await collector.collect()
+    after = command_calls(client)
+    newest_first = client.slowlog_get(1)[0]["id"]
+    _fill_log(client, 250, command=lambda pipe: pipe.get("k"), **slow)
+    second = await collector.collect()
+    newest_second = client.slowlog_get(1)[0]["id"]
+    length = client.slowlog_len()
+    await collector.close()
+
+    fetched = RedisSettings().slowlog_fetch + 1
+    # the full GET cost one LEN in a second round trip; the empty large-request log none
+    if is_valkey(own_redis):
+        assert after.get("commandlog|len", 0) - before.get("commandlog|len", 0) == 2
+        big_length = client.execute_command("COMMANDLOG", "LEN", "large-reply")
+        labels = {"type": "large-reply"}
+        assert sample_value(second, "perf_redis_commandlog_length", labels) == big_length == 200
+        assert sample_value(second, "perf_redis_commandlog_length", {"type": "large-request"}) == 0
+    else:
+        assert after.get("slowlog|len", 0) - before.get("slowlog|len", 0) == 1
+    # 300 GETs and the CONFIG SET before them (the one after turned logging off: not logged)
+    assert sample_value(first, "perf_redis_slowlog_length") == 301
+    assert sample_value(second, "perf_redis_slowlog_length") == length == 301 + 251
+    # the first cycle counts all 129 entries it fetched; the second the 251 new ones, of which
+    # the 122 older than its fetch are cmd="other"
+    totals = [
+        {s.labels["cmd"]: s.value for m in r.families for s in m.samples
+         if s.name == "perf_redis_slowlog_entries_total"}
+        for r in (first, second)
+    ]  # fmt: skip
+    assert sum(totals[0].values()) == fetched and totals[0]["other"] == 0
+    new = newest_second - newest_first
+    assert new == 251
+    assert sum(totals[1].values()) == fetched + new
+    assert totals[1]["other"] == new - fetched

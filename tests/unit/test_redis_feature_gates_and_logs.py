@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from exporter.collectors.redis_latency import LatencyHistograms, ServerKind, power_of_two_below
-from exporter.collectors.redis_slowlog import EntryLog
+from exporter.collectors.redis_slowlog import EntryLog, is_full
 
 
 class _Families:
@@ -88,20 +88,38 @@ def _entries(*ids_and_names: tuple[int, str]) -> list[list[object]]:
 
 def test_slowlog_counts_new_ids_and_the_gap_as_other() -> None:
     log = EntryLog()
-    log.update("a", 2, _entries((0, "GET"), (1, "KEYS")))
+    log.update("a", _entries((0, "GET"), (1, "KEYS")))
     assert dict(log.totals) == {"get": 1, "keys": 1, "other": 0}
-    # ids 2..4 came and went between the cycles; only 5 and 6 were fetched
-    log.update("a", 128, _entries((5, "get"), (6, "get")))
+    # ids 2..4 came and went between the cycles; only 5 and 6 were fetched (the reply was full,
+    # so LEN told the length)
+    log.update("a", _entries((5, "get"), (6, "get")), 128)
     assert dict(log.totals) == {"get": 3, "keys": 1, "other": 3}
     assert log.length == 128
 
 
+def test_a_reply_without_len_is_the_whole_log_and_gives_its_length() -> None:
+    log = EntryLog()
+    log.update("a", _entries((3, "get"), (4, "set"), (5, "get")))
+    assert log.length == 3
+    log.update("a", [])  # SLOWLOG RESET, or slowlog-max-len 0
+    assert log.length == 0
+    assert dict(log.totals) == {"get": 2, "set": 1, "other": 0}
+
+
+def test_a_get_reply_is_full_only_at_the_count_asked() -> None:
+    asked = 4  # slowlog_fetch 3, plus the one that tells whether the log holds more
+    assert not is_full(_entries((1, "get"), (2, "get"), (3, "get")), asked)
+    assert is_full(_entries((1, "get"), (2, "get"), (3, "get"), (4, "get")), asked)
+    assert not is_full([], asked)
+    assert not is_full(None, asked)
+
+
 def test_slowlog_reset_and_restart_never_lower_the_totals() -> None:
     log = EntryLog()
-    log.update("a", 1, _entries((7, "get")))
-    log.update("a", 0, [])  # SLOWLOG RESET: empty, the id sequence goes on
-    log.update("a", 1, _entries((8, "set")))
-    log.update("b", 2, _entries((0, "get"), (1, "get")))  # restarted: ids from 0 again
+    log.update("a", _entries((7, "get")))
+    log.update("a", [])  # SLOWLOG RESET: empty, the id sequence goes on
+    log.update("a", _entries((8, "set")))
+    log.update("b", _entries((0, "get"), (1, "get")))  # restarted: ids from 0 again
     assert dict(log.totals) == {"get": 3, "set": 1, "other": 0}
     assert "secret" not in repr(dict(log.totals))
 
