@@ -14,6 +14,7 @@ import gzip
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client.metrics_core import Metric
 
@@ -37,9 +38,12 @@ def _escape_help_om(value: str) -> str:
     return _escape_label(value)
 
 
-@dataclass(frozen=True)
-class Fragment:
-    """One metric family of one part, as header fields plus rendered sample lines."""
+class Fragment(NamedTuple):
+    """One metric family of one part, as header fields plus rendered sample lines.
+
+    A tuple of strings and bytes: the garbage collector stops tracking it at its first young
+    collection, so the tens of thousands a large fleet keeps never reach the old generations.
+    """
 
     text_name: str
     text_type: str
