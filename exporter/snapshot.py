@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Callable, Generator, Iterable
+import zlib
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -163,40 +164,65 @@ class Rendered:
             return self._plain(openmetrics)
         packed = self.gzipped.get(openmetrics)
         if packed is None:
-            packed = self.gzipped[openmetrics] = gzip.compress(
-                self._plain(openmetrics), GZIP_LEVEL, mtime=0
-            )
+            packed = self.gzipped[openmetrics] = self._gzip(openmetrics)
         return packed
 
     def prepare(self) -> None:
-        """Make the variants scrapers asked for lately; safe to run in a worker thread."""
+        """Make the variants scrapers asked for lately; safe to run in a worker thread.
+
+        A plain body is kept only when the plain variant is wanted: one only gzipped is
+        compressed as it is joined, a megabyte at a time (at a thousand targets the plain text
+        is over 40 MB, its gzip 2 MB).
+        """
         now = time.monotonic()
-        for (openmetrics, gz), last in list(self.demand.items()):
-            if now - last >= DEMAND_WINDOW:
-                continue
-            plain = self._plain(openmetrics)
+        wanted = sorted(k for k, last in list(self.demand.items()) if now - last < DEMAND_WINDOW)
+        for openmetrics, gz in wanted:
+            if not gz:
+                self._plain(openmetrics)
+        for openmetrics, gz in wanted:
             if gz and openmetrics not in self.gzipped:
-                self.gzipped[openmetrics] = gzip.compress(plain, GZIP_LEVEL, mtime=0)
+                self.gzipped[openmetrics] = self._gzip(openmetrics)
 
     def _plain(self, openmetrics: bool) -> bytes:
         body = self.plain.get(openmetrics)
         if body is None:
-            body = self.plain[openmetrics] = _join(self._groups, openmetrics)
+            body = self.plain[openmetrics] = b"".join(_pieces(self._groups, openmetrics))
         return body
 
+    def _gzip(self, openmetrics: bool) -> bytes:
+        plain = self.plain.get(openmetrics)
+        if plain is not None:
+            return gzip.compress(plain, GZIP_LEVEL, mtime=0)
+        # the gzip wrapper of zlib (wbits 31) is what gzip.compress(mtime=0) writes
+        packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+        out: list[bytes] = []
+        chunk: list[bytes] = []
+        size = 0
+        for piece in _pieces(self._groups, openmetrics):
+            chunk.append(piece)
+            size += len(piece)
+            if size >= GZIP_CHUNK:
+                out.append(packer.compress(b"".join(chunk)))
+                chunk, size = [], 0
+        out.append(packer.compress(b"".join(chunk)))
+        out.append(packer.flush())
+        return b"".join(out)
 
-def _join(groups: list[Group], openmetrics: bool) -> bytes:
-    pieces: list[bytes] = []
+
+#: Bytes of plain text compressed at a time when the plain body itself is not kept.
+GZIP_CHUNK = 1 << 20
+
+
+def _pieces(groups: list[Group], openmetrics: bool) -> Iterator[bytes]:
     for head, lines in groups:
         if openmetrics:
             name, kind, help_text = head.om_name, head.om_type, _escape_help_om(head.help)
         else:
             name, kind, help_text = head.text_name, head.text_type, _escape_help_text(head.help)
-        pieces.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode())
-        pieces.extend(lines)
+        yield f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode()
+        yield from lines
     if openmetrics:
-        pieces.append(b"# EOF\n")
-    return b"".join(pieces)
+        yield b"# EOF\n"
 
 
 @dataclass

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 
+import pytest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as om_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import snapshot
 from exporter.snapshot import Snapshot, format_value
 
 
@@ -88,8 +90,23 @@ def test_only_the_variants_asked_for_lately_are_made_ahead() -> None:
     assert set(second.plain) == {False} and second.gzipped == {}
     second.body(True, True)  # Prometheus: OpenMetrics + gzip
     third = snap.render()
-    assert set(third.plain) == {False, True} and set(third.gzipped) == {True}
+    # OpenMetrics is wanted gzipped only: compressed as it is joined, no plain body kept
+    assert set(third.plain) == {False} and set(third.gzipped) == {True}
+    assert gzip.decompress(third.gzipped[True]) == third.openmetrics
     assert b"perf_demo_up" in third.text  # a variant not made ahead is made when read
+
+
+def test_a_body_gzipped_as_it_is_joined_is_the_plain_body_gzipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(snapshot, "GZIP_CHUNK", 64)  # many chunks
+    snap = Snapshot()
+    for i in range(30):
+        snap.put(("data", "demo", f"t{i:02}"), [up(i % 2), hits(i)], target=f"t{i:02}")
+    streamed = snap.render().body(False, True)
+    plain = snap.render().text
+    assert gzip.decompress(streamed) == plain
+    assert streamed == gzip.compress(plain, snapshot.GZIP_LEVEL, mtime=0)
 
 
 def test_render_is_byte_identical_without_changes() -> None:
