@@ -143,10 +143,17 @@ class LatencyHistograms:
         # target's ~270 keys a cycle, new each time, were hundreds of thousands of tuples at a
         # thousand targets for the garbage collector to walk
         self._keys: dict[str, list[tuple[str, Series]]] = {}
+        # INFO commandstats of the cycle, parsed once for choose() and family()
+        self._stats: tuple[Info, dict[str, tuple[float, float]]] | None = None
+
+    def _commandstats(self, info: Info) -> dict[str, tuple[float, float]]:
+        if self._stats is None or self._stats[0] is not info:
+            self._stats = (info, commandstats_calls(info))
+        return self._stats[1]
 
     def choose(self, info: Info) -> list[str]:
         """The commands to ask LATENCY HISTOGRAM about this cycle: the chosen, topped up."""
-        stats = commandstats_calls(info)
+        stats = self._commandstats(info)
         room = self.top_n - len(self.chosen)
         if room > 0:
             ranked = sorted(
@@ -158,7 +165,8 @@ class LatencyHistograms:
     def family(self, info: Info, reply: Any) -> Metric:
         """This cycle's histogram family, from INFO (for ``_sum``) and the LATENCY reply."""
         histograms = parse_latency_histogram(reply)
-        stats = commandstats_calls(info)
+        stats = self._commandstats(info)
+        self._stats = None  # the cycle's INFO is not kept past it
         run_id = info.get("run_id")
         now = {c: (histograms[c][0], stats.get(c, (0.0, 0.0))[1]) for c in histograms}
         went_down = any(
