@@ -262,7 +262,10 @@ class StatementAccounts:
             info["dealloc"] != self._dealloc_seen
         ):
             return False
-        visible = sum(1 for k in self._baselines if not k[0])
+        if self._known_stale or self._known_dirty:
+            visible = sum(1 for k in self._baselines if not k[0])
+        else:  # known() is up to date: one column entry per visible baseline
+            visible = len(self._known_calls)
         return bool(info["entries"] == visible + new)
 
     def update_from_rows(
