@@ -330,7 +330,10 @@ class StatementAccounts:
         self._count_deallocations(dealloc)
 
         deltas = self._deltas(entries, changed_only)
-        self._remember(now, deltas)
+        # the first read lists its best top_n, which are all _select needs to see: remembering
+        # every entry of a view of thousands only to forget all but those would be the daemon's
+        # largest allocation, and the arenas it took would stay with the process
+        self._remember(now, deltas if self._started else self._first_candidates(deltas))
         before = set(self._listed)
         self._select(now)
         # the first read has no listing before it: what the view holds at start goes to the
@@ -404,7 +407,14 @@ class StatementAccounts:
                 dirty[key] = state
             delta = self._growth(entry, baseline)
             if any(delta):
-                _add(deltas.setdefault(entry.key, _zero()), delta)
+                statement = entry.key
+                summed = deltas.get(statement)
+                if summed is None:
+                    # the delta's own numbers, not new ones added to zeros: the first read
+                    # has a delta for every entry
+                    deltas[statement] = list(delta)
+                else:
+                    _add(summed, delta)
         for key in hidden_gone:
             del fresh[key]
         if not changed_only:
@@ -448,6 +458,21 @@ class StatementAccounts:
                     self._recent_cycles[key] = left
                     self._recent[key][0] -= exec_ms
                     self._recent[key][1] -= calls
+
+    def _first_candidates(
+        self, deltas: dict[StatementKey | None, list[float]]
+    ) -> dict[StatementKey | None, list[float]]:
+        """The statements :meth:`_select` lists after a first read, picked the same way.
+
+        Before the first read nothing is listed or remembered, so :meth:`_select` picks the best
+        ``top_n`` with calls by (execution time, calls, key) out of this read alone.
+        """
+        best = heapq.nsmallest(
+            self.top_n,
+            ((k, d) for k, d in deltas.items() if k is not None and d[_CALLS] > 0),
+            key=lambda kv: (-kv[1][_EXEC], -kv[1][_CALLS], kv[0]),
+        )
+        return dict(best)
 
     def _select(self, now: float) -> None:
         """Keep statements listed less than a window ago, fill the rest by recent time."""
