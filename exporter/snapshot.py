@@ -142,8 +142,10 @@ class Rendered:
     targets each body is tens of megabytes, so a format nobody reads is never made.
     """
 
-    def __init__(self, groups: list[Group], demand: Demand) -> None:
+    def __init__(self, groups: list[Group], demand: Demand, size: int = 0) -> None:
         self._groups = groups
+        #: bytes of sample lines, the bulk of any body: what joining and compressing one costs
+        self.size = size
         #: shared with the snapshot, so what one render learns the next one prepares
         self.demand = demand
         self.plain: dict[bool, bytes] = {}
@@ -314,16 +316,19 @@ class Snapshot:
         for fragment in extra:
             by_name.setdefault(fragment.om_name, []).append(fragment)
         groups: list[Group] = []
+        size = 0
         for name in sorted(by_name):
             fragments = by_name[name]
             head = fragments[0]
             # a name emitted with two types by two parts is a bug; keep the first type's samples
-            groups.append((head, [f.lines for f in fragments if f.om_type == head.om_type]))
+            lines = [f.lines for f in fragments if f.om_type == head.om_type]
+            size += sum(map(len, lines))
+            groups.append((head, lines))
             done += len(fragments)
             if done >= step:
                 done = 0
                 yield
-        return Rendered(groups, self._demand)
+        return Rendered(groups, self._demand, size)
 
     def publish(self, rendered: Rendered) -> None:
         """Make ``rendered`` what /metrics serves from now on."""

@@ -118,6 +118,16 @@ def test_render_is_byte_identical_without_changes() -> None:
     assert first.body(False, True) == second.body(False, True)
 
 
+def test_size_is_the_bytes_of_sample_lines_either_body_carries() -> None:
+    snap = Snapshot()
+    snap.put(("data", "demo", "one"), [up(1), hits(3)], target="one")
+    snap.put(("data", "demo", "two"), [up(0)], target="two")
+    rendered = snap.render()
+    for body in (rendered.text, rendered.openmetrics):
+        samples = [line for line in body.splitlines(keepends=True) if not line.startswith(b"#")]
+        assert rendered.size == sum(map(len, samples)) > 0
+
+
 def test_expired_part_is_replaced_by_its_stale_form() -> None:
     snap = Snapshot()
     snap.put(

@@ -1,0 +1,36 @@
+"""Where the daemon makes its bodies: on its own loop while they are small, else in a worker."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from exporter import config as config_module
+from exporter import daemon as daemon_module
+from exporter.daemon import Daemon
+from exporter.snapshot import Rendered
+
+
+async def test_small_bodies_are_made_on_the_loop_and_large_ones_in_a_worker_thread(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text("targets: {}\n")
+    daemon = Daemon(config_module.load(path, environ={}), path, {})
+    made_on: list[threading.Thread] = []
+    prepare = Rendered.prepare
+
+    def recording(rendered: Rendered) -> None:
+        made_on.append(threading.current_thread())
+        prepare(rendered)
+
+    monkeypatch.setattr(Rendered, "prepare", recording)
+    await daemon._render()
+    assert 0 < daemon.snapshot.rendered.size <= daemon_module.PREPARE_ON_LOOP_BYTES
+    monkeypatch.setattr(daemon_module, "PREPARE_ON_LOOP_BYTES", 0)
+    await daemon._render()
+    assert made_on[0] is threading.current_thread()
+    assert made_on[1] is not threading.current_thread()
+    assert b"perf_exporter_build_info" in daemon.snapshot.rendered.text
