@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from exporter import __version__, logs
 from exporter import config as config_module
@@ -37,8 +38,28 @@ exit codes: 0 ok, 1 runtime failure, 2 invalid configuration or flags
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """Describes each ``--collector.<name>`` flag only when help is printed.
+
+    A description is the first line of the collector's docstring, and reading it imports the
+    collector's module with its driver (asyncpg, redis-py: 12 MB together): a daemon watching
+    only some kinds of source must not load the others just to parse its flags.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.collector_flags: dict[str, argparse.Action] = {}
+
+    def format_help(self) -> str:
+        for name, action in self.collector_flags.items():
+            cls = COLLECTORS[name]
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else name
+            action.help = f"enable the {name} collector: {doc}"
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="perf-exporter",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -76,14 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["logfmt", "json"],
         help="log format (default logfmt)",
     )
-    for name, cls in sorted(COLLECTORS.items()):
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else name
-        parser.add_argument(
+    for name in sorted(COLLECTORS):
+        parser.collector_flags[name] = parser.add_argument(
             f"--collector.{name}",
             dest=f"collector_{name}",
             action=argparse.BooleanOptionalAction,
             default=None,
-            help=f"enable the {name} collector: {doc}",
+            help=f"enable the {name} collector",
         )
     parser.add_argument(
         "--check-config",

@@ -129,12 +129,16 @@ def build_jobs(config: Config) -> list[Job]:
     for name in COLLECTORS:
         if not config.enabled(name):
             continue
+        configured = getattr(config.targets, name, None)
+        if configured is not None and not configured:
+            # a remote kind without targets: its module (and driver) is never loaded
+            continue
         cls = COLLECTORS[name]
         settings = getattr(config.collectors, name)
         if not cls.target_label:
             targets: list[TargetConfig] = [TargetConfig(name=LOCAL_TARGET)]
         else:
-            targets = list(getattr(config.targets, name, []))
+            targets = list(configured or [])
         for target in targets:
             _register_secrets(target)
             timing = config.timing_for(name, target)

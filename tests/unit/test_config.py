@@ -292,6 +292,9 @@ def test_cli_version_and_help() -> None:
         "--version",
     ):
         assert flag in out.stdout
+    # described from each collector's docstring, loaded for the help only
+    words = " ".join(out.stdout.split())
+    assert "enable the postgres collector: Samples one PostgreSQL server" in words
 
 
 def test_model_rules_are_reported_when_fields_are_valid(tmp_path: Path) -> None:
