@@ -37,7 +37,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import bcrypt
 import yaml
 from aiohttp import web
 
@@ -362,6 +361,8 @@ class BasicAuth:
 
     def _dummy_hash(self, cost: int) -> bytes:
         if cost not in self._dummy:
+            import bcrypt  # see _bcrypt_matches
+
             self._dummy[cost] = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(cost))
         return self._dummy[cost]
 
@@ -387,6 +388,9 @@ class BasicAuth:
 
 
 def _bcrypt_matches(password: bytes, hashed: bytes) -> bool:
+    # imported on the first check: a daemon without basic-auth users never loads it (0.4 MB)
+    import bcrypt
+
     # bcrypt reads only 72 bytes; longer passwords are refused but still cost one full check
     too_long = len(password) > 72
     try:
