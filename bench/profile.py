@@ -88,7 +88,9 @@ def main_profile(args: argparse.Namespace, out: Path) -> int:
         stack.callback(ours.stop)
         time.sleep(INTERVAL)
         pid = str(ours.process.pid)
-        record = ["record", "--pid", pid, "--duration", str(int(seconds)), "--rate", "250"]
+        # --gil: only the thread holding the interpreter lock, i.e. Python at work; without it
+        # a thread waiting for a core (two cores, the servers and the daemon) counts as busy
+        record = ["record", "--pid", pid, "--duration", str(int(seconds)), "--rate", "250", "--gil"]
         subprocess.run(
             [spy, *record, "--format", "raw", "--output", str(raw)],
             check=True,
