@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_stop)
+    # Ctrl-C (SIGINT) stops the demo even when it was started with SIGINT ignored, as every
+    # command run in the background by a non-interactive shell is (``make test &``)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stack = Stack(say)
     code = 0
     try:
