@@ -341,27 +341,12 @@ class StatementAccounts:
         credited = set(self._listed) if not self._started else before & set(self._listed)
         if not self._started:
             self._first_read = now
-            self._forget_unlisted_first_read()
         self._started = True
         for key, delta in deltas.items():
             if key is not None and key in credited:
                 _add(self._totals[key], delta)
             else:
                 _add(self._other, delta)
-
-    def _forget_unlisted_first_read(self) -> None:
-        """Keep the first read's values only for the statements it listed.
-
-        The first read holds every entry of the view. A statement it did not list cannot be
-        listed before the first read ages out of the window: the statements it did list all
-        stay listed exactly that long, so no room opens sooner. Its first-read values would
-        only take memory (every entry of a view of thousands, for a whole window).
-        """
-        listed = self._listed
-        when, cycle = self._cycles[-1]
-        self._cycles[-1] = (when, {k: v for k, v in cycle.items() if k in listed})
-        self._recent = {k: v for k, v in self._recent.items() if k in listed}
-        self._recent_cycles = {k: n for k, n in self._recent_cycles.items() if k in listed}
 
     def _count_deallocations(self, dealloc: int | None) -> None:
         if dealloc is None:
@@ -465,7 +450,10 @@ class StatementAccounts:
         """The statements :meth:`_select` lists after a first read, picked the same way.
 
         Before the first read nothing is listed or remembered, so :meth:`_select` picks the best
-        ``top_n`` with calls by (execution time, calls, key) out of this read alone.
+        ``top_n`` with calls by (execution time, calls, key) out of this read alone. The window
+        needs no other entry of it: a statement the first read did not list cannot be listed
+        before that read ages out of the window, since the ones it listed all stay listed
+        exactly that long, so no room opens sooner.
         """
         best = heapq.nsmallest(
             self.top_n,
