@@ -364,10 +364,9 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         ):
             row = (await self._fetch(conn, sql.TABLES, settings.tables_top_n))[0]
             per_database[current_db] = (_rows(row["tables"]), _rows(row["unused_indexes"]))
-        health = (await self._fetch(conn, pgdb.DATABASES))[0]
-        all_databases = _rows(health["databases"])
-        families += pgdb.wraparound_families(health["freeze_max_age"], all_databases)
-        families += pgdb.vacuum_families(_rows(health["vacuums"]))
+        all_databases = _rows(server["database_ages"])
+        families += pgdb.wraparound_families(server["freeze_max_age"], all_databases)
+        families += pgdb.vacuum_families(_rows(server["vacuums"]))
 
         available = await self._statement_families(conn, server, filter_dbs, families)
         families.append(
@@ -460,7 +459,8 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         if self._server_sql is None or self._server_sql[0] is not conn:
             announced = conn.get_server_version()
             version = server_stats.version_num(announced.major, announced.minor)
-            self._server_sql = (conn, server_stats.server_sql(sql.SERVER, version))
+            statement = server_stats.server_sql(sql.SERVER, version).rstrip()
+            self._server_sql = (conn, f"{statement},\n    {pgdb.HEALTH_COLUMNS}\n")
         return self._server_sql[1]
 
     # --- pg_stat_statements ---------------------------------------------------------------

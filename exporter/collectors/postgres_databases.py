@@ -5,7 +5,7 @@ PostgreSQL collector:
 
 * **Wraparound**: ``age(datfrozenxid)`` of every database (templates included: any of them
   reaching ``autovacuum_freeze_max_age`` forces an anti-wraparound vacuum, and 2^31 stops
-  writes) beside the setting, from :data:`DATABASES` on the collector's own connection.
+  writes) beside the setting, from :data:`HEALTH_COLUMNS` of the collector's server statement.
 * **Vacuums in progress**: ``pg_stat_progress_vacuum`` counted by database and phase (the view
   is server-wide; a relation name would only resolve in its own database, so none is given).
 * **Table statistics of the other databases**: ``pg_stat_user_tables`` and friends describe the
@@ -52,19 +52,21 @@ CONCURRENCY = 2
 # One row: the setting, every database with its frozen-xid age and whether the exporter may
 # connect to it (so a database without CONNECT privilege costs no failed login per refresh),
 # and the vacuums running now by database and phase.
-DATABASES = """
-SELECT
-    current_setting('autovacuum_freeze_max_age')::float8 AS freeze_max_age,
+#: Columns of the collector's server statement (collectors/postgres.py appends them, so the
+#: wraparound and vacuum figures cost no statement of their own): the freeze age setting, every
+#: database's transaction ID age, and the vacuums running now.
+HEALTH_COLUMNS = """\
+current_setting('autovacuum_freeze_max_age')::float8 AS freeze_max_age,
     (SELECT json_agg(json_build_object(
         'datname', d.datname, 'xid_age', age(d.datfrozenxid),
         'connectable', d.datallowconn AND NOT d.datistemplate,
         'may_connect', has_database_privilege(d.oid, 'CONNECT')) ORDER BY d.datname)
-      FROM pg_database d) AS databases,
+      FROM pg_database d) AS database_ages,
     (SELECT json_agg(json_build_object('datname', v.datname, 'phase', v.phase, 'count', v.n)
                      ORDER BY v.datname, v.phase)
       FROM (SELECT coalesce(datname, '') AS datname, phase, count(*) AS n
-            FROM pg_stat_progress_vacuum GROUP BY 1, 2) v) AS vacuums
-"""
+            FROM pg_stat_progress_vacuum GROUP BY 1, 2) v) AS vacuums"""
+
 
 Row = Mapping[str, Any]
 #: The tables and unused indexes of one database, as :data:`~postgres_queries.TABLES` gives them.

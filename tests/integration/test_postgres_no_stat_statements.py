@@ -42,8 +42,9 @@ async def test_missing_library_sets_availability_zero_and_logs_how_to_enable_it_
         assert reg.get_sample_value("perf_postgres_probe_duration_seconds_count")
         assert not [f for f in result.families if f.name.startswith("perf_postgres_statement_")]
         assert result.facts["stat_statements_available"] is False
-        # probe, server, tables, databases and activity: the missing view costs no statement
-        assert reg.get_sample_value("perf_postgres_collector_statements") == 5
+        # probe, server (with the databases' ages), tables and activity: the missing view costs
+        # no statement
+        assert reg.get_sample_value("perf_postgres_collector_statements") == 4
     said = notes(caplog)
     assert len(said) == 1
     assert "shared_preload_libraries" in said[0]

@@ -334,11 +334,11 @@ async def test_statement_text_is_normalized_cut_and_fetched_once(server: Postgre
         assert sample.labels["query"] == expected
         assert len(sample.labels["query"]) <= 24
     statements = registry_of(first).get_sample_value("perf_postgres_collector_statements")
-    # probe, server, databases, statements, activity (sampling off: read in the cycle) and,
-    # the first time only, the text lookup (no tables: the connected database is not in
-    # `databases`)
-    assert statements == 6
-    assert registry_of(second).get_sample_value("perf_postgres_collector_statements") == 5
+    # probe, server (with the databases' ages), statements, activity (sampling off: read in the
+    # cycle) and, the first time only, the text lookup (no tables: the connected database is not
+    # in `databases`)
+    assert statements == 5
+    assert registry_of(second).get_sample_value("perf_postgres_collector_statements") == 4
 
 
 async def test_tables_and_index_advice_come_from_the_statistics_views(
@@ -411,8 +411,9 @@ async def test_session_is_named_and_bounded_by_timeouts(server: PostgresServer) 
     assert coll.session_settings()["statement_timeout"] == "720ms"
     assert coll.session_settings()["lock_timeout"] == "400ms"
     reg = registry_of(result)
-    # probe, server, tables, databases, statements, activity (sampling off: read in the cycle)
-    assert reg.get_sample_value("perf_postgres_collector_statements") == 6
+    # probe, server (with the databases' ages), tables, statements, activity (sampling off:
+    # read in the cycle)
+    assert reg.get_sample_value("perf_postgres_collector_statements") == 5
     assert 0 < reg.get_sample_value("perf_postgres_collector_query_duration_seconds") < 0.8
 
 
