@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from exporter import __version__, logs
+from exporter import __version__, lean, logs
 from exporter import config as config_module
 from exporter.collectors import COLLECTORS
 from exporter.config import DEFAULT_LISTEN_ADDRESS, ConfigError
-from exporter.webconfig import load_web_config
 
 DESCRIPTION = """\
 Samples cache hit rate (PostgreSQL, Redis, your app's cache namespaces), pool usage (PostgreSQL
@@ -162,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return mixin_main(argv[1:])
     args = build_parser().parse_args(argv)
+    # before anything loads aiohttp (the web config's checks use it), see lean.py
+    lean.import_web()
+    from exporter.webconfig import load_web_config
+
     path = args.config_file
     if path is None and os.environ.get("PERF_EXPORTER_CONFIG_FILE"):
         path = Path(os.environ["PERF_EXPORTER_CONFIG_FILE"])
