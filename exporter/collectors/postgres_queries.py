@@ -4,8 +4,9 @@ Each statement folds several catalog and statistics views into one round trip (J
 a cycle costs at most five statements: the probe, :data:`SERVER` (to which the collector appends
 the wraparound and vacuum columns of ``postgres_databases.HEALTH_COLUMNS``), :data:`TABLES`,
 :func:`statements_sql` and, only when new statements are listed and query text is enabled,
-:func:`statement_text_sql` (the wait sampler's reads are its own, see postgres_activity.py). Everything read comes from ``pg_stat_*``/``pg_statio_*`` views, the
-catalogs, settings and size functions: nothing touches the rows of a user table.
+:func:`statement_text_sql` (the wait sampler's reads are its own, see postgres_activity.py).
+Everything read comes from ``pg_stat_*``/``pg_statio_*`` views, the catalogs, settings and size
+functions: nothing touches the rows of a user table.
 
 Parameters: ``$1`` is the database filter (``NULL`` for all databases), ``$2`` a top-N bound.
 :func:`statements_sql` reads every entry of the view (no query text): a few thousand rows.
