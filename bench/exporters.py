@@ -14,7 +14,6 @@ needs a comparable configuration (documented in every results table):
 from __future__ import annotations
 
 import re
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any
 import yaml
 
 from bench.process import Process
+from bench.product import product_python
 from bench.workload import NAMESPACES
 
 REPO = Path(__file__).resolve().parent.parent
@@ -262,7 +262,8 @@ def start_perf_exporter(
     ready_timeout: float = 60,
     fleet: bool = False,
 ) -> Exporter:
-    """``python -m exporter --config.file X``; ready once every configured target is up.
+    """``python -m exporter --config.file X`` in the runtime-only venv (bench/product.py); ready
+    once every configured target is up.
 
     ``fleet``: ready once it answers; the caller counts targets up (a thousand regexes over a
     20 MB body five times a second would take the cores the daemon is measured on).
@@ -273,7 +274,7 @@ def start_perf_exporter(
     process = Process(
         name,
         [
-            sys.executable,
+            product_python(workdir),
             "-m",
             "exporter",
             f"--config.file={path}",
