@@ -4,11 +4,16 @@
 importing aiohttp buy the daemon nothing, because it serves HTTP and never fetches:
 
 * ``aiohttp.connector`` builds its two default *client* TLS contexts at import time, and the
-  verifying one loads the whole system CA store into OpenSSL (about 2 MB of a 55 MB process).
+  verifying one loads the whole system CA store into OpenSSL (about 2 MB of a 56 MB process).
   While aiohttp is imported, ``SSL_CERT_FILE`` points at an empty file, so those two contexts
   stay empty; the variable is restored right after, so every context made later (asyncpg's and
   redis-py's TLS to your databases, with ``sslmode=verify-full`` and the like) loads the store as
   usual. The daemon never uses aiohttp's client, whose requests would not verify.
+* ``aiohttp.web_fileresponse`` builds a MIME table at import, which makes :mod:`mimetypes` read
+  the system's MIME files into its global table (0.5 MB). The daemon serves no files: while
+  aiohttp is imported the list of files is empty, so that table holds Python's built-in types;
+  afterwards :mod:`mimetypes` is set back to not initialised, so whoever asks it later gets the
+  system's files read as usual.
 * frozenlist, used by aiohttp only for its start-up and shutdown hook lists, loads a compiled
   extension of about 1 MB; ``FROZENLIST_NO_EXTENSIONS`` (its own switch) selects the pure-Python
   class, which behaves the same. A value already set in the environment is respected.
@@ -18,6 +23,7 @@ bench/README.md ("Where the memory goes") has the measurements.
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import sys
 
@@ -32,6 +38,8 @@ def import_web() -> None:
     os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
     saved = os.environ.get(_CA_FILE)
     os.environ[_CA_FILE] = os.devnull
+    mime_files, mime_ready = mimetypes.knownfiles, mimetypes.inited
+    mimetypes.knownfiles = []
     try:
         import aiohttp.web  # noqa: F401 - imported for its side effect on sys.modules
     finally:
@@ -39,3 +47,6 @@ def import_web() -> None:
             del os.environ[_CA_FILE]
         else:
             os.environ[_CA_FILE] = saved
+        mimetypes.knownfiles = mime_files
+        if not mime_ready:
+            mimetypes.inited = False  # the next mimetypes user reads the system's files

@@ -15,12 +15,16 @@ from tests.support.processes import ROOT
 REPORT = """
 import json, os, ssl, sys
 {before}
-import aiohttp.connector
+import aiohttp.connector, aiohttp.web_fileresponse
 print(json.dumps({{
     "aiohttp_cas": aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"],
     "later_cas": ssl.create_default_context().cert_store_stats()["x509_ca"],
     "ca_file": os.environ.get("SSL_CERT_FILE"),
     "frozenlist_compiled": "frozenlist._frozenlist" in sys.modules,
+    "mime_inited": __import__("mimetypes").inited,
+    "aiohttp_html": aiohttp.web_fileresponse.CONTENT_TYPES.guess_type("a.html")[0],
+    "mime_later": len(__import__("mimetypes").MimeTypes().types_map[True])
+    + len(__import__("mimetypes").types_map),
 }}))
 """
 
@@ -56,6 +60,12 @@ def test_import_web_skips_them_and_leaves_every_later_context_whole() -> None:
     # asyncpg's and redis-py's TLS contexts, made later, still verify against the system store
     assert lean["later_cas"] == plain["later_cas"] > 0
     assert lean["ca_file"] is None
+    # aiohttp's table was built without the system's MIME files, and mimetypes reads them for
+    # whoever asks after (a plain interpreter has them read by aiohttp's import)
+    assert plain["mime_inited"] is True
+    assert lean["mime_inited"] is False
+    assert lean["aiohttp_html"] == plain["aiohttp_html"] == "text/html"
+    assert lean["mime_later"] == plain["mime_later"]
 
 
 def test_a_ca_file_of_the_user_is_restored() -> None:
