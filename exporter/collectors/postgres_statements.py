@@ -35,7 +35,7 @@ import math
 import struct
 from array import array
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from operator import add, sub
 from typing import Any, NamedTuple
 
@@ -269,39 +269,24 @@ class StatementAccounts:
         return bool(info["entries"] == visible + new)
 
     def update_from_rows(
-        self, rows: Iterable[Mapping[str, Any]], now: float, *, changed_only: bool = False
+        self, rows: list[Mapping[str, Any]], now: float, *, changed_only: bool = False
     ) -> None:
         """Account the rows of :func:`~exporter.collectors.postgres_queries.statements_sql`.
 
         ``changed_only``: the rows are the changed entries only (see :meth:`changes_suffice`);
         the others keep their baselines.
+
+        ``rows`` is consumed (left empty): each record is let go as soon as it is accounted, so
+        a whole read of thousands of entries is never held as records and entries at once. The
+        peak of that read sets the daemon's RSS at one target (the arenas it takes stay).
         """
         info: Mapping[str, Any] | None = None
-        entries: list[Entry] = []
-        for row in rows:
-            if row["is_info"]:
-                info = row
-                continue
-            entries.append(
-                Entry(
-                    EntryId(row["queryid"], row["dbid"], row["userid"], row["toplevel"]),
-                    row["datname"],
-                    row["rolname"],
-                    # STATEMENT_FIELDS order
-                    (
-                        row["calls"],
-                        row["exec_ms"],
-                        row["rows"],
-                        row["shared_blks_hit"],
-                        row["shared_blks_read"],
-                        row["blk_read_ms"],
-                        row["blk_write_ms"],
-                    ),
-                    row["since"],
-                )
-            )
+        if rows and rows[-1]["is_info"]:  # where the query puts it
+            info = rows[-1]
+        else:
+            info = next((row for row in rows if row["is_info"]), None)
         self.update(
-            entries,
+            _entries_of(rows),
             now,
             reset_time=None if info is None else info["stats_reset"],
             dealloc=None if info is None else info["dealloc"],
@@ -365,13 +350,6 @@ class StatementAccounts:
         A whole read replaces the baselines; a read of changed entries keeps the others, except
         hidden ones (no queryid), which come in every read since their sum is what is known.
         """
-        current: dict[EntryId, Entry] = {}
-        for entry in entries:
-            twin = current.get(entry.id)
-            if twin is not None:
-                # several hidden entries of one role share an id: account for them as one
-                entry = entry._replace(values=tuple(map(add, twin.values, entry.values)))
-            current[entry.id] = entry
         old = self._baselines
         # a read of changed entries renews the visible baselines in place; hidden ones come in
         # every read, so those it lacks are gone
@@ -380,14 +358,15 @@ class StatementAccounts:
         dirty = self._known_dirty
         deltas: dict[StatementKey | None, list[float]] = {}
         nan = math.nan
-        for entry_id, entry in current.items():
-            key = _packed_key(*entry_id)
+
+        def account(entry: Entry) -> None:
+            key = _packed_key(*entry.id)
             state = _STATE.pack(*entry.values, nan if entry.since is None else entry.since)
             baseline = old.get(key)
             fresh[key] = state
             hidden_gone.discard(key)
             if baseline == state:
-                continue  # idle since the last read: most entries, most cycles
+                return  # idle since the last read: most entries, most cycles
             if not key[0]:
                 dirty[key] = state
             delta = self._growth(entry, baseline)
@@ -400,6 +379,21 @@ class StatementAccounts:
                     deltas[statement] = list(delta)
                 else:
                     _add(summed, delta)
+
+        # a visible entry's id is the view's own key, so it comes once and is accounted as it
+        # comes (no read is held whole); several hidden entries of one role share an id, so
+        # those are summed first and accounted as one
+        hidden: dict[EntryId, Entry] = {}
+        for entry in entries:
+            if entry.id.queryid is None:
+                twin = hidden.get(entry.id)
+                if twin is not None:
+                    entry = entry._replace(values=tuple(map(add, twin.values, entry.values)))
+                hidden[entry.id] = entry
+            else:
+                account(entry)
+        for entry in hidden.values():
+            account(entry)
         for key in hidden_gone:
             del fresh[key]
         if not changed_only:
@@ -547,6 +541,31 @@ def _row(key: StatementKey, values: list[float]) -> StatementRow:
         blk_read_ms=float(field["blk_read_ms"]),
         blk_write_ms=float(field["blk_write_ms"]),
     )
+
+
+def _entries_of(rows: list[Mapping[str, Any]]) -> Iterator[Entry]:
+    """The entries of ``rows`` (statements_sql's), in order, each record dropped once read."""
+    rows.reverse()
+    while rows:
+        row = rows.pop()
+        if row["is_info"]:
+            continue
+        yield Entry(
+            EntryId(row["queryid"], row["dbid"], row["userid"], row["toplevel"]),
+            row["datname"],
+            row["rolname"],
+            # STATEMENT_FIELDS order
+            (
+                row["calls"],
+                row["exec_ms"],
+                row["rows"],
+                row["shared_blks_hit"],
+                row["shared_blks_read"],
+                row["blk_read_ms"],
+                row["blk_write_ms"],
+            ),
+            row["since"],
+        )
 
 
 def _add_id_texts(columns: tuple[list[str], list[str], list[str], list[str]], key: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Iterable
 
 import pytest
@@ -325,3 +326,48 @@ def test_slow_statements_count_what_the_exporter_saw_not_what_the_view_held_at_s
     acc.update([entry(1, 1030, 2100.0), entry(2, 10, 10.0)], WINDOW + 5)
     (slow,) = acc.slow_statements(WINDOW + 5)
     assert slow["mean_seconds"] == pytest.approx(1100.0 / 30 / 1000)
+
+
+class _Record(dict[str, object]):
+    """A row as asyncpg gives it, which a weak reference can follow to its end."""
+
+
+def _as_record(e: Entry) -> _Record:
+    calls_, exec_ms, rows_, hit, read, blk_read, blk_write = e.values
+    return _Record(
+        is_info=False,
+        queryid=e.id.queryid,
+        dbid=e.id.dbid,
+        userid=e.id.userid,
+        toplevel=e.id.toplevel,
+        datname=e.datname,
+        rolname=e.user,
+        calls=calls_,
+        exec_ms=exec_ms,
+        rows=rows_,
+        shared_blks_hit=hit,
+        shared_blks_read=read,
+        blk_read_ms=blk_read,
+        blk_write_ms=blk_write,
+        since=e.since,
+    )
+
+
+def test_rows_are_let_go_as_they_are_accounted() -> None:
+    # a whole read of thousands of entries must not be held as records and entries at once:
+    # update_from_rows consumes the fetched list, each record dropped once it is read
+    entries = [entry(q, 10 + q, user="api" if q % 3 else "batch") for q in range(1, 200)]
+    entries += [entry(None, 5), entry(None, 7)]  # two hidden entries of one role: one sum
+    info = _Record(is_info=True, stats_reset=1000.0, dealloc=3)
+    rows = [_as_record(e) for e in entries] + [info]
+    refs = [weakref.ref(r) for r in rows]
+    by_rows = StatementAccounts(10, WINDOW)
+    by_rows.update_from_rows(rows, 0.0)  # type: ignore[arg-type]
+    assert rows == []
+    del info
+    assert all(ref() is None for ref in refs)
+    by_entries = StatementAccounts(10, WINDOW)
+    by_entries.update(entries, 0.0, reset_time=1000.0, dealloc=3)
+    assert exported(by_rows) == exported(by_entries)
+    assert by_rows.known() == by_entries.known()
+    assert by_rows.deallocations == 3 and by_rows.reset_time == 1000.0
