@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import HistogramMetricFamily
 
-from exporter.collectors.redis_latency import LatencyHistograms, ServerKind, power_of_two_below
+from exporter.collectors.redis_latency import (
+    LE,
+    LatencyHistograms,
+    ServerKind,
+    power_of_two_below,
+)
 from exporter.collectors.redis_slowlog import EntryLog, is_full
 
 
@@ -135,3 +141,38 @@ def test_a_reset_seen_on_the_sum_alone_restarts_every_series_of_the_command() ->
     assert after.get_sample_value(f"{name}_bucket", {"cmd": "get", "le": "3.2e-05"}) == 22
     assert after.get_sample_value(f"{name}_count", {"cmd": "get"}) == 22
     assert after.get_sample_value(f"{name}_sum", {"cmd": "get"}) == 62e-6
+
+
+def test_histogram_samples_are_add_metrics_own_with_label_dicts_shared_by_targets() -> None:
+    # the summary board keeps two collections of these buckets per Redis target: every target
+    # and cycle reuses one label dict per (command, bound) instead of making its own
+    one, two = LatencyHistograms(top_n=5), LatencyHistograms(top_n=5)
+    info = {
+        "run_id": "a",
+        "cmdstat_get": "calls=10,usec=50,usec_per_call=5.0",
+        "cmdstat_set": "calls=4,usec=40,usec_per_call=10.0",
+    }
+    reply = {
+        b"get": {b"calls": 10, b"histogram_usec": {1: 4, 33: 10}},
+        b"set": {b"calls": 4, b"histogram_usec": {8: 1, 2048: 4}},
+    }
+    one.choose(info)
+    two.choose(info)
+    a, b = one.family(info, reply), two.family(info, reply)
+    # what prometheus_client's add_metric makes of the same buckets, sample for sample
+    expected = HistogramMetricFamily(a.name, a.documentation, labels=["cmd"])
+    for cmd in ("get", "set"):
+        buckets = [
+            (s.labels["le"], s.value)
+            for s in a.samples
+            if s.name.endswith("_bucket") and s.labels["cmd"] == cmd
+        ]
+        total = next(
+            s.value for s in a.samples if s.name.endswith("_sum") and s.labels["cmd"] == cmd
+        )
+        expected.add_metric([cmd], buckets, total)
+    assert a.samples == expected.samples
+    assert [s.labels["le"] for s in a.samples[:3]] == ["1e-06", "2e-06", "4e-06"]
+    assert a.samples[len(LE)].labels == {"cmd": "get", "le": "+Inf"}
+    assert a.samples[len(LE)].value == 10
+    assert all(x.labels is y.labels for x, y in zip(a.samples, b.samples, strict=True))
