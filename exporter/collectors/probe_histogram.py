@@ -10,6 +10,7 @@ import bisect
 from collections.abc import Sequence
 
 from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.samples import Sample
 
 #: From 0.1 ms (a local round trip) to 5 s (a server in trouble): 1, 2.5 and 5 of each decade.
 #: Written from their text so each bound is exactly the float its ``le`` label shows.
@@ -36,11 +37,29 @@ class ProbeHistogram:
         self.total += seconds
 
     def family(self) -> HistogramMetricFamily:
-        cumulative: list[tuple[str, float]] = []
+        """The samples ``HistogramMetricFamily(buckets=..., sum_value=...)`` would hold, with
+        label dicts shared by every target and cycle (the summary board keeps two collections of
+        the buckets per target)."""
+        family = HistogramMetricFamily(self.name, self.documentation)
+        bucket = f"{self.name}_bucket"
         running = 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+        for labels, count in zip(_le_labels(self.bounds), self.counts, strict=True):
             running += count
-            cumulative.append(("+Inf" if bound == float("inf") else repr(bound), float(running)))
-        return HistogramMetricFamily(
-            self.name, self.documentation, buckets=cumulative, sum_value=self.total
-        )
+            family.samples.append(Sample(bucket, labels, float(running)))
+        family.samples.append(Sample(f"{self.name}_count", _NO_LABELS, float(running)))
+        family.samples.append(Sample(f"{self.name}_sum", _NO_LABELS, self.total))
+        return family
+
+
+#: ``{"le": ...}`` of each set of bounds, and +Inf; shared and never changed once made.
+_LE: dict[tuple[float, ...], tuple[dict[str, str], ...]] = {}
+_NO_LABELS: dict[str, str] = {}
+
+
+def _le_labels(bounds: tuple[float, ...]) -> tuple[dict[str, str], ...]:
+    labels = _LE.get(bounds)
+    if labels is None:
+        if len(_LE) >= 100:  # a handful of bucket layouts exist; never let odd ones pile up
+            _LE.clear()
+        labels = _LE[bounds] = (*({"le": repr(b)} for b in bounds), {"le": "+Inf"})
+    return labels

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prometheus_client.core import HistogramMetricFamily
 from redis import exceptions as rx
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
@@ -181,6 +182,13 @@ def test_probe_histogram_is_cumulative() -> None:
     assert samples[("perf_redis_probe_duration_seconds_bucket", "0.01")] == 3
     assert samples[("perf_redis_probe_duration_seconds_bucket", "+Inf")] == 4
     assert samples[("perf_redis_probe_duration_seconds_count", None)] == 4
+    # the samples prometheus_client makes of the same buckets, with label dicts shared by every
+    # probe (the summary board keeps two collections of them per target)
+    running = [("0.001", 1.0), ("0.01", 3.0), ("+Inf", 4.0)]
+    made = HistogramMetricFamily(family.name, "h", buckets=running, sum_value=histogram.total)
+    assert family.samples == made.samples
+    other = ProbeHistogram("perf_redis_probe_duration_seconds", "h", (0.001, 0.01)).family()
+    assert all(x.labels is y.labels for x, y in zip(family.samples, other.samples, strict=True))
 
 
 def test_password_file_beats_the_url_and_never_reaches_the_address(tmp_path: Path) -> None:
