@@ -204,6 +204,11 @@ class Window:
         return out
 
 
+#: Grouping keys seen, each kept once (see _grouped); cleared when there are too many.
+_KEYS: dict[LabelKey, LabelKey] = {}
+_KEYS_MAX = 200_000
+
+
 def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
     """``agg by (by) (name{match})`` over ``samples``, ``grouping`` being (name, by, agg, match)."""
     name, by, agg, match = grouping
@@ -214,8 +219,14 @@ def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
     if match:
         items = [(ls, v) for ls, v in items if all(ls.get(k) == m for k, m in match)]
     # this runs for every signal of every target each cycle: plain loops, no generators
+    keys = _KEYS
+    if len(keys) >= _KEYS_MAX:
+        keys.clear()
     for labels, value in items:
         key = tuple([(k, labels.get(k, "")) for k in by])
+        # one key object for every target and both windows that share it: the board keeps
+        # two groupings per signal and target, and a histogram's are one key per bucket
+        key = keys.setdefault(key, key)
         old = out.get(key)
         if old is None:
             out[key] = value

@@ -18,7 +18,7 @@ from exporter.config import ConfigError
 from exporter.mixin.thresholds import Thresholds
 from exporter.summary.board import SummaryBoard
 from exporter.summary.page import sparkline
-from exporter.summary.window import histogram_quantile
+from exporter.summary.window import Window, histogram_quantile
 
 
 def redis(
@@ -376,3 +376,20 @@ def test_the_board_keeps_only_the_samples_its_signals_and_questions_read() -> No
     assert "perf_redis_command_calls_total" not in kept
     assert "perf_redis_keyspace_hits_total" in kept
     assert row(board, "redis_hit_ratio")["value"] == 0.6
+
+
+def test_grouping_keys_are_one_object_across_targets_and_windows() -> None:
+    # the board keeps two groupings per signal and target; a histogram's are a key per bucket,
+    # so equal keys of different targets and collections must be one object, not copies
+    def samples() -> dict[str, list[tuple[dict[str, str], float]]]:
+        return {
+            "x_bucket": [
+                ({"cmd": "get", "le": le}, float(i)) for i, le in enumerate(("0.1", "1", "+Inf"))
+            ]
+        }
+
+    one = Window(samples(), 1.0).gauge("x_bucket", ("cmd", "le"))
+    two = Window(samples(), 2.0).gauge("x_bucket", ("cmd", "le"))
+    assert one == two and len(one) == 3
+    for a, b in zip(one, two, strict=True):
+        assert a is b
