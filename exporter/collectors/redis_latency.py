@@ -226,11 +226,24 @@ class LatencyHistograms:
         """This epoch's keys of ``cmd``: one per bound in BOUNDS_USEC, then +Inf, then sum."""
         keys = self._keys.get(cmd)
         if keys is None:
-            source = str(self._epoch)
-            keys = self._keys[cmd] = [
-                (source, (cmd, bound)) for bound in (*BOUND_TEXT, "+Inf", "sum")
-            ]
+            keys = self._keys[cmd] = _series_keys(str(self._epoch), cmd)
         return keys
+
+
+#: The keys of a command in an epoch, the same for every target (see _keys_of): shared, never
+#: changed once made, cleared when there are too many.
+_SERIES_KEYS: dict[tuple[str, str], list[tuple[str, Series]]] = {}
+
+
+def _series_keys(source: str, cmd: str) -> list[tuple[str, Series]]:
+    keys = _SERIES_KEYS.get((source, cmd))
+    if keys is None:
+        if len(_SERIES_KEYS) >= _LABELS_MAX:
+            _SERIES_KEYS.clear()
+        keys = _SERIES_KEYS[(source, cmd)] = [
+            (source, (cmd, bound)) for bound in (*BOUND_TEXT, "+Inf", "sum")
+        ]
+    return keys
 
 
 #: The bounds as the series keys spell them, and as ``le`` label values (seconds).

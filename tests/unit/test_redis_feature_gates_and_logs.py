@@ -176,3 +176,5 @@ def test_histogram_samples_are_add_metrics_own_with_label_dicts_shared_by_target
     assert a.samples[len(LE)].labels == {"cmd": "get", "le": "+Inf"}
     assert a.samples[len(LE)].value == 10
     assert all(x.labels is y.labels for x, y in zip(a.samples, b.samples, strict=True))
+    # and the keys of the monotonic totals: one list per command and epoch for every target
+    assert one._keys_of("get") is two._keys_of("get")
