@@ -1,6 +1,6 @@
 """What the daemon sets up before its HTTP library loads, to stay small.
 
-``perf-exporter`` calls :func:`import_web` before anything imports aiohttp. Two costs of
+``perf-exporter`` calls :func:`import_web` before anything imports aiohttp. Three costs of
 importing aiohttp buy the daemon nothing, because it serves HTTP and never fetches:
 
 * ``aiohttp.connector`` builds its two default *client* TLS contexts at import time, and the
@@ -27,7 +27,7 @@ import mimetypes
 import os
 import sys
 
-#: Environment variables OpenSSL reads when a context loads the default CA store.
+#: The environment variable naming the CA file OpenSSL loads as a context's default store.
 _CA_FILE = "SSL_CERT_FILE"
 
 
