@@ -459,8 +459,8 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         if self._server_sql is None or self._server_sql[0] is not conn:
             announced = conn.get_server_version()
             version = server_stats.version_num(announced.major, announced.minor)
-            statement = server_stats.server_sql(sql.SERVER, version).rstrip()
-            self._server_sql = (conn, f"{statement},\n    {pgdb.HEALTH_COLUMNS}\n")
+            statement = server_stats.server_sql(sql.SERVER, version, pgdb.HEALTH_COLUMNS)
+            self._server_sql = (conn, statement)
         return self._server_sql[1]
 
     # --- pg_stat_statements ---------------------------------------------------------------

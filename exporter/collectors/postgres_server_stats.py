@@ -189,9 +189,11 @@ def stats_columns(version: int) -> str:
     return ",\n    ".join(items)
 
 
-def server_sql(base: str, version: int) -> str:
-    """The collector's server statement ``base`` with the columns of :func:`stats_columns`."""
-    return f"{base.rstrip()},\n    {stats_columns(version)}\n"
+def server_sql(base: str, version: int, *extra: str) -> str:
+    """The collector's server statement ``base`` with the columns of :func:`stats_columns`, then
+    ``extra`` ones."""
+    columns = ",\n    ".join((stats_columns(version), *extra))
+    return f"{base.rstrip()},\n    {columns}\n"
 
 
 def _json(value: Any) -> Any:

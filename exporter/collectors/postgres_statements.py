@@ -280,11 +280,8 @@ class StatementAccounts:
         a whole read of thousands of entries is never held as records and entries at once. The
         peak of that read sets the daemon's RSS at one target (the arenas it takes stay).
         """
-        info: Mapping[str, Any] | None = None
-        if rows and rows[-1]["is_info"]:  # where the query puts it
-            info = rows[-1]
-        else:
-            info = next((row for row in rows if row["is_info"]), None)
+        # the query puts the info row last
+        info = next((row for row in reversed(rows) if row["is_info"]), None)
         self.update(
             _entries_of(rows),
             now,

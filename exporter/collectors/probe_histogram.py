@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.samples import Sample
 
+from exporter.collectors.interned import Interned
+
 #: From 0.1 ms (a local round trip) to 5 s (a server in trouble): 1, 2.5 and 5 of each decade.
 #: Written from their text so each bound is exactly the float its ``le`` label shows.
 LATENCY_BUCKETS: tuple[float, ...] = tuple(
@@ -51,15 +53,9 @@ class ProbeHistogram:
         return family
 
 
-#: ``{"le": ...}`` of each set of bounds, and +Inf; shared and never changed once made.
-_LE: dict[tuple[float, ...], tuple[dict[str, str], ...]] = {}
+#: ``{"le": ...}`` of each set of bounds, and +Inf, shared by every probe (a handful of bucket
+#: layouts exist).
+_le_labels: Interned[tuple[float, ...], tuple[dict[str, str], ...]] = Interned(
+    lambda bounds: (*({"le": repr(b)} for b in bounds), {"le": "+Inf"}), 100
+)
 _NO_LABELS: dict[str, str] = {}
-
-
-def _le_labels(bounds: tuple[float, ...]) -> tuple[dict[str, str], ...]:
-    labels = _LE.get(bounds)
-    if labels is None:
-        if len(_LE) >= 100:  # a handful of bucket layouts exist; never let odd ones pile up
-            _LE.clear()
-        labels = _LE[bounds] = (*({"le": repr(b)} for b in bounds), {"le": "+Inf"})
-    return labels

@@ -25,6 +25,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
 from exporter.collectors.base import parse_number
+from exporter.collectors.interned import Interned
 from exporter.collectors.monotonic_sums import MonotonicSums, Series
 from exporter.collectors.redis_info import Info, parse_pairs
 
@@ -226,24 +227,15 @@ class LatencyHistograms:
         """This epoch's keys of ``cmd``: one per bound in BOUNDS_USEC, then +Inf, then sum."""
         keys = self._keys.get(cmd)
         if keys is None:
-            keys = self._keys[cmd] = _series_keys(str(self._epoch), cmd)
+            keys = self._keys[cmd] = _series_keys((str(self._epoch), cmd))
         return keys
 
 
-#: The keys of a command in an epoch, the same for every target (see _keys_of): shared, never
-#: changed once made, cleared when there are too many.
-_SERIES_KEYS: dict[tuple[str, str], list[tuple[str, Series]]] = {}
-
-
-def _series_keys(source: str, cmd: str) -> list[tuple[str, Series]]:
-    keys = _SERIES_KEYS.get((source, cmd))
-    if keys is None:
-        if len(_SERIES_KEYS) >= _LABELS_MAX:
-            _SERIES_KEYS.clear()
-        keys = _SERIES_KEYS[(source, cmd)] = [
-            (source, (cmd, bound)) for bound in (*BOUND_TEXT, "+Inf", "sum")
-        ]
-    return keys
+#: The keys of a command in an epoch, (source, cmd) -> one per bound, +Inf, sum: the same for
+#: every target (see _keys_of).
+_series_keys: Interned[tuple[str, str], list[tuple[str, Series]]] = Interned(
+    lambda key: [(key[0], (key[1], bound)) for bound in (*BOUND_TEXT, "+Inf", "sum")], 5_000
+)
 
 
 #: The bounds as the series keys spell them, and as ``le`` label values (seconds).
@@ -251,18 +243,7 @@ BOUND_TEXT: tuple[str, ...] = tuple(str(bound) for bound in BOUNDS_USEC)
 LE: tuple[str, ...] = tuple(repr(bound / 1e6) for bound in BOUNDS_USEC)
 
 #: Label dicts of a command's samples: one per bound in LE, then +Inf, then ``{"cmd": ...}``
-#: for _count and _sum. Shared, never changed once made; cleared when there are too many.
-_LABELS: dict[str, tuple[dict[str, str], ...]] = {}
-_LABELS_MAX = 5_000
-
-
-def _bucket_labels(cmd: str) -> tuple[dict[str, str], ...]:
-    labels = _LABELS.get(cmd)
-    if labels is None:
-        if len(_LABELS) >= _LABELS_MAX:
-            _LABELS.clear()
-        labels = _LABELS[cmd] = (
-            *({"cmd": cmd, "le": le} for le in (*LE, "+Inf")),
-            {"cmd": cmd},
-        )
-    return labels
+#: for _count and _sum, shared by every target.
+_bucket_labels: Interned[str, tuple[dict[str, str], ...]] = Interned(
+    lambda cmd: (*({"cmd": cmd, "le": le} for le in (*LE, "+Inf")), {"cmd": cmd}), 5_000
+)
