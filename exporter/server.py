@@ -10,6 +10,7 @@ board already hold. Request lines and headers are capped, bodies are refused, un
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -82,13 +83,15 @@ class Handlers:
     runbooks_html: Callable[[], Awaitable[str]]
     summary_text: Callable[[], Awaitable[str]] | None = None
 
-    async def metrics(self, request: web.Request) -> web.Response:
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
         body = self.rendered()
         om = wants_openmetrics(request.headers.get("Accept", ""))
         gz = accepts_gzip(request.headers.get("Accept-Encoding", ""))
-        payload = body.body(om, gz)
         content_type = OPENMETRICS_CONTENT_TYPE if om else TEXT_CONTENT_TYPE
         headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+        if not gz and body.streams_plain:
+            return await _stream(request, body, om, headers)
+        payload = body.body(om, gz)
         if gz:
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=payload, headers=headers)
@@ -119,6 +122,21 @@ class Handlers:
 
     async def runbooks(self, request: web.Request) -> web.Response:
         return web.Response(text=await self.runbooks_html(), content_type="text/html")
+
+
+async def _stream(
+    request: web.Request, body: Rendered, om: bool, headers: dict[str, str]
+) -> web.StreamResponse:
+    """A plain body too large to keep, written a piece at a time as it is joined."""
+    body.demand[(om, False)] = time.monotonic()
+    response = web.StreamResponse(headers=headers)
+    response.content_length = body.length(om)
+    await response.prepare(request)
+    if request.method != "HEAD":
+        for chunk in body.chunks(om):
+            await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 @web.middleware

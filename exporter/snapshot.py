@@ -123,6 +123,11 @@ def render_fragments(families: Iterable[Metric], target: str | None) -> list[Fra
 #: A body variant (format, gzip or not) asked for within this many seconds is made ahead of the
 #: next scrape; the others are made only when asked for.
 DEMAND_WINDOW = 600.0
+#: A plain body of more sample bytes than this is never kept: each request for it is streamed from
+#: the fragments, a megabyte at a time. At a thousand targets the text is over 60 MB (its gzip
+#: 3 MB), kept once per format asked and twice while a render replaces it, for the odd ``curl``;
+#: joining it also held the interpreter lock long enough to stall the scrapes served meanwhile.
+PLAIN_KEEP_MAX = 8 << 20
 #: Fast compression: on metrics text level 1 is ~2.5x cheaper than 6 for ~13 % more bytes, and
 #: it runs once per render, not per scrape.
 GZIP_LEVEL = 1
@@ -139,7 +144,8 @@ class Rendered:
     A body is joined only for a variant scrapers asked for within :data:`DEMAND_WINDOW`: by
     :meth:`prepare` ahead of the scrapes (in a worker thread), else on the first request and then
     kept. Prometheus asks for OpenMetrics, curl and most tools for the text format: at a thousand
-    targets each body is tens of megabytes, so a format nobody reads is never made.
+    targets each body is tens of megabytes, so a format nobody reads is never made, and a plain
+    body over :data:`PLAIN_KEEP_MAX` is streamed (:meth:`chunks`) instead of kept.
     """
 
     def __init__(self, groups: list[Group], demand: Demand, size: int = 0) -> None:
@@ -159,8 +165,13 @@ class Rendered:
     def openmetrics(self) -> bytes:
         return self._plain(True)
 
+    @property
+    def streams_plain(self) -> bool:
+        """Whether the plain bodies are too large to keep: served by :meth:`chunks` instead."""
+        return self.size > PLAIN_KEEP_MAX
+
     def body(self, openmetrics: bool, gz: bool) -> bytes:
-        """The body of one variant, recording that it is wanted."""
+        """The body of one variant, recording that it is wanted (see :meth:`streams_plain`)."""
         self.demand[(openmetrics, gz)] = time.monotonic()
         if not gz:
             return self._plain(openmetrics)
@@ -179,16 +190,39 @@ class Rendered:
         now = time.monotonic()
         wanted = sorted(k for k, last in list(self.demand.items()) if now - last < DEMAND_WINDOW)
         for openmetrics, gz in wanted:
-            if not gz:
+            if not gz and not self.streams_plain:
                 self._plain(openmetrics)
         for openmetrics, gz in wanted:
             if gz and openmetrics not in self.gzipped:
                 self.gzipped[openmetrics] = self._gzip(openmetrics)
 
+    def length(self, openmetrics: bool) -> int:
+        """Bytes of the plain body of one format, without joining it."""
+        heads = sum(len(_head(head, openmetrics)) for head, _ in self._groups)
+        return self.size + heads + (len(_EOF) if openmetrics else 0)
+
+    def chunks(self, openmetrics: bool) -> Iterator[bytes]:
+        """The plain body of one format in pieces of about :data:`GZIP_CHUNK` bytes.
+
+        Reads only the fragments this render holds, which nothing changes: safe on any thread.
+        """
+        chunk: list[bytes] = []
+        size = 0
+        for piece in _pieces(self._groups, openmetrics):
+            chunk.append(piece)
+            size += len(piece)
+            if size >= GZIP_CHUNK:
+                yield b"".join(chunk)
+                chunk, size = [], 0
+        if chunk:
+            yield b"".join(chunk)
+
     def _plain(self, openmetrics: bool) -> bytes:
         body = self.plain.get(openmetrics)
         if body is None:
-            body = self.plain[openmetrics] = b"".join(_pieces(self._groups, openmetrics))
+            body = b"".join(_pieces(self._groups, openmetrics))
+            if not self.streams_plain:
+                self.plain[openmetrics] = body
         return body
 
     def _gzip(self, openmetrics: bool) -> bytes:
@@ -197,16 +231,7 @@ class Rendered:
             return gzip.compress(plain, GZIP_LEVEL, mtime=0)
         # the gzip wrapper of zlib (wbits 31) is what gzip.compress(mtime=0) writes
         packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-        out: list[bytes] = []
-        chunk: list[bytes] = []
-        size = 0
-        for piece in _pieces(self._groups, openmetrics):
-            chunk.append(piece)
-            size += len(piece)
-            if size >= GZIP_CHUNK:
-                out.append(packer.compress(b"".join(chunk)))
-                chunk, size = [], 0
-        out.append(packer.compress(b"".join(chunk)))
+        out = [packer.compress(chunk) for chunk in self.chunks(openmetrics)]
         out.append(packer.flush())
         return b"".join(out)
 
@@ -215,16 +240,23 @@ class Rendered:
 GZIP_CHUNK = 1 << 20
 
 
+_EOF = b"# EOF\n"
+
+
+def _head(head: Fragment, openmetrics: bool) -> bytes:
+    if openmetrics:
+        name, kind, help_text = head.om_name, head.om_type, _escape_help_om(head.help)
+    else:
+        name, kind, help_text = head.text_name, head.text_type, _escape_help_text(head.help)
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode()
+
+
 def _pieces(groups: list[Group], openmetrics: bool) -> Iterator[bytes]:
     for head, lines in groups:
-        if openmetrics:
-            name, kind, help_text = head.om_name, head.om_type, _escape_help_om(head.help)
-        else:
-            name, kind, help_text = head.text_name, head.text_type, _escape_help_text(head.help)
-        yield f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode()
+        yield _head(head, openmetrics)
         yield from lines
     if openmetrics:
-        yield b"# EOF\n"
+        yield _EOF
 
 
 @dataclass

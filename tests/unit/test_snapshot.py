@@ -183,3 +183,42 @@ def test_sliced_assembly_yields_between_slices_and_gives_the_same_bodies() -> No
     assert sliced.text == whole.text
     assert sliced.openmetrics == whole.openmetrics
     assert b'perf_demo_up{target="t00"} 7\n' in snap.assemble().text
+
+
+def _fleet_like(monkeypatch: pytest.MonkeyPatch) -> Snapshot:
+    # bodies over the keep limit, in many chunks
+    monkeypatch.setattr(snapshot, "PLAIN_KEEP_MAX", 100)
+    monkeypatch.setattr(snapshot, "GZIP_CHUNK", 64)
+    snap = Snapshot()
+    for i in range(30):
+        snap.put(("data", "demo", f"t{i:02}"), [up(i % 2), hits(i)], target=f"t{i:02}")
+    return snap
+
+
+def test_a_plain_body_over_the_limit_is_streamed_and_never_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    snap = _fleet_like(monkeypatch)
+    first = snap.render()
+    assert first.streams_plain
+    first.body(False, False)  # curl asks plain text: wanted from now on
+    first.body(True, True)
+    second = snap.render()
+    # the gzip variant is made ahead; the plain one is not, and reading it keeps nothing
+    assert second.plain == {} and set(second.gzipped) == {True}
+    for om in (False, True):
+        whole = second.openmetrics if om else second.text
+        chunks = list(second.chunks(om))
+        assert len(chunks) > 5 and b"".join(chunks) == whole
+        assert second.length(om) == len(whole)
+    assert second.plain == {}
+    assert gzip.decompress(second.body(True, True)) == second.openmetrics
+
+
+def test_a_small_plain_body_is_kept_as_before() -> None:
+    snap = Snapshot()
+    snap.put(("data", "demo", "one"), [up(1), hits(3)], target="one")
+    rendered = snap.render()
+    assert not rendered.streams_plain
+    assert rendered.body(False, False) is rendered.body(False, False)
+    assert rendered.length(False) == len(rendered.text)
