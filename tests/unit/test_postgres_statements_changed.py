@@ -9,13 +9,16 @@ the accounting fed both ways, cycle by cycle, through evictions, new entries and
 
 from __future__ import annotations
 
+import gc
 import math
 import random
+import sys
+from array import array
 from typing import Any
 
 import pytest
 
-from exporter.collectors.postgres_statements import _KEY, _STATE, StatementAccounts
+from exporter.collectors.postgres_statements import StatementAccounts
 
 TOP_N, WINDOW = 5, 60.0
 
@@ -137,20 +140,18 @@ def known_rows(accounts: StatementAccounts) -> list[tuple[str, ...]]:
 
 
 def encoded_afresh(accounts: StatementAccounts) -> list[tuple[str, ...]]:
-    """The visible baselines encoded from scratch, as known() did every cycle before."""
+    """The visible baselines encoded one by one from the columns, not by known()."""
+    columns = accounts._visible
     out = []
-    for key, state in accounts._baselines.items():
-        hidden, queryid, dbid, userid, toplevel = _KEY.unpack(key)
-        if hidden:
-            continue
-        values = _STATE.unpack(state)
-        since = "NULL" if math.isnan(values[-1]) else repr(values[-1])
+    for at in range(len(columns)):
+        values = columns.state(at)
+        since = "NULL" if math.isinf(values[-1]) else repr(values[-1])
         out.append(
             (
-                str(queryid),
-                str(dbid),
-                str(userid),
-                "t" if toplevel else "f",
+                str(columns.queryids[at]),
+                str(columns.dbids[at]),
+                str(columns.userids[at]),
+                "t" if columns.toplevels[at] else "f",
                 str(int(values[0])),
                 since,
             )
@@ -226,3 +227,32 @@ def test_only_the_first_reads_listed_statements_stay_in_the_window() -> None:
     accounts.update_from_rows(view.whole_read(), 0.0)
     assert len(accounts.listed) == TOP_N
     assert {key for key in accounts._recent} == set(accounts.listed)
+
+
+def test_baselines_are_columns_of_numbers_not_objects() -> None:
+    """~80 bytes an entry (17 of id, 8 doubles); a packed key and state in a dict took ~190."""
+    view = SimulatedView(random.Random(7))
+    for _ in range(3000):
+        view.add()
+    for key in list(view.entries):
+        view.run(key)
+    view.entries = {k: v for k, v in view.entries.items() if k[0] is not None}
+    accounts = StatementAccounts(TOP_N, WINDOW)
+    accounts.update_from_rows(view.whole_read(), 0.0)
+    columns = accounts._visible
+    assert len(columns) == len(view.entries) > 2500
+    size = sum(
+        sys.getsizeof(c)
+        for c in (columns.queryids, columns.dbids, columns.userids, columns.toplevels)
+    ) + sys.getsizeof(columns.values)
+    assert size / len(columns) < 100
+    # five objects in all, referring to none: nothing per entry for the garbage collector
+    assert gc.get_referents(columns.values) == [array] and not accounts._hidden
+    # sorted by id, each found where it is
+    ids = list(
+        zip(columns.queryids, columns.dbids, columns.userids, columns.toplevels, strict=True)
+    )
+    assert ids == sorted(ids)
+    for at, (queryid, dbid, userid, toplevel) in enumerate(ids[:50]):
+        assert columns.find(queryid, dbid, userid, bool(toplevel)) == at
+    assert columns.find(-1, 1, 1, True) == ~0
