@@ -46,6 +46,7 @@ from exporter.summary.window import (
     Coarse,
     Groups,
     LabelKey,
+    SampleColumn,
     Samples,
     Trails,
     Values,
@@ -250,11 +251,13 @@ class SummaryBoard:
         """The exporter's signals, from the samples its self-metrics show for this run."""
         src = self._sources[(collector, target)]
         labels = {"collector": collector}
-        own: Samples = {"perf_exporter_collector_success": [(labels, 1.0 if src.up else 0.0)]}
+        own: Samples = {
+            "perf_exporter_collector_success": SampleColumn.of([(labels, 1.0 if src.up else 0.0)])
+        }
         if src.last_success is not None:
-            own["perf_exporter_collector_last_success_timestamp_seconds"] = [
-                (labels, src.last_success)
-            ]
+            own["perf_exporter_collector_last_success_timestamp_seconds"] = SampleColumn.of(
+                [(labels, src.last_success)]
+            )
         window = Window(own, now)
         for signal in OWN:
             # history gets one point per run; the staleness shown is recomputed on every read

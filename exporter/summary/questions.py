@@ -16,6 +16,7 @@ from typing import Any, get_args
 
 from exporter.mixin.catalog import SIGNALS, Question, Signal
 from exporter.mixin.thresholds import Thresholds
+from exporter.summary.window import SampleColumn
 
 #: The questions in the order the page shows them, with the title a person reads.
 TITLES: dict[str, str] = {
@@ -42,7 +43,7 @@ class SourceView:
     successes: int
     facts: Mapping[str, Any]
     #: The latest samples by sample name (the container's memory, which metrics exist).
-    gauges: Mapping[str, list[tuple[dict[str, str], float]]]
+    gauges: Mapping[str, SampleColumn]
     #: Why the last collection failed, one sentence, or None.
     error: str | None
 
@@ -230,8 +231,8 @@ def cache_namespaces(sources: list[SourceView]) -> list[dict[str, Any]]:
 
 
 def _gauge(src: SourceView, name: str) -> float | None:
-    values = [v for _, v in src.gauges.get(name, [])]
-    return sum(values) if values else None
+    column = src.gauges.get(name)
+    return sum(column.values) if column else None
 
 
 def saturation_chain(

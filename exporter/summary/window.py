@@ -13,13 +13,47 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Container, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Literal
 
 from prometheus_client.metrics_core import Metric
 
 LabelKey = tuple[tuple[str, str], ...]
-Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+class SampleColumn:
+    """The samples of one name as (labels, value) pairs: label dicts in a list, values in doubles.
+
+    The board keeps two collections of these per target (now and before): at a thousand targets
+    some 300,000 samples, which as (labels, value) tuples were 88 bytes each beyond the labels
+    and as many objects for the garbage collector to walk; here 16 bytes and none.
+    """
+
+    __slots__ = ("labels", "values")
+
+    def __init__(self) -> None:
+        self.labels: list[dict[str, str]] = []
+        self.values = array("d")
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[dict[str, str], float]]) -> SampleColumn:
+        column = cls()
+        for labels, value in pairs:
+            column.append(labels, value)
+        return column
+
+    def append(self, labels: dict[str, str], value: float) -> None:
+        self.labels.append(labels)
+        self.values.append(value)
+
+    def __iter__(self) -> Iterator[tuple[dict[str, str], float]]:
+        return zip(self.labels, self.values, strict=True)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+Samples = dict[str, SampleColumn]
 #: One value per series of a signal, keyed by the labels the signal groups by.
 Values = dict[LabelKey, float]
 Trails = MutableMapping[tuple[str, LabelKey], deque[tuple[float, float]]]
@@ -76,8 +110,11 @@ def samples_of(families: Iterable[Metric], names: Container[str] | None = None) 
     for family in families:
         for sample in family.samples:
             if names is None or sample.name in names:
+                column = out.get(sample.name)
+                if column is None:
+                    column = out[sample.name] = SampleColumn()
                 # the sample's own labels, not a copy: nothing changes them once collected
-                out.setdefault(sample.name, []).append((sample.labels, float(sample.value)))
+                column.append(sample.labels, sample.value)
     return out
 
 
@@ -213,11 +250,12 @@ def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
     """``agg by (by) (name{match})`` over ``samples``, ``grouping`` being (name, by, agg, match)."""
     name, by, agg, match = grouping
     out: Values = {}
-    items = samples.get(name) if samples else None
-    if not items:
+    column = samples.get(name) if samples else None
+    if not column:
         return out
+    items: Iterable[tuple[dict[str, str], float]] = column
     if match:
-        items = [(ls, v) for ls, v in items if all(ls.get(k) == m for k, m in match)]
+        items = [(ls, v) for ls, v in column if all(ls.get(k) == m for k, m in match)]
     # this runs for every signal of every target each cycle: plain loops, no generators
     keys = _KEYS
     if len(keys) >= _KEYS_MAX:
