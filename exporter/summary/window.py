@@ -257,14 +257,16 @@ def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
     if match:
         items = [(ls, v) for ls, v in column if all(ls.get(k) == m for k, m in match)]
     # this runs for every signal of every target each cycle: plain loops, no generators
-    keys = _KEYS
-    if len(keys) >= _KEYS_MAX:
+    # a histogram's keys (one per bucket) are one object for every target and both windows
+    # that share them: the board keeps two groupings per signal and target. Other keys are
+    # mostly a target's own (a statement, a database), which interning would only keep alive.
+    keys = _KEYS if "le" in by else None
+    if keys is not None and len(keys) >= _KEYS_MAX:
         keys.clear()
     for labels, value in items:
         key = tuple([(k, labels.get(k, "")) for k in by])
-        # one key object for every target and both windows that share it: the board keeps
-        # two groupings per signal and target, and a histogram's are one key per bucket
-        key = keys.setdefault(key, key)
+        if keys is not None:
+            key = keys.setdefault(key, key)
         old = out.get(key)
         if old is None:
             out[key] = value

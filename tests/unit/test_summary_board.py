@@ -416,3 +416,16 @@ def test_kept_samples_are_columns_the_garbage_collector_does_not_walk() -> None:
     expected = [(s.labels, s.value) for s in latency.samples if s.name.endswith("_bucket")]
     assert list(column) == expected
     assert all(a is b for a, b in zip(column.labels, (e[0] for e in expected), strict=True))
+
+
+def test_only_histogram_keys_are_kept_for_sharing() -> None:
+    # a statement's or a database's key belongs to one target: interned, it would only stay
+    # alive in the shared table after its groupings are gone
+    from exporter.summary import window
+
+    column = SampleColumn.of([({"queryid": "q-only-here", "datname": "app"}, 1.0)])
+    (key,) = Window({"x": column}, 1.0).gauge("x", ("queryid",))
+    assert key not in window._KEYS
+    buckets = SampleColumn.of([({"cmd": "only-here", "le": "+Inf"}, 1.0)])
+    (key,) = Window({"x_bucket": buckets}, 1.0).gauge("x_bucket", ("cmd", "le"))
+    assert window._KEYS[key] is key
