@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 
 import pytest
@@ -222,3 +223,15 @@ def test_a_small_plain_body_is_kept_as_before() -> None:
     assert not rendered.streams_plain
     assert rendered.body(False, False) is rendered.body(False, False)
     assert rendered.length(False) == len(rendered.text)
+
+
+def test_fragments_leave_the_garbage_collectors_lists() -> None:
+    # a fleet keeps tens of thousands: tracked, every older collection walked them all
+    snap = Snapshot()
+    snap.put(("data", "demo", "one"), [up(1), hits(3)], target="one")
+    snap.put(("data", "demo", "two"), [up(0), hits(4)], target="two")
+    fragments = [f for part in snap._parts.values() for f in part.fragments]
+    gc.collect()
+    assert len(fragments) == 4 and not any(gc.is_tracked(f) for f in fragments)
+    # and the headers of a family are one tuple for every part
+    assert fragments[0][0] is fragments[2][0]
