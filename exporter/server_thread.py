@@ -21,8 +21,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 #: Seconds a thread may hold the interpreter lock while another waits for it (CPython's default
-#: is 5 ms): how long a scrape can wait behind a collection step, at most, per hand-over.
-SWITCH_INTERVAL = 0.001
+#: is 5 ms): how long a scrape can wait behind a collection step, at most, per hand-over. A
+#: scrape of a thousand targets' 2 MB gzip body takes the lock many times; A/B at that size,
+#: 0.2 ms against 1 ms: wrk's p99 27-31 against 34-39 ms, CPU no higher, RSS ~15 MiB higher.
+SWITCH_INTERVAL = 0.0002
 
 
 class ServerThread:
