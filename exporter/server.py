@@ -10,7 +10,6 @@ board already hold. Request lines and headers are capped, bodies are refused, un
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -128,7 +127,7 @@ async def _stream(
     request: web.Request, body: Rendered, om: bool, headers: dict[str, str]
 ) -> web.StreamResponse:
     """A plain body too large to keep, written a piece at a time as it is joined."""
-    body.demand[(om, False)] = time.monotonic()
+    body.want(om, False)
     response = web.StreamResponse(headers=headers)
     response.content_length = body.length(om)
     await response.prepare(request)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from prometheus_client.metrics_core import Metric
 
+from exporter.collectors.interned import Interned
+
 _INF = float("inf")
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -50,8 +52,8 @@ TEXT_NAME, TEXT_TYPE, OM_NAME, OM_TYPE, HELP = range(5)
 #: the older generation (~100 ms each).
 Fragment = tuple[Head, bytes]
 
-_HEADS: dict[Head, Head] = {}
-_HEADS_MAX = 10_000
+#: Each distinct headers tuple kept once (a fleet sends a few hundred families).
+_heads: Interned[Head, Head] = Interned(lambda head: head, 10_000)
 
 
 def _head_of(family: Metric) -> Head:
@@ -63,12 +65,7 @@ def _head_of(family: Metric) -> Head:
         "unknown" if kind == "untyped" else kind,
         family.documentation,
     )
-    shared = _HEADS.get(head)
-    if shared is None:
-        if len(_HEADS) >= _HEADS_MAX:
-            _HEADS.clear()
-        shared = _HEADS[head] = head
-    return shared
+    return _heads(head)
 
 
 def format_value(value: float) -> str:
@@ -173,9 +170,13 @@ class Rendered:
         """Whether the plain bodies are too large to keep: served by :meth:`chunks` instead."""
         return self.size > PLAIN_KEEP_MAX
 
+    def want(self, openmetrics: bool, gz: bool) -> None:
+        """Record that a scraper asked for this variant (the next renders make it ahead)."""
+        self.demand[(openmetrics, gz)] = time.monotonic()
+
     def body(self, openmetrics: bool, gz: bool) -> bytes:
         """The body of one variant, recording that it is wanted (see :meth:`streams_plain`)."""
-        self.demand[(openmetrics, gz)] = time.monotonic()
+        self.want(openmetrics, gz)
         if not gz:
             return self._plain(openmetrics)
         packed = self.gzipped.get(openmetrics)
