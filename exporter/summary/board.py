@@ -107,7 +107,7 @@ class _Source:
     # recent gauge values for trends; they outlive a failed run, as the filesystem does
     trails: Trails = field(default_factory=dict)
     # a day of statement counters for the slowdown signal; also outlives a failed run
-    coarse: Coarse = field(default_factory=dict)
+    coarse: Coarse = field(default_factory=Coarse)
     # what the signals grouped of ``now``: the next window's groupings of ``before``
     groups: Groups = field(default_factory=dict)
 

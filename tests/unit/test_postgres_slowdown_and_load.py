@@ -14,7 +14,7 @@ from exporter.collectors.postgres import server_cpus
 from exporter.config import ConfigError, PostgresTarget
 from exporter.mixin.thresholds import Thresholds
 from exporter.summary.board import SummaryBoard
-from exporter.summary.window import COARSE_SPAN, CoarseTrail
+from exporter.summary.window import COARSE_SPAN, COARSE_STEP, Coarse, CoarseTrail
 
 STEP = 60.0
 DAY = 86400.0
@@ -82,6 +82,33 @@ def test_the_coarse_trail_keeps_a_point_per_step_for_a_day_and_a_bit() -> None:
     assert len(trail.times) <= COARSE_SPAN / 600 + 1
     assert trail.times[-1] - trail.times[0] <= COARSE_SPAN
     assert trail.at(trail.times[-1] - DAY) is not None
+
+
+def test_the_trails_of_a_source_share_one_clock_and_know_where_they_were_missing() -> None:
+    coarse = Coarse()
+    a, b = coarse.trail(("calls", (("q", "1"),))), coarse.trail(("calls", (("q", "2"),)))
+    assert a.clock is b.clock is coarse.clock
+    a.add(0.0, 1.0)  # the first window ticks the clock; b is not listed yet
+    b.add(60.0, 5.0)  # between points: nothing to keep
+    assert b.at(100.0) is None and a.at(100.0) == (0.0, 1.0)
+    for t in (600.0, 1200.0):
+        a.add(t, t)
+        b.add(t, t + 5)
+    b.add(1800.0, 9.0)  # a is not listed at 1800
+    assert a.at(1900.0) is None  # no point of a at 1800: as if it had none, not 1200's
+    assert (a.at(1300.0), b.at(1300.0)) == ((1200.0, 1200.0), (1200.0, 1205.0))
+    assert b.at(1800.0 + COARSE_STEP - 1) == (1800.0, 9.0)
+    assert b.at(1800.0 + COARSE_STEP) is None
+    assert len(coarse.clock.times) == 4 and len(a.values) == 3 and len(b.values) == 3
+    # a day later a series no longer listed is forgotten, the listed one keeps a day
+    t = 1800.0
+    while t < 1800.0 + COARSE_SPAN + COARSE_STEP:
+        t += COARSE_STEP
+        b.add(t, t)
+        coarse.forget_old()
+    assert list(coarse) == [("calls", (("q", "2"),))]
+    assert b.at(t - 86400.0) is not None
+    assert len(b.values) == len(coarse.clock.times) <= COARSE_SPAN / COARSE_STEP + 1
 
 
 def load(board: SummaryBoard, cpus: float | None) -> float | None:
