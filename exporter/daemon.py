@@ -29,7 +29,7 @@ from exporter.notify import SystemdNotifier
 from exporter.scheduler import Scheduler, build_jobs
 from exporter.server import Handlers, build_app
 from exporter.server_thread import ServerThread, on_loop
-from exporter.snapshot import Rendered, Snapshot
+from exporter.snapshot import Snapshot
 from exporter.summary.board import SummaryBoard
 from exporter.webconfig import (
     LiveTLS,
@@ -158,23 +158,15 @@ class Daemon:
 
     async def _render(self) -> None:
         loop = asyncio.get_running_loop()
-        # the render's own work: its slices and the compression, not the collections that run
-        # between the slices (counting those made a busy daemon render ever more rarely)
+        # the render's own work: grouping and compression, not the collections that run while
+        # the worker thread compresses (counting those made a busy daemon render ever more rarely)
         cost = 0.0
         try:
-            # assembled in slices with the loop free between them: at a thousand targets one
-            # whole assembly would hold back the collections for a few hundred milliseconds
-            steps = self.snapshot.assemble_steps()
-            while True:
-                started = time.perf_counter()
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    rendered: Rendered = done.value
-                    break
-                finally:
-                    cost += time.perf_counter() - started
-                await asyncio.sleep(0)
+            # at once: the snapshot keeps its fragments grouped by name as results arrive, so a
+            # thousand targets' grouping is a list per name (~2 ms), not a walk of every fragment
+            started = time.perf_counter()
+            rendered = self.snapshot.assemble()
+            cost += time.perf_counter() - started
             if rendered.size <= PREPARE_ON_LOOP_BYTES:
                 cost += _timed(rendered.prepare)
             else:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import gc
 import gzip
+import random
+import subprocess
+import sys
+import zlib
 
 import pytest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as om_families,
 )
@@ -110,6 +115,43 @@ def test_a_body_gzipped_as_it_is_joined_is_the_plain_body_gzipped(
     assert streamed == gzip.compress(plain, snapshot.GZIP_LEVEL, mtime=0)
 
 
+def test_a_large_body_is_gzipped_by_isal_both_ways_and_decompresses_to_the_plain_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(snapshot, "GZIP_CHUNK", 256)
+    monkeypatch.setattr(snapshot, "FAST_GZIP_BYTES", 1000)  # "large": the fleet's path
+    snap = Snapshot()
+    for i in range(40):
+        snap.put(("data", "demo", f"t{i:02}"), [up(i % 2), hits(i)], target=f"t{i:02}")
+    rendered = snap.render()
+    assert rendered.size > 1000
+    kept = rendered.text  # the plain body is kept: compressed from it in slices
+    made = rendered.body(False, True)
+    monkeypatch.setattr(snapshot, "PLAIN_KEEP_MAX", 100)  # streamed: compressed from chunks
+    streamed = snap.render().body(False, True)
+    assert gzip.decompress(made) == gzip.decompress(streamed) == kept
+    assert zlib.decompress(streamed, 31) == kept  # a plain zlib reader (curl, Go) takes it
+    assert made != gzip.compress(kept, snapshot.GZIP_LEVEL, mtime=0)  # not zlib's deflate
+    # a small body keeps zlib's, byte for byte what gzip.compress writes
+    monkeypatch.setattr(snapshot, "FAST_GZIP_BYTES", 1 << 20)
+    small = snap.render()
+    assert small.body(True, True) == gzip.compress(small.openmetrics, snapshot.GZIP_LEVEL, mtime=0)
+
+
+def test_a_small_daemon_never_imports_isal() -> None:
+    code = (
+        "import sys\n"
+        "from prometheus_client.core import GaugeMetricFamily\n"
+        "from exporter.snapshot import Snapshot\n"
+        "snap = Snapshot()\n"
+        "snap.put(('data', 'x', 'one'), [GaugeMetricFamily('a', 'b', value=1)], target='one')\n"
+        "snap.render().body(False, True)\n"
+        "print('isal' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_render_is_byte_identical_without_changes() -> None:
     snap = Snapshot()
     snap.put(("data", "demo", "one"), [up(1), hits(3)], target="one")
@@ -163,27 +205,62 @@ def test_values_are_formatted_like_prometheus() -> None:
     assert format_value(1e20) == "1e+20"
 
 
-def test_sliced_assembly_yields_between_slices_and_gives_the_same_bodies() -> None:
-    snap = Snapshot()
-    for i in range(50):
-        snap.put(("data", "demo", f"t{i:02}"), [up(i % 2), hits(i)], target=f"t{i:02}")
-    whole = snap.assemble()
-    steps = snap.assemble_steps(step=10)
-    slices = 0
-    # a result arriving mid-render belongs to the next render, not half to this one
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            sliced = done.value
-            break
-        slices += 1
-        if slices == 1:
-            snap.put(("data", "demo", "t00"), [up(7)], target="t00")
-    assert slices >= 10  # 100 fragments grouped, then 100 joined, 10 at a time
-    assert sliced.text == whole.text
-    assert sliced.openmetrics == whole.openmetrics
-    assert b'perf_demo_up{target="t00"} 7\n' in snap.assemble().text
+def _grouped_afresh(snap: Snapshot, extra: list[Metric]) -> tuple[list[snapshot.Group], int]:
+    """What a render must group: every part's fragments walked in sorted order, as it once was."""
+    by_name: dict[str, list[snapshot.Fragment]] = {}
+    for key in sorted(snap._parts):
+        for fragment in snap._parts[key].fragments:
+            by_name.setdefault(fragment[0][snapshot.OM_NAME], []).append(fragment)
+    for fragment in snapshot.render_fragments(extra, None):
+        by_name.setdefault(fragment[0][snapshot.OM_NAME], []).append(fragment)
+    groups = []
+    for name in sorted(by_name):
+        kind = by_name[name][0][0][snapshot.OM_TYPE]
+        groups.append(
+            (by_name[name][0][0], [f[1] for f in by_name[name] if f[0][snapshot.OM_TYPE] == kind])
+        )
+    return groups, sum(len(line) for _, lines in groups for line in lines)
+
+
+def test_the_families_kept_as_results_arrive_group_like_a_walk_of_every_part() -> None:
+    rng = random.Random(18)
+    extra = [
+        GaugeMetricFamily("perf_demo_own", "The daemon's.", value=1),
+        GaugeMetricFamily("perf_demo_f3", "Shared with the parts.", value=2),
+    ]
+    snap = Snapshot(lambda: extra)
+
+    def family(name: str, value: float) -> Metric:
+        if name == "perf_demo_odd" and rng.random() < 0.3:  # a name sent with two types
+            return CounterMetricFamily(name, "Odd.", value=value)
+        return GaugeMetricFamily(name, f"Family {name}.", value=value)
+
+    names = [f"perf_demo_f{i}" for i in range(6)] + ["perf_demo_odd"]
+    for step in range(600):
+        key = ("data", "demo", f"t{rng.randrange(40):02}")
+        roll = rng.random()
+        if roll < 0.1:
+            snap.drop(key)
+        elif roll < 0.15:
+            snap.expire(now=float(step))
+        else:
+            chosen = rng.sample(names, rng.randrange(len(names) + 1))
+            if chosen and rng.random() < 0.1:
+                chosen.append(chosen[0])  # a part sending a name twice
+            snap.put(
+                key,
+                [family(n, step) for n in chosen],
+                target=key[-1],
+                ttl=rng.choice([None, 3.0]),
+                stale=[up(0)],
+                now=float(step),
+            )
+        rendered = snap.assemble()
+        assert (rendered._groups, rendered.size) == _grouped_afresh(snap, extra), step
+    # the index forgets what no part sends any more
+    for key in list(snap._parts):
+        snap.drop(key)
+    assert snap._families == {} and snap.assemble()._groups == _grouped_afresh(snap, extra)[0]
 
 
 def _fleet_like(monkeypatch: pytest.MonkeyPatch) -> Snapshot:
