@@ -43,12 +43,12 @@ log = logging.getLogger(__name__)
 
 #: Renders are coalesced: at least this many seconds apart however many jobs finish, and
 #: further apart when a render is expensive (many targets), so that rendering never takes more
-#: than about 1 / (1 + RENDER_COST_FACTOR) of a core. A thousand targets' render takes ~30 ms
-#: to group the fragments, ~130 ms more to gzip 44 MB when a scraper wants it so, and with
-#: results arriving all the time its budget is always used: at 20 (bodies 0.6 s apart, 3.4 s
-#: with gzip) the fleet measured 24.5-28.8 % of a core against 29.3-33.9 % at 10.
+#: than about 1 / (1 + RENDER_COST_FACTOR) of a core. With results arriving all the time a
+#: fleet's render always uses its budget: at a thousand targets a render takes ~2 ms to group
+#: and ~40 ms more to gzip 44 MB with ISA-L (~130 ms with zlib), so at 40 bodies are ~1.6 s
+#: apart and rendering is 2.4 % of a core (at 20 with zlib: 3.2 s apart and 4.8 %).
 RENDER_MIN_GAP = 0.25
-RENDER_COST_FACTOR = 20.0
+RENDER_COST_FACTOR = 40.0
 #: Bodies of up to this many bytes are joined and compressed on the event loop (about a
 #: millisecond at one target's 170 kB); larger ones in a worker thread, which keeps the loop free
 #: for the collections but is a thread with a malloc arena of its own: ~0.5 MB of a one-target
