@@ -231,6 +231,10 @@ class StatementAccounts:
         self._totals: dict[StatementKey, list[float]] = {}
         self._other = _zero()
         self._listed: dict[StatementKey, float] = {}  # -> when it was listed
+        self._listed_set: tuple[dict[StatementKey, float], frozenset[StatementKey]] = (
+            {},
+            frozenset(),
+        )
         # (time, {statement: (exec ms, calls)}) of each cycle in the window, and their sums
         self._cycles: deque[tuple[float, dict[StatementKey, tuple[float, float]]]] = deque()
         self._recent: dict[StatementKey, list[float]] = {}
@@ -247,7 +251,12 @@ class StatementAccounts:
     @property
     def listed(self) -> frozenset[StatementKey]:
         """The statements with their own series since the last :meth:`update`."""
-        return frozenset(self._listed)
+        # asked every second by the wait sampler of each target: made once per cycle (a cycle
+        # replaces ``_listed``, never changes it in place)
+        made = self._listed_set
+        if made[0] is not self._listed:
+            made = self._listed_set = (self._listed, frozenset(self._listed))
+        return made[1]
 
     # --- one cycle ----------------------------------------------------------------------------
 
