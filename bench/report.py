@@ -270,7 +270,8 @@ def fleet_lines(records: list[Record]) -> list[str]:
         )
     lines += [
         "",
-        "Quiet: the process's CPU over one whole 15 s interval with two scrapes in it. Loaded: "
+        "Quiet: the process's CPU over one whole 15 s interval with two gzip scrapes in it, "
+        "as Prometheus asks (the daemon makes ahead only the bodies asked for). Loaded: "
         "wrk -c4 for the next whole interval, so its latencies include every collection and "
         "snapshot rebuild of an interval. Redis targets skip the namespace scan (see "
         "bench/fleet.py).",

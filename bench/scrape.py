@@ -62,8 +62,8 @@ class Scraper:
                     raise
         raise AssertionError("unreachable")
 
-    def text(self) -> str:
-        status, body, encoded = self.get(accept_gzip=False)
+    def text(self, accept_gzip: bool = False) -> str:
+        status, body, encoded = self.get(accept_gzip=accept_gzip)
         if status != 200:
             raise RuntimeError(f"GET {self.path} on port {self.port} answered {status}")
         return (gzip.decompress(body) if encoded else body).decode()
