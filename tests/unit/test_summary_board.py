@@ -284,6 +284,23 @@ def test_history_is_bounded_and_drawn_as_an_svg_sparkline() -> None:
     assert "stroke-dasharray" in empty and "<polyline" not in empty
 
 
+def test_a_full_history_is_a_few_hundred_bytes_a_series() -> None:
+    # a thousand targets' board holds ~15,000 series: as (time, value) tuples in a deque a full
+    # history was ~6 kB each, ~80 MB in all once an hour's runs had filled them
+    board = SummaryBoard(history=60)
+    for i in range(61):
+        board.update("postgres", "main", postgres(10 + i % 7), {}, now=float(i))
+    series = [
+        one for signals in board._series.values() for s in signals.values() for one in s.values()
+    ]
+    full = [one for one in series if len(one.history) == 60]
+    assert full
+    for one in full:
+        values = one.history.values
+        assert isinstance(values, array) and values.typecode == "d"
+        assert values.buffer_info()[1] * values.itemsize < 1024
+
+
 def test_html_page_shows_signals_without_scripts_or_external_assets() -> None:
     board = SummaryBoard()
     board.update("redis", "<b>cache</b>", redis(0, 0), {}, now=1.0)
