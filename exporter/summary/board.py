@@ -90,7 +90,7 @@ def idle(traffic: float | None, min_rate: float) -> bool:
     return traffic is None or traffic < min_rate
 
 
-@dataclass
+@dataclass(slots=True)
 class _Source:
     """The last two samples of one (collector, target)."""
 
@@ -112,7 +112,7 @@ class _Source:
     groups: Groups = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class SignalSeries:
     """One series of one signal on one target, with its recent values."""
 
