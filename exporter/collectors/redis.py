@@ -52,6 +52,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from redis import exceptions as rx
+from redis._parsers import _AsyncHiredisParser
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import (
     AbstractConnection,
@@ -94,6 +95,44 @@ _NO_SETINFO: dict[str, Any] = (
 )
 
 
+class ReleasingHiredisParser(_AsyncHiredisParser):
+    """redis-py's hiredis parser, giving back the buffer a large reply grew once it is read.
+
+    hiredis keeps the buffer a reply grew until the next reply arrives, a collection later: a
+    40 kB INFO, LATENCY HISTOGRAM or SLOWLOG reply leaves 64 kB behind per connection, ~40 MB
+    at 750 targets that no Python allocator sees. After a reply that grew the buffer past
+    hiredis' own limit (16 kB) and left nothing unread, the reader is made anew.
+    """
+
+    _connection: AbstractConnection | None = None
+    _grown = 0
+
+    def on_connect(self, connection: AbstractConnection) -> None:
+        self._connection = connection
+        self._grown = 0
+        super().on_connect(connection)  # type: ignore[no-untyped-call]
+
+    async def read_from_socket(self) -> bool:
+        read: bool = await super().read_from_socket()  # type: ignore[no-untyped-call]
+        reader: Any = self._reader
+        self._grown = max(self._grown, reader.len())
+        return read
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        response = await super().read_response(*args, **kwargs)
+        reader: Any = self._reader
+        if self._grown > RELEASE_BUFFER_BYTES and not reader.has_data():
+            self._grown = 0
+            if self._connection is not None:
+                # a new reader with the same settings, the grown buffer freed with the old one
+                super().on_connect(self._connection)  # type: ignore[no-untyped-call]
+        return response
+
+
+#: hiredis' own limit (``maxbuf``): a buffer this large is freed when the next reply arrives.
+RELEASE_BUFFER_BYTES = 16 * 1024
+
+
 def _connection_settings(
     target: RedisTarget, timeout: float, password_from_file: str | None
 ) -> tuple[type[AbstractConnection], dict[str, Any], str]:
@@ -109,6 +148,7 @@ def _connection_settings(
         "protocol": 2,
         **_NO_SETINFO,
     }
+    kwargs["parser_class"] = ReleasingHiredisParser
     cls: type[AbstractConnection] = Connection
     username: str | None = None
     password: str | None = None
