@@ -468,8 +468,9 @@ class Snapshot:
             family = self._families.get(name)
             more = extra.get(name, [])
             if family is not None and family.regular and not more:
-                fragments = list(family.in_order().values())
-                lines = list(map(_lines_of, fragments))
+                frags = family.in_order().values()
+                head = next(iter(frags))[0]
+                lines = list(map(_lines_of, frags))
                 size += family.size
             else:
                 # the odd cases, as the parts say: a part sending a name twice or with two
@@ -478,10 +479,10 @@ class Snapshot:
                 fragments = [
                     f for key in keys for f in self._parts[key].fragments if f[0][OM_NAME] == name
                 ] + more
-                kind = fragments[0][0][OM_TYPE]
-                lines = [f[1] for f in fragments if f[0][OM_TYPE] == kind]
+                head = fragments[0][0]
+                lines = [f[1] for f in fragments if f[0][OM_TYPE] == head[OM_TYPE]]
                 size += sum(map(len, lines))
-            groups.append((fragments[0][0], lines))
+            groups.append((head, lines))
         return Rendered(groups, self._demand, size)
 
     def publish(self, rendered: Rendered) -> None:

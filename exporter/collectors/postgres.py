@@ -208,10 +208,6 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
         self._previous_blocks: dict[str, tuple[int, int]] | None = None
         self._texts: dict[str, str] = {}
         self._accounts = StatementAccounts(settings.statements_top_n, settings.statements_window)
-        self._listed_ids: tuple[frozenset[StatementKey], frozenset[int]] = (
-            frozenset(),
-            frozenset(),
-        )
         self._pgss_notice: str | None = None
         self._statements = 0
         self._query_seconds = 0.0
@@ -242,11 +238,7 @@ class PostgresCollector(ConnectedCollector[PostgresTarget, PostgresSettings, asy
 
     def listed_queryids(self) -> frozenset[int]:
         """The queryids whose statement series are exported (per-statement waits follow)."""
-        listed = self._accounts.listed  # the same set until the next statements cycle
-        made = self._listed_ids
-        if made[0] is not listed:
-            made = self._listed_ids = (listed, frozenset(int(key.queryid) for key in listed))
-        return made[1]
+        return self._accounts.listed_queryids
 
     @property
     def listed_statements(self) -> frozenset[StatementKey]:

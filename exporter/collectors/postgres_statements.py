@@ -231,10 +231,10 @@ class StatementAccounts:
         self._totals: dict[StatementKey, list[float]] = {}
         self._other = _zero()
         self._listed: dict[StatementKey, float] = {}  # -> when it was listed
-        self._listed_set: tuple[dict[StatementKey, float], frozenset[StatementKey]] = (
-            {},
-            frozenset(),
-        )
+        #: ``_listed``'s statements and their queryids, made when a cycle replaces it: the wait
+        #: sampler of every target asks for them each second
+        self.listed: frozenset[StatementKey] = frozenset()
+        self.listed_queryids: frozenset[int] = frozenset()
         # (time, {statement: (exec ms, calls)}) of each cycle in the window, and their sums
         self._cycles: deque[tuple[float, dict[StatementKey, tuple[float, float]]]] = deque()
         self._recent: dict[StatementKey, list[float]] = {}
@@ -247,16 +247,6 @@ class StatementAccounts:
         self.deallocations: int | None = None
         #: ``pg_stat_statements_info.stats_reset`` as a Unix time, None before PostgreSQL 14.
         self.reset_time: float | None = None
-
-    @property
-    def listed(self) -> frozenset[StatementKey]:
-        """The statements with their own series since the last :meth:`update`."""
-        # asked every second by the wait sampler of each target: made once per cycle (a cycle
-        # replaces ``_listed``, never changes it in place)
-        made = self._listed_set
-        if made[0] is not self._listed:
-            made = self._listed_set = (self._listed, frozenset(self._listed))
-        return made[1]
 
     # --- one cycle ----------------------------------------------------------------------------
 
@@ -502,6 +492,8 @@ class StatementAccounts:
         for key in listed:
             self._totals.setdefault(key, _zero())
         self._listed = listed
+        self.listed = frozenset(listed)
+        self.listed_queryids = frozenset(int(key.queryid) for key in listed)
 
     # --- output -------------------------------------------------------------------------------
 

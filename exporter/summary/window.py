@@ -165,11 +165,13 @@ class CoarseTrail:
 class Coarse(dict[tuple[str, LabelKey], CoarseTrail]):
     """The coarse trails of one source by (name, labels), with the clock they share."""
 
-    __slots__ = ("clock",)
+    __slots__ = ("checked", "clock")
 
     def __init__(self) -> None:
         super().__init__()
         self.clock = CoarseClock()
+        #: the clock's ``base`` at the last :meth:`forget_old`: nothing ages out until it moves
+        self.checked = -1
 
     def trail(self, key: tuple[str, LabelKey]) -> CoarseTrail:
         found = self.get(key)
@@ -180,6 +182,9 @@ class Coarse(dict[tuple[str, LabelKey], CoarseTrail]):
     def forget_old(self) -> None:
         """Drop the trails of series not listed for a whole span (statements gone a day)."""
         base = self.clock.base
+        if base == self.checked:
+            return
+        self.checked = base
         for old in [k for k, t in self.items() if t.last < base]:
             del self[old]
 
