@@ -28,6 +28,13 @@ CONNECTION_STATES: tuple[str, ...] = (
 
 # One row. Client backends only (no walsenders, autovacuum or background workers). Our own
 # backend is counted as a connection (it is one) but left out of the transaction ages.
+#
+# The standbys are read from the walsenders' pids, not through ``pg_stat_replication``, which
+# makes a whole ``pg_stat_activity`` row (some thirty columns) for every backend before it keeps
+# the walsenders: 1.3 of the 5.4 ms this statement took a server with 250 idle connections. The
+# client backends themselves are read whole: unlike the wait sample (postgres_activity.py),
+# the connection states need every backend's state, and an idle session cannot be told from one
+# idle in an aborted transaction without its row.
 SERVER = """
 WITH dbs AS (
     SELECT d.oid, d.datname
@@ -90,7 +97,9 @@ SELECT
             CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
                  ELSE pg_current_wal_lsn() END, r.replay_lsn)::float8,
         'lag_seconds', coalesce(extract(epoch FROM r.replay_lag), 0)::float8))
-      FROM pg_stat_replication r) AS standbys
+      FROM (SELECT s.application_name, s.client_addr, w.replay_lsn, w.replay_lag
+            FROM pg_stat_get_wal_senders() w
+            CROSS JOIN LATERAL pg_stat_get_activity(w.pid) AS s) r) AS standbys
 """
 
 # One row, about the connected database only (these views are per database). Tables are the

@@ -1,14 +1,18 @@
-"""The wait sample's statement against PostgreSQL 15 and 18: the same answer as reading
-``pg_stat_activity`` whole, without making a row for each idle backend.
+"""The statements that read the backends, against PostgreSQL 15 and 18: the wait sample and
+the server statement give the same answer as reading ``pg_stat_activity`` (and
+``pg_stat_replication``) whole, without making a row for each idle backend.
 
-The reference below is the sample as the view states it (and as the sampler read it until
-2026-12-07). Both run in one transaction, so they read the same snapshot of the backends.
+The references below are the statements as the views state them (and as the collector read
+them until 2026-12-07). Each pair runs in one transaction, so both read the same snapshot of
+the backends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from typing import Any
 
@@ -16,6 +20,7 @@ import asyncpg
 import pytest
 
 from exporter.collectors.postgres_activity import activity_sql
+from exporter.collectors.postgres_queries import SERVER
 from tests.support.postgres_collector import wait_for
 from tests.support.servers import PostgresServer, pg_bin
 
@@ -214,3 +219,66 @@ async def test_idle_backends_get_no_row(
     assert whole >= backends - 1 >= IDLE_SESSIONS  # the view's rows but our own
     # the rows read: the non-idle sessions, the server's own processes and the blockers again
     assert read <= backends - IDLE_SESSIONS + 4
+
+
+def _server_reference() -> str:
+    """SERVER with its standbys read through ``pg_stat_replication``."""
+    standbys = SERVER.index("      FROM (SELECT s.application_name")
+    return SERVER[:standbys] + "      FROM pg_stat_replication r) AS standbys\n"
+
+
+@pytest.fixture
+def idle_walsender(server: PostgresServer) -> Iterator[None]:
+    """A replication connection waiting for its first command: a walsender, which
+    ``pg_stat_replication`` lists (in its ``startup`` state) and the connections do not."""
+    psql = shutil.which("psql", path=str(server.bin_dir)) or shutil.which("psql")
+    assert psql is not None
+    conninfo = f"host=127.0.0.1 port={server.port} user=postgres dbname=app replication=database"
+    proc = subprocess.Popen(
+        [psql, "-X", "-q", conninfo],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            found = server.sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'"
+            )
+            if found == "1":
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        else:
+            raise AssertionError("the replication connection did not show up as a walsender")
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_the_server_statement_reads_backends_and_standbys_as_the_views_do(
+    server: PostgresServer, busy: list[asyncpg.Connection], idle_walsender: None
+) -> None:
+    conn = await asyncpg.connect(server.dsn_for("postgres", "postgres"))
+    columns = ("client_backends", "connections", "applications", "standbys")
+    try:
+        async with conn.transaction(isolation="repeatable_read"):
+            ours = await conn.fetchrow(SERVER, None, 10)
+            reference = await conn.fetchrow(_server_reference(), None, 10)
+    finally:
+        await conn.close()
+
+    def decoded(row: asyncpg.Record) -> dict[str, Any]:
+        out = {c: json.loads(row[c]) if isinstance(row[c], str) else row[c] for c in columns}
+        # the connections come grouped, in no particular order
+        out["connections"].sort(key=lambda c: (c["datname"], c["state"]))
+        return out
+
+    assert "pg_stat_replication" not in SERVER
+    assert decoded(ours) == decoded(reference)
+    assert [s["application_name"] for s in decoded(ours)["standbys"]] == ["psql"]
+    states = {(c["datname"], c["state"]): c["count"] for c in decoded(ours)["connections"]}
+    # the pooled sessions and the holder of the advisory lock, and this connection's own
+    assert states[("app", "idle")] == IDLE_SESSIONS + 1
+    assert states[("app", "active")] == 4
+    assert states[("app", "idle in transaction")] == 2
