@@ -7,6 +7,7 @@ worker processes (a restarted worker starts at 0) and Redis (CONFIG RESETSTAT, a
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 #: The label values of one exported series.
 Series = tuple[str, ...]
@@ -23,6 +24,11 @@ class MonotonicSums:
     def __init__(self) -> None:
         self._last: dict[tuple[str, Series], float] = {}
         self._base: dict[Series, float] = defaultdict(float)
+
+    @property
+    def last(self) -> Mapping[tuple[str, Series], float]:
+        """The values the last :meth:`update` took (replaced, not changed, by the next)."""
+        return self._last
 
     def update(self, current: dict[tuple[str, Series], float]) -> dict[Series, float]:
         """Take this cycle's values by (source, series); return the totals by series."""

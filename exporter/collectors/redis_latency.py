@@ -28,6 +28,7 @@ from exporter.collectors.base import parse_number
 from exporter.collectors.interned import Interned
 from exporter.collectors.monotonic_sums import MonotonicSums, Series
 from exporter.collectors.redis_info import Info, parse_pairs
+from exporter.snapshot import Block, with_blocks
 
 #: Upper bounds of the exported buckets, in microseconds: the server's own power-of-two
 #: bounds from 1 us to about 4.2 s (slower calls land in +Inf).
@@ -147,6 +148,9 @@ class LatencyHistograms:
         self._keys: dict[str, list[tuple[str, Series]]] = {}
         # INFO commandstats of the cycle, parsed once for choose() and family()
         self._stats: tuple[Info, dict[str, tuple[float, float]]] | None = None
+        # each exported command's samples as a render block, the same while its values are
+        # (snapshot.Block): most commands of a server are not called between two cycles
+        self._blocks: dict[str, Block] = {}
 
     def _commandstats(self, info: Info) -> dict[str, tuple[float, float]]:
         if self._stats is None or self._stats[0] is not info:
@@ -179,6 +183,7 @@ class LatencyHistograms:
         if went_down or (self._run_id is not None and run_id != self._run_id):
             self._epoch += 1  # CONFIG RESETSTAT or a restart: every command starts again
             self._keys = {}
+            self._blocks = {}
         self._run_id, self._last = run_id, now
         current: dict[tuple[str, Series], float] = {}
         for cmd in self.chosen:
@@ -194,6 +199,7 @@ class LatencyHistograms:
                 current[key] = min(cumulative, calls)
             current[keys[-2]] = calls
             current[keys[-1]] = now[cmd][1]
+        previous = self._sums.last
         totals = self._sums.update(current)
         family = HistogramMetricFamily(
             "perf_redis_command_latency_seconds",
@@ -209,10 +215,17 @@ class LatencyHistograms:
         bucket, count, total = (
             f"{family.name}{suffix}" for suffix in ("_bucket", "_count", "_sum")
         )
+        blocks: dict[str, Block] = {}
         for cmd in self.chosen:
             if (cmd, "+Inf") not in totals:
                 continue
             keys = self._keys_of(cmd)
+            # the totals of a command are what they were when all its inputs are: the same keys
+            # with the same values (a base changes only when one of them vanished or went down)
+            block = self._blocks.get(cmd)
+            if block is None or list(map(previous.get, keys)) != list(map(current.get, keys)):
+                block = Block(_SAMPLES_PER_COMMAND)
+            blocks[cmd] = block
             labels = _bucket_labels(cmd)
             # the bounds only (LE is the shortest): +Inf comes from the calls
             for _le, (_, series), bound_labels in zip(LE, keys, labels, strict=False):
@@ -221,7 +234,8 @@ class LatencyHistograms:
             samples.append(Sample(bucket, labels[-2], calls))
             samples.append(Sample(count, labels[-1], calls))
             samples.append(Sample(total, labels[-1], totals.get((cmd, "sum"), 0.0) / 1e6))
-        return family
+        self._blocks = blocks
+        return with_blocks(family, list(blocks.values()))
 
     def _keys_of(self, cmd: str) -> list[tuple[str, Series]]:
         """This epoch's keys of ``cmd``: one per bound in BOUNDS_USEC, then +Inf, then sum."""
@@ -241,6 +255,8 @@ _series_keys: Interned[tuple[str, str], list[tuple[str, Series]]] = Interned(
 #: The bounds as the series keys spell them, and as ``le`` label values (seconds).
 BOUND_TEXT: tuple[str, ...] = tuple(str(bound) for bound in BOUNDS_USEC)
 LE: tuple[str, ...] = tuple(repr(bound / 1e6) for bound in BOUNDS_USEC)
+#: A command's samples: a bucket per bound, +Inf, _count and _sum.
+_SAMPLES_PER_COMMAND = len(LE) + 3
 
 #: Label dicts of a command's samples: one per bound in LE, then +Inf, then ``{"cmd": ...}``
 #: for _count and _sum, shared by every target.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from exporter.collectors.redis_latency import (
     LE,
@@ -12,6 +15,7 @@ from exporter.collectors.redis_latency import (
     power_of_two_below,
 )
 from exporter.collectors.redis_slowlog import EntryLog, is_full
+from exporter.snapshot import Block, _flat, render_fragments
 
 
 class _Families:
@@ -178,3 +182,89 @@ def test_histogram_samples_are_add_metrics_own_with_label_dicts_shared_by_target
     assert all(x.labels is y.labels for x, y in zip(a.samples, b.samples, strict=True))
     # and the keys of the monotonic totals: one list per command and epoch for every target
     assert one._keys_of("get") is two._keys_of("get")
+
+
+def _plain(family: Metric) -> Metric:
+    """``family`` without its render blocks: every sample formatted anew."""
+    copy = HistogramMetricFamily(family.name, family.documentation, labels=["cmd"])
+    copy.samples = list(family.samples)
+    return copy
+
+
+def test_unchanged_commands_keep_their_render_block_and_render_exactly() -> None:
+    """Over random cycles (calls on some commands, a reset now and then) the body rendered
+    with the blocks is the body of every sample formatted anew, and a command whose inputs did
+    not change keeps its block (its lines are not formatted again)."""
+    rng = random.Random(18)
+    cmds = ["get", "set", "hget", "expire", "ping", "info"]
+    hist = LatencyHistograms(top_n=len(cmds))
+    calls = {c: rng.randrange(1, 50) for c in cmds}
+    usec = {c: calls[c] * 3 for c in cmds}
+    buckets = {c: {1: calls[c]} for c in cmds}
+    run_id = "a"
+    blocks_before: dict[str, Block] = {}
+    reused = fresh = 0
+    for cycle in range(60):
+        called: set[str] = set()
+        if cycle % 17 == 16:  # CONFIG RESETSTAT: everything starts again
+            for c in cmds:
+                calls[c], usec[c], buckets[c] = 1, 2, {2: 1}
+        else:
+            for c in rng.sample(cmds, rng.randrange(0, 3)):
+                n = rng.randrange(1, 9)
+                calls[c] += n
+                usec[c] += n * rng.randrange(1, 40)
+                bound = 2 ** rng.randrange(0, 12)
+                buckets[c] = {b: (v + n if b >= bound else v) for b, v in buckets[c].items()}
+                buckets[c].setdefault(
+                    bound, max((v for b, v in buckets[c].items() if b < bound), default=0) + n
+                )
+                buckets[c] = dict(sorted(buckets[c].items()))
+                called.add(c)
+        info = {"run_id": run_id}
+        info.update(
+            {f"cmdstat_{c}": f"calls={calls[c]},usec={usec[c]},usec_per_call=1.0" for c in cmds}
+        )
+        reply = {
+            c.encode(): {b"calls": calls[c], b"histogram_usec": dict(buckets[c])} for c in cmds
+        }
+        hist.choose(info)
+        family = hist.family(info, reply)
+        ours = render_fragments([family], "redis-1")
+        anew = render_fragments([_plain(family)], "redis-1")
+        assert b"".join(_flat([ours[0][1]])) == anew[0][1]
+        blocks = dict(zip(hist.chosen, family.blocks, strict=True))  # type: ignore[attr-defined]
+        for c, block in blocks.items():
+            if cycle % 17 != 16 and c not in called and c in blocks_before:
+                assert block is blocks_before[c], (cycle, c)
+                reused += 1
+            else:
+                assert block is not blocks_before.get(c), (cycle, c)
+                fresh += 1
+        blocks_before = blocks
+    assert reused > 150 and fresh > 50
+
+
+def test_a_command_left_out_of_the_reply_keeps_its_totals_and_its_block() -> None:
+    hist = LatencyHistograms(top_n=5)
+    info = {
+        "run_id": "a",
+        "cmdstat_get": "calls=10,usec=50,usec_per_call=5.0",
+        "cmdstat_set": "calls=4,usec=40,usec_per_call=10.0",
+    }
+    both = {
+        b"get": {b"calls": 10, b"histogram_usec": {1: 4, 33: 10}},
+        b"set": {b"calls": 4, b"histogram_usec": {8: 1, 2048: 4}},
+    }
+    hist.choose(info)
+    first = hist.family(info, both)
+    # the server stops listing "set" (no call since a reset it has not seen): its totals stay
+    second = hist.family(info, {b"get": both[b"get"]})
+    third = hist.family(info, {b"get": both[b"get"]})
+    assert second.samples == first.samples == third.samples
+    get1, set1 = first.blocks  # type: ignore[attr-defined]
+    get2, set2 = second.blocks  # type: ignore[attr-defined]
+    get3, set3 = third.blocks  # type: ignore[attr-defined]
+    assert get2 is get1 and get3 is get1
+    assert set2 is not set1  # its inputs went away: rendered anew once
+    assert set3 is set2

@@ -217,7 +217,10 @@ def _grouped_afresh(snap: Snapshot, extra: list[Metric]) -> tuple[list[snapshot.
     for name in sorted(by_name):
         kind = by_name[name][0][0][snapshot.OM_TYPE]
         groups.append(
-            (by_name[name][0][0], [f[1] for f in by_name[name] if f[0][snapshot.OM_TYPE] == kind])
+            (
+                by_name[name][0][0],
+                snapshot._flat(f[1] for f in by_name[name] if f[0][snapshot.OM_TYPE] == kind),
+            )
         )
     return groups, sum(len(line) for _, lines in groups for line in lines)
 
@@ -233,6 +236,11 @@ def test_the_families_kept_as_results_arrive_group_like_a_walk_of_every_part() -
     def family(name: str, value: float) -> Metric:
         if name == "perf_demo_odd" and rng.random() < 0.3:  # a name sent with two types
             return CounterMetricFamily(name, "Odd.", value=value)
+        if rng.random() < 0.3:  # its lines in blocks, some samples past the last block
+            fam = GaugeMetricFamily(name, f"Family {name}.", labels=["k"])
+            for k in range(4):
+                fam.add_metric([str(k)], value + k)
+            return snapshot.with_blocks(fam, [snapshot.Block(1), snapshot.Block(2)])
         return GaugeMetricFamily(name, f"Family {name}.", value=value)
 
     names = [f"perf_demo_f{i}" for i in range(6)] + ["perf_demo_odd"]
@@ -312,3 +320,44 @@ def test_fragments_leave_the_garbage_collectors_lists() -> None:
     assert len(fragments) == 4 and not any(gc.is_tracked(f) for f in fragments)
     # and the headers of a family are one tuple for every part
     assert fragments[0][0] is fragments[2][0]
+
+
+def _blocked(values: list[float], blocks: list[snapshot.Block] | None) -> Metric:
+    fam = GaugeMetricFamily("perf_demo_runs", "Blocks.", labels=["k"])
+    for k, value in enumerate(values):
+        fam.add_metric([str(k)], value)
+    return fam if blocks is None else snapshot.with_blocks(fam, blocks)
+
+
+def test_a_block_handed_over_again_is_not_rendered_again() -> None:
+    snap = Snapshot()
+    same, changed = snapshot.Block(2), snapshot.Block(1)
+    snap.put(("data", "demo", "one"), [_blocked([1, 2, 3], [same, changed])], target="one")
+    first = snap.render().text
+    assert b'perf_demo_runs{target="one",k="1"} 2\n' in first
+    # the collector hands ``same`` over again: it vouches that its samples did not change, so
+    # its lines are taken as they were (here they did change, which shows they were not redone)
+    snap.put(
+        ("data", "demo", "one"),
+        [_blocked([5, 6, 7], [same, snapshot.Block(1)])],
+        target="one",
+    )
+    rendered = snap.render()
+    assert b'perf_demo_runs{target="one",k="1"} 2\n' in rendered.text
+    assert b'perf_demo_runs{target="one",k="2"} 7\n' in rendered.text
+    assert rendered.length(False) == len(rendered.text)
+    assert rendered.size == len(rendered.text) - len(snapshot._head(rendered._groups[0][0], False))
+    # under another target the block is rendered for it
+    snap.put(("data", "demo", "two"), [_blocked([5, 6, 7], [same, changed])], target="two")
+    text = snap.render().text
+    assert b'perf_demo_runs{target="two",k="1"} 6\n' in text
+    assert gzip.decompress(snap.render().body(False, True)) == text
+
+
+def test_a_family_in_blocks_renders_as_the_same_family_without() -> None:
+    values = [1.5, 2, float("inf"), 0]
+    ours, theirs = Snapshot(), Snapshot()
+    ours.put(("data", "demo", "a"), [_blocked(values, [snapshot.Block(3)])], target="a")
+    theirs.put(("data", "demo", "a"), [_blocked(values, None)], target="a")
+    for openmetrics in (False, True):
+        assert ours.render().body(openmetrics, False) == theirs.render().body(openmetrics, False)
