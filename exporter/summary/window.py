@@ -329,6 +329,11 @@ class Window:
 #: Grouping keys seen, each kept once (see _grouped); cleared when there are too many.
 _KEYS: dict[LabelKey, LabelKey] = {}
 _KEYS_MAX = 200_000
+#: A histogram's grouping key by its label dict's identity, per ``by`` (see _grouped). A fleet's
+#: Redis commands and probes share some 600 dicts; a collector that made new ones each cycle
+#: would only fill this up to the bound, a few MB, and start it again.
+_KEY_OF: dict[tuple[str, ...], dict[int, tuple[dict[str, str], LabelKey]]] = {}
+_KEY_OF_MAX = 10_000
 
 
 def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
@@ -346,12 +351,33 @@ def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
     # that share them: the board keeps two groupings per signal and target. Other keys are
     # mostly a target's own (a statement, a database), which interning would only keep alive.
     keys = _KEYS if "le" in by else None
-    if keys is not None and len(keys) >= _KEYS_MAX:
+    if keys is None:
+        for labels, value in items:
+            key = tuple([(k, labels.get(k, "")) for k in by])
+            old = out.get(key)
+            if old is None:
+                out[key] = value
+            elif agg == "sum":
+                out[key] = old + value
+            else:
+                out[key] = max(old, value) if agg == "max" else min(old, value)
+        return out
+    if len(keys) >= _KEYS_MAX:
         keys.clear()
+    # the collectors make a histogram's label dicts once for every target and cycle: their key
+    # is looked up by the dict's identity (the entry holds the dict, so no other dict can have
+    # its id while it is there)
+    memo = _KEY_OF.get(by)
+    if memo is None or len(memo) >= _KEY_OF_MAX:
+        memo = _KEY_OF[by] = {}
     for labels, value in items:
-        key = tuple([(k, labels.get(k, "")) for k in by])
-        if keys is not None:
+        hit = memo.get(id(labels))
+        if hit is not None:
+            key = hit[1]
+        else:
+            key = tuple([(k, labels.get(k, "")) for k in by])
             key = keys.setdefault(key, key)
+            memo[id(labels)] = (labels, key)
         old = out.get(key)
         if old is None:
             out[key] = value

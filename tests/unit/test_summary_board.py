@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import random
 import re
 from array import array
 
@@ -446,3 +447,30 @@ def test_only_histogram_keys_are_kept_for_sharing() -> None:
     buckets = SampleColumn.of([({"cmd": "only-here", "le": "+Inf"}, 1.0)])
     (key,) = Window({"x_bucket": buckets}, 1.0).gauge("x_bucket", ("cmd", "le"))
     assert window._KEYS[key] is key
+
+
+def test_histogram_groupings_by_label_dict_identity_equal_groupings_by_content(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bucket keys are looked up by the label dict's identity: with dicts shared across
+    targets, dicts new each cycle and the lookup table started again when full, every grouping
+    equals one made from the labels' content."""
+    from exporter.summary import window
+
+    monkeypatch.setattr(window, "_KEY_OF_MAX", 40)
+    rng = random.Random(18)
+    shared = [{"cmd": c, "le": le} for c in ("get", "set", "del") for le in ("0.1", "1", "+Inf")]
+    for cycle in range(50):
+        pairs = []
+        for _ in range(rng.randrange(1, 30)):
+            labels = rng.choice(shared) if rng.random() < 0.6 else dict(rng.choice(shared))
+            pairs.append((labels, float(rng.randrange(100))))
+        column = SampleColumn.of(pairs)
+        for by in (("cmd", "le"), ("le",)):
+            got = Window({"x_bucket": column}, float(cycle)).gauge("x_bucket", by)
+            expected: dict[tuple[tuple[str, str], ...], float] = {}
+            for labels, value in pairs:
+                key = tuple((k, labels[k]) for k in by)
+                expected[key] = expected.get(key, 0.0) + value
+            assert got == expected, (cycle, by)
+    assert all(len(memo) <= 40 for memo in window._KEY_OF.values())
