@@ -368,7 +368,7 @@ def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
     # is looked up by the dict's identity (the entry holds the dict, so no other dict can have
     # its id while it is there)
     memo = _KEY_OF.get(by)
-    if memo is None or len(memo) >= _KEY_OF_MAX:
+    if memo is None:
         memo = _KEY_OF[by] = {}
     for labels, value in items:
         hit = memo.get(id(labels))
@@ -377,6 +377,8 @@ def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
         else:
             key = tuple([(k, labels.get(k, "")) for k in by])
             key = keys.setdefault(key, key)
+            if len(memo) >= _KEY_OF_MAX:
+                memo.clear()
             memo[id(labels)] = (labels, key)
         old = out.get(key)
         if old is None:
