@@ -351,35 +351,27 @@ def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
     # that share them: the board keeps two groupings per signal and target. Other keys are
     # mostly a target's own (a statement, a database), which interning would only keep alive.
     keys = _KEYS if "le" in by else None
-    if keys is None:
-        for labels, value in items:
-            key = tuple([(k, labels.get(k, "")) for k in by])
-            old = out.get(key)
-            if old is None:
-                out[key] = value
-            elif agg == "sum":
-                out[key] = old + value
-            else:
-                out[key] = max(old, value) if agg == "max" else min(old, value)
-        return out
-    if len(keys) >= _KEYS_MAX:
-        keys.clear()
-    # the collectors make a histogram's label dicts once for every target and cycle: their key
-    # is looked up by the dict's identity (the entry holds the dict, so no other dict can have
-    # its id while it is there)
-    memo = _KEY_OF.get(by)
-    if memo is None:
-        memo = _KEY_OF[by] = {}
+    memo: dict[int, tuple[dict[str, str], LabelKey]] = {}
+    if keys is not None:
+        if len(keys) >= _KEYS_MAX:
+            keys.clear()
+        # the collectors make a histogram's label dicts once for every target and cycle: their
+        # key is looked up by the dict's identity (the entry holds the dict, so no other dict
+        # can have its id while it is there)
+        memo = _KEY_OF.setdefault(by, memo)
     for labels, value in items:
-        hit = memo.get(id(labels))
-        if hit is not None:
-            key = hit[1]
-        else:
+        if keys is None:
             key = tuple([(k, labels.get(k, "")) for k in by])
-            key = keys.setdefault(key, key)
-            if len(memo) >= _KEY_OF_MAX:
-                memo.clear()
-            memo[id(labels)] = (labels, key)
+        else:
+            hit = memo.get(id(labels))
+            if hit is not None:
+                key = hit[1]
+            else:
+                key = tuple([(k, labels.get(k, "")) for k in by])
+                key = keys.setdefault(key, key)
+                if len(memo) >= _KEY_OF_MAX:
+                    memo.clear()
+                memo[id(labels)] = (labels, key)
         old = out.get(key)
         if old is None:
             out[key] = value

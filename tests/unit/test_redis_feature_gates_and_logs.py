@@ -147,19 +147,23 @@ def test_a_reset_seen_on_the_sum_alone_restarts_every_series_of_the_command() ->
     assert after.get_sample_value(f"{name}_sum", {"cmd": "get"}) == 62e-6
 
 
+#: INFO commandstats and a LATENCY HISTOGRAM reply of a server that has seen GET and SET.
+_TWO_COMMANDS_INFO = {
+    "run_id": "a",
+    "cmdstat_get": "calls=10,usec=50,usec_per_call=5.0",
+    "cmdstat_set": "calls=4,usec=40,usec_per_call=10.0",
+}
+_TWO_COMMANDS_REPLY = {
+    b"get": {b"calls": 10, b"histogram_usec": {1: 4, 33: 10}},
+    b"set": {b"calls": 4, b"histogram_usec": {8: 1, 2048: 4}},
+}
+
+
 def test_histogram_samples_are_add_metrics_own_with_label_dicts_shared_by_targets() -> None:
     # the summary board keeps two collections of these buckets per Redis target: every target
     # and cycle reuses one label dict per (command, bound) instead of making its own
     one, two = LatencyHistograms(top_n=5), LatencyHistograms(top_n=5)
-    info = {
-        "run_id": "a",
-        "cmdstat_get": "calls=10,usec=50,usec_per_call=5.0",
-        "cmdstat_set": "calls=4,usec=40,usec_per_call=10.0",
-    }
-    reply = {
-        b"get": {b"calls": 10, b"histogram_usec": {1: 4, 33: 10}},
-        b"set": {b"calls": 4, b"histogram_usec": {8: 1, 2048: 4}},
-    }
+    info, reply = dict(_TWO_COMMANDS_INFO), dict(_TWO_COMMANDS_REPLY)
     one.choose(info)
     two.choose(info)
     a, b = one.family(info, reply), two.family(info, reply)
@@ -247,15 +251,7 @@ def test_unchanged_commands_keep_their_render_block_and_render_exactly() -> None
 
 def test_a_command_left_out_of_the_reply_keeps_its_totals_and_its_block() -> None:
     hist = LatencyHistograms(top_n=5)
-    info = {
-        "run_id": "a",
-        "cmdstat_get": "calls=10,usec=50,usec_per_call=5.0",
-        "cmdstat_set": "calls=4,usec=40,usec_per_call=10.0",
-    }
-    both = {
-        b"get": {b"calls": 10, b"histogram_usec": {1: 4, 33: 10}},
-        b"set": {b"calls": 4, b"histogram_usec": {8: 1, 2048: 4}},
-    }
+    info, both = dict(_TWO_COMMANDS_INFO), dict(_TWO_COMMANDS_REPLY)
     hist.choose(info)
     first = hist.family(info, both)
     # the server stops listing "set" (no call since a reset it has not seen): its totals stay
