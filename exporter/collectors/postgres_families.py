@@ -17,6 +17,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
 )
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from exporter.collectors.postgres_queries import CONNECTION_STATES
 from exporter.collectors.probe_histogram import ProbeHistogram
@@ -324,19 +325,26 @@ def databases_table_families(
     """:func:`table_families` of several databases, one family per metric (datname told apart)."""
     families: list[Metric] = []
     labels = ["datname", "schemaname", "relname"]
+    # one label dict per table, shared by its ~14 families: what add_metric would make, without
+    # a dict of its own for every sample (the summary board keeps some of them a while)
+    tables = [
+        (row, {"datname": datname, "schemaname": row["schemaname"], "relname": row["relname"]})
+        for datname, (rows, _) in per_database.items()
+        for row in rows
+    ]
     for column, name, help_text, is_counter in TABLE_COLUMNS:
         family: CounterMetricFamily | GaugeMetricFamily = (
             CounterMetricFamily(name, help_text, labels=labels)
             if is_counter
             else GaugeMetricFamily(name, help_text, labels=labels)
         )
-        for datname, (rows, _) in per_database.items():
-            for row in rows:
-                # no size while a migration holds the table's lock, no vacuum time if never
-                if row.get(column) is not None:
-                    family.add_metric(
-                        [datname, row["schemaname"], row["relname"]], float(row[column])
-                    )
+        sample_name = family.name + "_total" if is_counter else family.name
+        # no size while a migration holds the table's lock, no vacuum time if never
+        family.samples = [
+            Sample(sample_name, row_labels, float(value))
+            for row, row_labels in tables
+            if (value := row.get(column)) is not None
+        ]
         families.append(family)
     unused_family = GaugeMetricFamily(
         "perf_postgres_unused_index_size_bytes",
@@ -376,14 +384,20 @@ def statement_families(
 ) -> list[Metric]:
     """Counters per statement plus the ``other`` row; ``statement_info`` when texts are given."""
     families: list[Metric] = []
+    rows = (*top, other)
+    # one label dict per statement, shared by its seven counters (see databases_table_families)
+    labels = [{"queryid": r.queryid, "datname": r.datname, "user": r.user} for r in rows]
     for name, field, help_text, scale in STATEMENT_COUNTERS:
         family = CounterMetricFamily(
             name,
             help_text + ' Top N by recent execution time; queryid="other" holds the rest.',
             labels=["queryid", "datname", "user"],
         )
-        for row in (*top, other):
-            family.add_metric([row.queryid, row.datname, row.user], getattr(row, field) * scale)
+        total = family.name + "_total"
+        family.samples = [
+            Sample(total, row_labels, getattr(row, field) * scale)
+            for row, row_labels in zip(rows, labels, strict=True)
+        ]
         families.append(family)
     if texts is not None:
         info = GaugeMetricFamily(

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
+from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from exporter.collectors import postgres_families as fam
 from exporter.collectors.base import CollectError
@@ -391,3 +395,75 @@ def test_an_empty_database_list_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="non-empty list"):
         PostgresTarget(name="t", dsn="postgresql://m@db/app", databases=[])
     assert PostgresTarget(name="t", dsn="postgresql://m@db/app", databases=["a"]).databases == ["a"]
+
+
+def _as_add_metric_makes(families: list[Metric], labelnames: list[str]) -> list[Metric]:
+    """The same families rebuilt sample by sample with prometheus_client's add_metric."""
+    out: list[Metric] = []
+    for family in families:
+        again = (
+            CounterMetricFamily(family.name, family.documentation, labels=labelnames)
+            if family.type == "counter"
+            else GaugeMetricFamily(family.name, family.documentation, labels=labelnames)
+        )
+        for sample in family.samples:
+            again.add_metric([sample.labels[k] for k in labelnames], sample.value)
+        out.append(again)
+    return out
+
+
+def test_statement_and_table_families_are_add_metrics_own_with_one_label_dict_per_row() -> None:
+    """Samples are made directly, one label dict per statement or table shared by its families:
+    each family equals the one add_metric makes, and the dicts are shared, not copied."""
+    rng = random.Random(7)
+    top = [
+        fam.StatementRow(
+            str(rng.randrange(-(10**18), 10**18)),
+            rng.choice(("app", "jobs")),
+            "u",
+            rng.randrange(10**6),
+            rng.random() * 1e5,
+            rng.randrange(10**6),
+            rng.randrange(10**7),
+            rng.randrange(10**5),
+            rng.random() * 100,
+            rng.random() * 10,
+        )
+        for _ in range(20)
+    ]
+    statements = fam.statement_families(top, row("other", "", "", 7, 9.25), None)
+    labelnames = ["queryid", "datname", "user"]
+    assert statements == _as_add_metric_makes(statements, labelnames)
+    assert [len(f.samples) for f in statements] == [21] * len(fam.STATEMENT_COUNTERS)
+    for i in range(21):
+        assert len({id(f.samples[i].labels) for f in statements}) == 1
+
+    columns = [column for column, *_ in fam.TABLE_COLUMNS]
+    tables: list[dict[str, Any]] = [
+        {
+            **{c: (None if rng.random() < 0.2 else float(rng.randrange(10**6))) for c in columns},
+            "schemaname": "public",
+            "relname": f"t{i}",
+        }
+        for i in range(15)
+    ]
+    per_db: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
+        "a": (tables[:10], []),
+        "b": (tables[10:], []),
+    }
+    families = fam.databases_table_families(per_db)[: len(fam.TABLE_COLUMNS)]
+    labelnames = ["datname", "schemaname", "relname"]
+    assert families == _as_add_metric_makes(families, labelnames)
+    # what a loop of add_metric over the rows makes: a sample per row whose column is not NULL
+    for (column, *_), family in zip(fam.TABLE_COLUMNS, families, strict=True):
+        expected = [
+            ({"datname": d, "schemaname": "public", "relname": t["relname"]}, float(t[column]))
+            for d, (rows, _) in per_db.items()
+            for t in rows
+            if t[column] is not None
+        ]
+        assert [(s.labels, s.value) for s in family.samples] == expected
+    shared: dict[str, dict[str, str]] = {}
+    for family in families:
+        for sample in family.samples:
+            assert shared.setdefault(sample.labels["relname"], sample.labels) is sample.labels
