@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from exporter.collectors.base import parse_number
 from exporter.collectors.field_metric import FieldMetric
@@ -292,24 +293,29 @@ def _commandstats(info: Info) -> list[Metric]:
         "Calls that executed and returned an error, per command.",
         labels=["cmd"],
     )
+    # the samples add_metric would make, with one {"cmd": ...} dict shared by a command's four
+    # families (the summary board keeps some of them a while)
+    calls_name, duration_name, rejected_name, failed_name = (
+        f.name + "_total" for f in (calls, duration, rejected, failed)
+    )
     for key, value in info.items():
         if not key.startswith("cmdstat_"):
             continue
-        cmd = key.removeprefix("cmdstat_")
         stats = parse_pairs(value)
         n_calls, usec = parse_number(stats.get("calls")), parse_number(stats.get("usec"))
         if n_calls is None or usec is None:
             continue
-        calls.add_metric([cmd], n_calls)
-        duration.add_metric([cmd], usec / 1e6)
+        labels = {"cmd": key.removeprefix("cmdstat_")}
+        calls.samples.append(Sample(calls_name, labels, n_calls))
+        duration.samples.append(Sample(duration_name, labels, usec / 1e6))
         n_rejected, n_failed = (
             parse_number(stats.get("rejected_calls")),
             parse_number(stats.get("failed_calls")),
         )
         if n_rejected is not None:
-            rejected.add_metric([cmd], n_rejected)
+            rejected.samples.append(Sample(rejected_name, labels, n_rejected))
         if n_failed is not None:
-            failed.add_metric([cmd], n_failed)
+            failed.samples.append(Sample(failed_name, labels, n_failed))
     return [f for f in (calls, duration, rejected, failed) if f.samples]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from redis import exceptions as rx
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
@@ -243,3 +243,42 @@ async def test_errors_map_to_reasons_without_the_password(exc: Exception, reason
     assert error.reason == reason
     assert "hunter2" not in error.message
     assert error.message.endswith(".")
+
+
+def test_commandstats_are_add_metrics_own_with_one_label_dict_per_command() -> None:
+    """The four per-command families are made sample by sample, one ``{"cmd": ...}`` dict
+    shared by a command's samples: each equals what add_metric makes from the same lines,
+    including a command without rejected/failed counts (before Redis 6.2) and a malformed line."""
+    info = parse_info(
+        PRIMARY_INFO
+        + "cmdstat_set:calls=3,usec=9,usec_per_call=3.00\r\n"
+        + "cmdstat_broken:calls=x,usec=1\r\n"
+    )
+    families = {
+        f.name: f
+        for f in families_from_info(info)
+        if f.name.startswith("perf_redis_command_") and f.type == "counter"
+    }
+    assert sorted(families) == [
+        "perf_redis_command_calls",
+        "perf_redis_command_duration_seconds",
+        "perf_redis_command_failed_calls",
+        "perf_redis_command_rejected_calls",
+    ]
+    fields = {
+        "perf_redis_command_calls": ("calls", 1.0),
+        "perf_redis_command_duration_seconds": ("usec", 1e6),
+        "perf_redis_command_rejected_calls": ("rejected_calls", 1.0),
+        "perf_redis_command_failed_calls": ("failed_calls", 1.0),
+    }
+    for name, (field, divisor) in fields.items():
+        expected = CounterMetricFamily(name, families[name].documentation, labels=["cmd"])
+        for cmd in ("get", "client|setname", "set"):
+            stats = parse_pairs(info[f"cmdstat_{cmd}"])
+            if field in stats:
+                expected.add_metric([cmd], float(stats[field]) / divisor)
+        assert families[name] == expected, name
+    shared: dict[str, dict[str, str]] = {}
+    for family in families.values():
+        for sample in family.samples:
+            assert shared.setdefault(sample.labels["cmd"], sample.labels) is sample.labels
