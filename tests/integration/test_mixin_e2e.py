@@ -206,7 +206,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         webhook = Webhook()
         closers.append(webhook)
         am_config = alertmanager_config(t, webhook_base=webhook.url)
-        am_config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1h")
+        # group_wait longer than a sample, a scrape and an evaluation (1 s each here), as the
+        # example's 30 s is against 15 s: a level crossed between two samples makes the warning
+        # twin fire up to a couple of seconds before the critical one, and with a group_wait of
+        # 1 s the warning was now and then sent before the critical could inhibit it
+        am_config["route"].update(group_wait="3s", group_interval="1s", repeat_interval="1h")
         alertmanager = Alertmanager(am_config)
         closers.append(alertmanager)
         remote = Prometheus({"global": {"scrape_interval": "1s"}}, receiver=True)
