@@ -62,10 +62,16 @@ Fragment = tuple[Head, Payload]
 _heads: Interned[Head, Head] = Interned(lambda head: head, 10_000)
 
 
+def sample_name(family: Metric) -> str:
+    """The name of ``family``'s samples as ``add_metric`` makes them (a counter's end in
+    ``_total``), and its name in the text format; for collectors that append samples directly."""
+    return family.name + "_total" if family.type == "counter" else family.name
+
+
 def _head_of(family: Metric) -> Head:
     kind = family.type
     head: Head = (
-        family.name + "_total" if kind == "counter" else family.name,
+        sample_name(family),
         kind if kind in _TEXT_TYPES else "gauge",
         family.name,
         "unknown" if kind == "untyped" else kind,

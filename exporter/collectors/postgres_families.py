@@ -21,6 +21,7 @@ from prometheus_client.samples import Sample
 
 from exporter.collectors.postgres_queries import CONNECTION_STATES
 from exporter.collectors.probe_histogram import ProbeHistogram
+from exporter.snapshot import sample_name
 
 Row = Mapping[str, Any]
 
@@ -338,10 +339,10 @@ def databases_table_families(
             if is_counter
             else GaugeMetricFamily(name, help_text, labels=labels)
         )
-        sample_name = family.name + "_total" if is_counter else family.name
+        name_of_samples = sample_name(family)
         # no size while a migration holds the table's lock, no vacuum time if never
         family.samples = [
-            Sample(sample_name, row_labels, float(value))
+            Sample(name_of_samples, row_labels, float(value))
             for row, row_labels in tables
             if (value := row.get(column)) is not None
         ]
@@ -393,7 +394,7 @@ def statement_families(
             help_text + ' Top N by recent execution time; queryid="other" holds the rest.',
             labels=["queryid", "datname", "user"],
         )
-        total = family.name + "_total"
+        total = sample_name(family)
         family.samples = [
             Sample(total, row_labels, getattr(row, field) * scale)
             for row, row_labels in zip(rows, labels, strict=True)

@@ -17,6 +17,7 @@ from prometheus_client.samples import Sample
 
 from exporter.collectors.base import parse_number
 from exporter.collectors.field_metric import FieldMetric
+from exporter.snapshot import sample_name
 
 Info = dict[str, str]
 
@@ -295,8 +296,8 @@ def _commandstats(info: Info) -> list[Metric]:
     )
     # the samples add_metric would make, with one {"cmd": ...} dict shared by a command's four
     # families (the summary board keeps some of them a while)
-    calls_name, duration_name, rejected_name, failed_name = (
-        f.name + "_total" for f in (calls, duration, rejected, failed)
+    calls_name, duration_name, rejected_name, failed_name = map(
+        sample_name, (calls, duration, rejected, failed)
     )
     for key, value in info.items():
         if not key.startswith("cmdstat_"):
