@@ -131,16 +131,28 @@ def with_blocks(family: Metric, blocks: list[Block]) -> Metric:
     return family
 
 
-def _lines(samples: Iterable[Sample], first: str) -> bytes:
+#: A part's label sets as rendered (the target's pair first), by the identity of their dict,
+#: which the entry keeps alive for the length of one :func:`render_fragments`.
+_Memo = dict[int, tuple[dict[str, str], str]]
+
+
+def _lines(samples: Iterable[Sample], first: str, memo: _Memo) -> bytes:
     # Sample lines read the same in both formats as long as no _created samples, exemplars or
     # timestamps are emitted (we emit none), so they are rendered once and shared.
+    # Collectors hand one label dict to all the families of a row (a statement's, a table's,
+    # a command's, a histogram's buckets across targets): its pairs are joined once a part.
     lines = []
     cached = _PAIRS.get
     for sample in samples:
         labels = sample.labels
         if labels:
-            pairs = [cached(kv) or _pair(*kv) for kv in labels.items()]
-            inner = f"{first},{','.join(pairs)}" if first else ",".join(pairs)
+            hit = memo.get(id(labels))
+            if hit is None:
+                pairs = [cached(kv) or _pair(*kv) for kv in labels.items()]
+                inner = f"{first},{','.join(pairs)}" if first else ",".join(pairs)
+                memo[id(labels)] = (labels, inner)
+            else:
+                inner = hit[1]
             lines.append(f"{sample.name}{{{inner}}} {format_value(sample.value)}\n")
         elif first:
             lines.append(f"{sample.name}{{{first}}} {format_value(sample.value)}\n")
@@ -149,23 +161,23 @@ def _lines(samples: Iterable[Sample], first: str) -> bytes:
     return "".join(lines).encode()
 
 
-def _sample_lines(family: Metric, extra: tuple[tuple[str, str], ...]) -> Payload:
+def _sample_lines(family: Metric, extra: tuple[tuple[str, str], ...], memo: _Memo) -> Payload:
     first = ",".join(_pair(k, v) for k, v in extra)
     blocks: list[Block] | None = getattr(family, "blocks", None)
     if blocks is None:
-        return _lines(family.samples, first)
+        return _lines(family.samples, first, memo)
     samples = family.samples
     out = []
     start = 0
     for block in blocks:
         end = start + block.count
         if block.extra != extra:
-            block.lines = _lines(samples[start:end], first)
+            block.lines = _lines(samples[start:end], first, memo)
             block.extra = extra
         out.append(block.lines)
         start = end
     if start < len(samples):
-        out.append(_lines(samples[start:], first))
+        out.append(_lines(samples[start:], first, memo))
     return tuple(out)
 
 
@@ -187,7 +199,8 @@ def _flat(payloads: Iterable[Payload]) -> list[bytes]:
 def render_fragments(families: Iterable[Metric], target: str | None) -> list[Fragment]:
     """Pre-render ``families``; ``target`` (when given) becomes the first label of every sample."""
     extra: tuple[tuple[str, str], ...] = (("target", target),) if target is not None else ()
-    return [(_head_of(family), _sample_lines(family, extra)) for family in families]
+    memo: _Memo = {}
+    return [(_head_of(family), _sample_lines(family, extra, memo)) for family in families]
 
 
 #: A body variant (format, gzip or not) asked for within this many seconds is made ahead of the

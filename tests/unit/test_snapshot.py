@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import zlib
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -16,6 +17,7 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as om_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from exporter import snapshot
 from exporter.snapshot import Snapshot, format_value
@@ -361,3 +363,46 @@ def test_a_family_in_blocks_renders_as_the_same_family_without() -> None:
     theirs.put(("data", "demo", "a"), [_blocked(values, None)], target="a")
     for openmetrics in (False, True):
         assert ours.render().body(openmetrics, False) == theirs.render().body(openmetrics, False)
+
+
+def _rendered(families: list[Metric], target: str | None = "t") -> bytes:
+    return b"".join(
+        line
+        for _, payload in snapshot.render_fragments(families, target)
+        for line in ([payload] if isinstance(payload, bytes) else payload)
+    )
+
+
+def test_families_sharing_a_label_dict_render_as_families_with_their_own() -> None:
+    # the collectors hand one label dict to all the families of a row (a statement's, a
+    # table's): its pairs are joined once per part, and must read as if each family had its own
+    rows = [{"db": "app", "queryid": str(i), "q": f'say "{i}"\\\n'} for i in range(5)]
+    shared, own = [], []
+    for kind in ("calls", "rows", "seconds"):
+        for out, copy in ((shared, False), (own, True)):
+            family = CounterMetricFamily(f"perf_demo_{kind}", "Demo.", labels=list(rows[0]))
+            for i, labels in enumerate(rows):
+                family.samples.append(
+                    Sample(family.name + "_total", dict(labels) if copy else labels, float(i))
+                )
+            out.append(family)
+    for target in ("t", None):
+        assert _rendered(shared, target) == _rendered(own, target)
+    assert b'perf_demo_rows_total{target="t",db="app",queryid="3",q="say \\"3\\"\\\\\\n"} 3\n' in (
+        _rendered(shared)
+    )
+
+
+def test_a_label_dict_freed_mid_render_is_not_taken_for_the_next_at_its_address() -> None:
+    # families made one at a time and dropped once rendered: CPython hands a freed dict's memory
+    # to the next dict made, so a memo by identity alone would give that dict the old labels
+    def families() -> Iterator[Metric]:
+        for i in range(50):
+            family = GaugeMetricFamily("perf_demo_size", "Demo.", labels=["table"])
+            family.add_metric([f"t{i}"], float(i))
+            yield family
+
+    text = _rendered(list(families()))
+    assert _rendered(families()) == text
+    assert text.count(b"perf_demo_size{") == 50
+    assert all(f'table="t{i}"}} {i}\n'.encode() in text for i in range(50))
