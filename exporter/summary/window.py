@@ -62,8 +62,10 @@ Grouping = tuple[str, tuple[str, ...], str, tuple[tuple[str, str], ...]]
 #: Groupings of one set of samples already made.
 Groups = dict[Grouping, Values]
 
-#: ``le`` label texts -> bounds, parsed once: the same few dozen recur every cycle.
-_BOUNDS: dict[str, float] = {}
+#: A histogram's grouping key -> (the key without ``le``, the bound): the keys recur every
+#: cycle (one per command or probe and bucket, interned by _grouped), so each is split once.
+_SPLIT: dict[LabelKey, tuple[LabelKey, float]] = {}
+_SPLIT_MAX = 20_000
 
 #: One point of a coarse trail every this many seconds, kept for a day and the compared window.
 COARSE_STEP = 600.0
@@ -243,13 +245,14 @@ class Window:
         agg: Literal["sum", "max", "min"],
         match: Mapping[str, str],
     ) -> Values:
+        """The grouping as the window keeps it: read it, never change it (see :meth:`gauge`)."""
         grouping: Grouping = (name, tuple(by), agg, tuple(match.items()))
         if samples is self.now or samples is self.before:
             groups = self._groups[0 if samples is self.now else 1]
             found = groups.get(grouping)
             if found is None:
                 found = groups[grouping] = _grouped(samples, grouping)
-            return dict(found)
+            return found
         return _grouped(samples, grouping)
 
     def gauge(
@@ -260,7 +263,8 @@ class Window:
         **match: str,
     ) -> Values:
         """``agg by (by) (name{match})`` now."""
-        return self._group(self.now, name, by, agg, match)
+        # a copy: the evaluators may change what they get, the next window reuses the grouping
+        return dict(self._group(self.now, name, by, agg, match))
 
     def delta(self, name: str, by: Sequence[str] = (), **match: str) -> Values:
         """``sum by (by) (increase(name{match}))`` over the window; none on a counter reset."""
@@ -279,17 +283,31 @@ class Window:
 
     def quantile(self, q: float, bucket: str, by: Sequence[str] = ()) -> Values:
         """``histogram_quantile(q, sum by (by, le) (rate(bucket)))``."""
+        if self.before is None:
+            return {}
+        # delta() spelled out: this runs for every bucket of every Redis command of every
+        # target each cycle, so no dict of the deltas is made, and each key's bound is looked
+        # up once for all cycles (_split) instead of sliced off and parsed every time
+        by_le = (*by, "le")
+        now = self._group(self.now, bucket, by_le, "sum", {})
+        before = self._group(self.before, bucket, by_le, "sum", {})
+        split = _SPLIT
+        if len(split) > _SPLIT_MAX:  # keys recur (they are interned); never let odd ones pile up
+            split.clear()
         groups: dict[LabelKey, list[tuple[float, float]]] = {}
-        bounds = _BOUNDS
-        for key, count in self.delta(bucket, (*by, "le")).items():
-            # grouped by (*by, "le"): the bound is the key's last pair
-            text = key[-1][1]
-            le = bounds.get(text)
-            if le is None:
-                le = bounds[text] = float(text)
-                if len(bounds) > 10_000:  # bounds repeat; never let odd ones pile up
-                    bounds.clear()
-            groups.setdefault(key[:-1], []).append((le, count))
+        for key, value in now.items():
+            old = before.get(key)
+            if old is None or value < old:
+                continue
+            parts = split.get(key)
+            if parts is None:
+                # grouped by (*by, "le"): the bound is the key's last pair
+                parts = split[key] = (key[:-1], float(key[-1][1]))
+            found = groups.get(parts[0])
+            if found is None:
+                groups[parts[0]] = [(parts[1], value - old)]
+            else:
+                found.append((parts[1], value - old))
         return {k: v for k, b in groups.items() if (v := histogram_quantile(q, b)) is not None}
 
     def deriv(self, name: str, by: Sequence[str] = ()) -> Values:

@@ -477,3 +477,56 @@ def test_histogram_groupings_by_label_dict_identity_equal_groupings_by_content(
             assert got == expected, (cycle, by)
             # the bound holds within a call too, not only where one starts
             assert all(len(memo) <= 40 for memo in window._KEY_OF.values()), (cycle, by)
+
+
+def _quantile_by_delta(window: Window, q: float, bucket: str, by: tuple[str, ...]) -> dict:
+    """The quantile as PromQL spells it: the bucket deltas by (by, le), then per series."""
+    groups: dict = {}
+    for key, count in window.delta(bucket, (*by, "le")).items():
+        groups.setdefault(key[:-1], []).append((float(key[-1][1]), count))
+    return {k: v for k, b in groups.items() if (v := histogram_quantile(q, b)) is not None}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_quantile_equals_histogram_quantile_over_the_bucket_deltas(seed: int) -> None:
+    # Window.quantile walks the two groupings itself (no dict of deltas, each key's bound
+    # looked up once): it must say what the deltas say, resets and missing buckets included
+    rng = random.Random(seed)
+    bounds = ["0.001", "0.01", "0.1", "1.0", "+Inf"]
+
+    def column(counts: dict[tuple[str, str, str], float]) -> SampleColumn:
+        return SampleColumn.of(
+            ({"cmd": cmd, "db": db, "le": le}, value) for (cmd, db, le), value in counts.items()
+        )
+
+    before: dict[tuple[str, str, str], float] = {}
+    for cmd in ("get", "set", "hget", "del"):
+        for db in ("0", "1"):
+            total = 0.0
+            for le in bounds:
+                total += rng.choice([0, 0, 1, 5, 40])
+                before[(cmd, db, le)] = total
+    for cycle in range(20):
+        now = dict(before)
+        for key in list(now):
+            roll = rng.random()
+            if roll < 0.05:
+                del now[key]  # a bucket missing from this sample
+            elif roll < 0.1:
+                now[key] = 0.0  # a reset: that bucket has no delta
+        for cmd, db, _ in list(now):
+            grow = rng.choice([0, 0, 3])
+            for i, le in enumerate(bounds):
+                if (cmd, db, le) in now:
+                    now[(cmd, db, le)] += grow * (i + 1)
+        window = Window(
+            {"x_bucket": column(now)}, float(cycle + 1), {"x_bucket": column(before)}, float(cycle)
+        )
+        for by in ((), ("cmd",), ("cmd", "db")):
+            expected = _quantile_by_delta(window, 0.99, "x_bucket", by)
+            assert window.quantile(0.99, "x_bucket", by) == expected
+            assert window.quantile(0.5, "x_bucket", by) == _quantile_by_delta(
+                window, 0.5, "x_bucket", by
+            )
+        before = now
+    assert Window({"x_bucket": column(before)}, 1.0).quantile(0.99, "x_bucket") == {}
