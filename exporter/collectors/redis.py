@@ -2,13 +2,14 @@
 
 One instance per configured target keeps exactly one connection (a blocking pool of size 1,
 so pipelines share it), the PING histogram, the namespace SCAN cursor and the counter
-baselines for /summary between cycles. A cycle is: advance the namespace scan (bounded), read
-``INFO all``, PING, then one pipeline of LATENCY HISTOGRAM and SLOWLOG GET (COMMANDLOG GET of
-its three logs on Valkey 8.1+), as far as the server offers them: which one it is, is read
-from INFO server once per connection (redis_latency.FEATURES), so a command a version lacks is
-never sent. SLOWLOG LEN is sent only when the GET came back full (redis_slowlog), in a second
-round trip. Only read commands are sent, so a Redis that is out of memory (OOM) is still
-sampled. Sample output (the ``target`` label is added by the snapshot)::
+baselines for /summary between cycles. A cycle is: advance the namespace scan (bounded), one
+pipeline of ``INFO all``, LATENCY HISTOGRAM and SLOWLOG GET (COMMANDLOG GET of its three logs on
+Valkey 8.1+), as far as the server offers them, then a PING alone, timed. Which server it is, is
+read from INFO server once per connection (redis_latency.FEATURES), so a command a version lacks
+is never sent: the first cycle on a connection sends that INFO alone, before the pipeline.
+SLOWLOG LEN is sent only when the GET came back full (redis_slowlog), in one more round trip.
+Only read commands are sent, so a Redis that is out of memory (OOM) is still sampled. Sample
+output (the ``target`` label is added by the snapshot)::
 
     perf_redis_keyspace_hits_total 1.234e+06
     perf_redis_keyspace_misses_total 310211.0
@@ -304,36 +305,68 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
     async def _info_and_ping(self, client: Redis) -> tuple[Info, float]:
         if self.scan is not None:
             await self.scan.step(client)
-        # INFO after the scan, so its keyspace_hits already include our own TTL lookups
-        text = await client.execute_command("INFO", "all")  # type: ignore[no-untyped-call]
+        # INFO after the scan, so its keyspace_hits already include our own TTL lookups. Which
+        # server answers (read from the first INFO on a connection) decides what else a cycle
+        # may send; once it is known, INFO goes in one pipeline with LATENCY HISTOGRAM and the
+        # log GETs: one round trip fewer per cycle, the replies all from one moment
+        server = self._server
+        asked = self.settings.slowlog_fetch + 1
+        if server is None:
+            info = self._info(await client.execute_command("INFO", "all"))  # type: ignore[no-untyped-call]
+            server = self._server = ServerKind.from_info(info)
+            chosen = None
+            if server.has("latency_histogram"):
+                chosen = self._latency.choose(info) or None  # none yet: nothing to ask
+            replies = await self._round_trip(client, self._optional(server, chosen, asked))
+        else:
+            # the commands already chosen, or all of them while the top has room (the reply
+            # then holds any command this INFO would add to it: choose() below takes it)
+            chosen = self._latency.asking() if server.has("latency_histogram") else None
+            commands = {"info": ("INFO", "all"), **self._optional(server, chosen, asked)}
+            replies = await self._round_trip(client, commands, required="info")
+            info = self._info(replies.pop("info"))
+            if chosen is not None:
+                self._latency.choose(info)
+        started = time.perf_counter()
+        await client.ping()
+        probe = time.perf_counter() - started
+        await self._take_logs_and_latency(client, info, server, replies, asked)
+        return info, probe
+
+    def _info(self, text: Any) -> Info:
         info = parse_info(text.decode(errors="replace") if isinstance(text, bytes) else text)
         if info.get("loading") == "1":
             # INFO is allowed while loading, but every number would describe half a dataset
             raise rx.BusyLoadingError("Redis is loading the dataset in memory")
-        started = time.perf_counter()
-        await client.ping()
-        probe = time.perf_counter() - started
-        if self._server is None:
-            self._server = ServerKind.from_info(info)
-        await self._logs_and_latency(client, info, self._server)
-        return info, probe
+        return info
 
-    async def _logs_and_latency(self, client: Redis, info: Info, server: ServerKind) -> None:
-        """LATENCY HISTOGRAM and the slowlog/COMMANDLOG GETs in one round trip, as far as offered.
+    def _optional(
+        self, server: ServerKind, chosen: list[str] | None, asked: int
+    ) -> dict[str, tuple[Any, ...]]:
+        """LATENCY HISTOGRAM of ``chosen`` (None: not at all, empty: every command) and the
+        logs' GETs, as this server offers them."""
+        commands: dict[str, tuple[Any, ...]] = {}
+        if chosen is not None:
+            commands["latency"] = ("LATENCY", "HISTOGRAM", *chosen)
+        for kind, (_, get, _) in self._entry_logs(server, asked).items():
+            commands[kind] = get
+        return commands
+
+    async def _take_logs_and_latency(
+        self,
+        client: Redis,
+        info: Info,
+        server: ServerKind,
+        replies: dict[str, Any],
+        asked: int,
+    ) -> None:
+        """The latency family and the logs from the cycle's replies.
 
         Each GET asks for one entry more than ``slowlog_fetch``, so a reply short of that is the
         whole log and tells its length; only a log whose GET came back full costs a second round
         trip in this cycle, for its LEN (redis_slowlog.is_full).
         """
-        asked = self.settings.slowlog_fetch + 1
-        commands: dict[str, tuple[Any, ...]] = {}
-        chosen = self._latency.choose(info) if server.has("latency_histogram") else []
-        if chosen:
-            commands["latency"] = ("LATENCY", "HISTOGRAM", *chosen)
         logs = self._entry_logs(server, asked)
-        for kind, (_, get, _) in logs.items():
-            commands[kind] = get
-        replies = await self._round_trip(client, commands)
         reply = replies.get("latency")
         self._latency_family = None if reply is None else self._latency.family(info, reply)
         full = {kind: logs[kind][2] for kind in logs if is_full(replies.get(kind), asked)}
@@ -357,16 +390,21 @@ class RedisCollector(ConnectedCollector[RedisTarget, RedisSettings, Redis]):
         return {"slow": (self._slowlog, ("SLOWLOG", "GET", asked), ("SLOWLOG", "LEN"))}
 
     async def _round_trip(
-        self, client: Redis, commands: Mapping[str, tuple[Any, ...]]
+        self, client: Redis, commands: Mapping[str, tuple[Any, ...]], required: str | None = None
     ) -> dict[str, Any]:
-        """One pipeline of optional commands: their replies by key, the refused ones left out."""
-        wanted = {k: v for k, v in commands.items() if v[0] not in self._refused}
+        """One pipeline of commands: their replies by key. An optional command the server
+        refuses is left out (and not sent again on this connection); the ``required`` one's
+        error is raised, as if it had been sent alone."""
+        wanted = {k: v for k, v in commands.items() if k == required or v[0] not in self._refused}
         if not wanted:
             return {}
         pipe = client.pipeline(transaction=False)
         for args in wanted.values():
             pipe.execute_command(*args)
         replies = dict(zip(wanted, await pipe.execute(raise_on_error=False), strict=True))
+        failed = replies.get(required) if required is not None else None
+        if isinstance(failed, Exception):
+            raise failed
         for key, reply in list(replies.items()):
             if isinstance(reply, rx.ResponseError):
                 # an ACL without these optional commands (NOPERM), or a Redis-compatible server

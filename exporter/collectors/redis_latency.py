@@ -157,6 +157,14 @@ class LatencyHistograms:
             self._stats = (info, commandstats_calls(info))
         return self._stats[1]
 
+    def asking(self) -> list[str] | None:
+        """What to ask LATENCY HISTOGRAM before this cycle's INFO is read: the chosen commands
+        once the top is full, else every command (an empty list: the reply then holds any
+        command :meth:`choose` adds from that INFO); None when the top is 0."""
+        if self.top_n <= 0:
+            return None
+        return list(self.chosen) if len(self.chosen) >= self.top_n else []
+
     def choose(self, info: Info) -> list[str]:
         """The commands to ask LATENCY HISTOGRAM about this cycle: the chosen, topped up."""
         stats = self._commandstats(info)

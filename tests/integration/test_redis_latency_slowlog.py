@@ -279,3 +279,93 @@ async def test_a_full_get_asks_len_and_every_entry_is_counted_once(
     assert new == 251
     assert sum(totals[1].values()) == fetched + new
     assert totals[1]["other"] == new - fetched
+
+
+async def test_after_the_first_cycle_info_rides_in_the_pipeline_two_round_trips_a_cycle(
+    own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.asyncio.connection import AbstractConnection
+
+    sends: list[int] = []
+    original = AbstractConnection.send_packed_command
+
+    async def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sends.append(1)
+        await original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    client = admin(own_redis)
+    client.set("k", "v")
+    collector = make_collector(own_redis, namespaces=[])
+    await collector.collect()  # the first: CLIENT SETNAME, INFO alone (which server?), ...
+    first = len(sends)
+    client.config_resetstat()
+    client.get("k")
+    result = await collector.collect()
+    second = len(sends) - first
+    sent = command_calls(client)
+    await collector.close()
+
+    # one pipeline (INFO, LATENCY HISTOGRAM, the log GETs) and the PING alone, which it times
+    assert second == 2
+    assert first >= 3
+    logs = {"commandlog|get": 3} if is_valkey(own_redis) else {"slowlog|get": 1}
+    sent.pop("config|resetstat", None)
+    assert sent == {"get": 1, "info": 1, "ping": 1, "latency|histogram": 1, **logs}
+    assert sample_value(result, f"{HIST}_count", {"cmd": "get"}) == 1
+
+
+async def test_a_command_first_called_between_cycles_is_in_the_next_cycles_histogram(
+    own_redis: RedisServer,
+) -> None:
+    # LATENCY HISTOGRAM goes out with INFO, before that INFO can choose: while the top has
+    # room it asks for every command, so one first called since the last cycle is not late
+    client = admin(own_redis)
+    client.set("k", "v")
+    collector = make_collector(own_redis, settings={"latency_top_n": 10}, namespaces=[])
+    await collector.collect()
+    for _ in range(7):
+        client.incr("n")  # redis-py sends INCRBY
+    second = await collector.collect()
+    assert sample_value(second, f"{HIST}_count", {"cmd": "incrby"}) == 7
+    # a full top asks for its commands only: a newcomer stays out, as with the choice made
+    # from the same INFO
+    full = make_collector(own_redis, settings={"latency_top_n": 2}, namespaces=[])
+    await full.collect()
+    chosen = list(full._latency.chosen)
+    for _ in range(50):
+        client.hset("h", "f", "v")
+    later = await full.collect()
+    await collector.close()
+    await full.close()
+    assert full._latency.chosen == chosen and "hset" not in chosen
+    assert sample_value(later, f"{HIST}_count", {"cmd": "hset"}) is None
+    assert {
+        s.labels["cmd"] for m in later.families for s in m.samples if s.name == f"{HIST}_count"
+    } == set(chosen)
+
+
+async def test_info_refused_in_the_pipeline_fails_the_cycle_as_auth(
+    own_redis: RedisServer, tmp_path: Path
+) -> None:
+    # INFO is what a cycle needs: refused inside the pipeline it fails the cycle as it does
+    # alone (NOPERM is the operator's ACL), and is not taken for an optional command
+    client = admin(own_redis)
+    client.execute_command(
+        "ACL", "SETUSER", "narrowed", "on", ">pw", "%R~*", "+@all",
+    )  # fmt: skip
+    secret = tmp_path / "pw"
+    secret.write_text("pw\n")
+    collector = make_collector(
+        own_redis, namespaces=[], username="narrowed", password_file=secret, interval=1
+    )
+    await collector.collect()
+    client.execute_command("ACL", "SETUSER", "narrowed", "-info")
+    with pytest.raises(CollectError) as failed:
+        await collector.collect()
+    client.execute_command("ACL", "SETUSER", "narrowed", "+info")
+    again = await collect_until_ok(collector, timeout=10, poll=0.2)
+    await collector.close()
+    assert failed.value.reason == "auth"
+    assert "'info' command" in str(failed.value)
+    assert sample_value(again, "perf_redis_keyspace_hits_total") is not None
