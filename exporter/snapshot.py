@@ -161,8 +161,9 @@ def _lines(samples: Iterable[Sample], first: str, memo: _Memo) -> bytes:
     return "".join(lines).encode()
 
 
-def _sample_lines(family: Metric, extra: tuple[tuple[str, str], ...], memo: _Memo) -> Payload:
-    first = ",".join(_pair(k, v) for k, v in extra)
+def _sample_lines(
+    family: Metric, extra: tuple[tuple[str, str], ...], first: str, memo: _Memo
+) -> Payload:
     blocks: list[Block] | None = getattr(family, "blocks", None)
     if blocks is None:
         return _lines(family.samples, first, memo)
@@ -199,8 +200,9 @@ def _flat(payloads: Iterable[Payload]) -> list[bytes]:
 def render_fragments(families: Iterable[Metric], target: str | None) -> list[Fragment]:
     """Pre-render ``families``; ``target`` (when given) becomes the first label of every sample."""
     extra: tuple[tuple[str, str], ...] = (("target", target),) if target is not None else ()
+    first = ",".join(_pair(k, v) for k, v in extra)  # the part's own labels, first on every line
     memo: _Memo = {}
-    return [(_head_of(family), _sample_lines(family, extra, memo)) for family in families]
+    return [(_head_of(family), _sample_lines(family, extra, first, memo)) for family in families]
 
 
 #: A body variant (format, gzip or not) asked for within this many seconds is made ahead of the
