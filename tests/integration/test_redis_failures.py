@@ -163,6 +163,37 @@ async def test_loading_is_a_connection_error_until_the_dataset_is_loaded() -> No
         server.close()
 
 
+async def test_loading_on_a_connection_already_sampled_is_a_connection_error() -> None:
+    # after the first cycle INFO rides in the pipeline: a server that starts loading under an
+    # open connection (DEBUG RELOAD here, a replica's full resync in production) must fail the
+    # cycle as loading, as the first cycle's INFO alone does, and recover on the same collector
+    server = RedisServer("--enable-debug-command", "local")
+    try:
+        client = admin(server)
+        client.execute_command("DEBUG", "POPULATE", 10_000, "k", 8)
+        client.config_set("key-load-delay", 100)  # ~1 s of loading, answering LOADING
+        client.config_set("loading-process-events-interval-bytes", 1024)
+        collector = make_collector(server, namespaces=[], interval=1)
+        await collector.collect()
+        reload = asyncio.get_running_loop().run_in_executor(
+            None, lambda: admin(server).execute_command("DEBUG", "RELOAD")
+        )
+        deadline = asyncio.get_running_loop().time() + 10
+        while admin(server).info("persistence")["loading"] != 1:  # bounded by the deadline
+            assert asyncio.get_running_loop().time() < deadline, "DEBUG RELOAD never loaded"
+            await asyncio.sleep(0.01)
+        error = await _fails(collector)
+        await reload
+        assert error.reason == "connection"
+        assert "loading" in error.message
+        result = await _recovers(collector, within=30)
+        keys = registry_of(result.families).get_sample_value("perf_redis_db_keys", {"db": "0"})
+        assert keys == 10_000
+        await collector.close()
+    finally:
+        server.close()
+
+
 async def test_out_of_memory_with_noeviction_still_collects() -> None:
     server = RedisServer("--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
     try:
