@@ -139,8 +139,8 @@ _Memo = dict[int, tuple[dict[str, str], str]]
 def _lines(samples: Iterable[Sample], first: str, memo: _Memo) -> bytes:
     # Sample lines read the same in both formats as long as no _created samples, exemplars or
     # timestamps are emitted (we emit none), so they are rendered once and shared.
-    # Collectors hand one label dict to all the families of a row (a statement's, a table's,
-    # a command's, a histogram's buckets across targets): its pairs are joined once a part.
+    # Collectors hand one label dict to all the families of a row (a statement's counters, a
+    # table's families, a Redis command's stats, _count and _sum): it is joined once a part.
     lines = []
     cached = _PAIRS.get
     for sample in samples:
