@@ -283,31 +283,21 @@ class Window:
 
     def quantile(self, q: float, bucket: str, by: Sequence[str] = ()) -> Values:
         """``histogram_quantile(q, sum by (by, le) (rate(bucket)))``."""
-        if self.before is None:
-            return {}
-        # delta() spelled out: this runs for every bucket of every Redis command of every
-        # target each cycle, so no dict of the deltas is made, and each key's bound is looked
-        # up once for all cycles (_split) instead of sliced off and parsed every time
-        by_le = (*by, "le")
-        now = self._group(self.now, bucket, by_le, "sum", {})
-        before = self._group(self.before, bucket, by_le, "sum", {})
         split = _SPLIT
-        if len(split) > _SPLIT_MAX:  # keys recur (they are interned); never let odd ones pile up
-            split.clear()
         groups: dict[LabelKey, list[tuple[float, float]]] = {}
-        for key, value in now.items():
-            old = before.get(key)
-            if old is None or value < old:
-                continue
+        for key, count in self.delta(bucket, (*by, "le")).items():
+            # each key's series and bound once for all cycles: the keys recur (interned)
             parts = split.get(key)
             if parts is None:
+                if len(split) >= _SPLIT_MAX:  # never let odd ones pile up
+                    split.clear()
                 # grouped by (*by, "le"): the bound is the key's last pair
                 parts = split[key] = (key[:-1], float(key[-1][1]))
             found = groups.get(parts[0])
             if found is None:
-                groups[parts[0]] = [(parts[1], value - old)]
+                groups[parts[0]] = [(parts[1], count)]
             else:
-                found.append((parts[1], value - old))
+                found.append((parts[1], count))
         return {k: v for k, b in groups.items() if (v := histogram_quantile(q, b)) is not None}
 
     def deriv(self, name: str, by: Sequence[str] = ()) -> Values:
