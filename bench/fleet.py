@@ -28,9 +28,12 @@ from bench.exporters import perf_exporter_config, start_perf_exporter, up_count
 from bench.measure import collector_durations, last_success, ms
 from bench.scaling import PRODUCTION_INTERVAL
 from bench.scrape import Scraper, body_stats, percentile, run_wrk, sequential
+from bench.speed import SpeedProbe
 
 #: The issue's fleet: 1,000 targets, a quarter of them PostgreSQL.
 FLEET_TARGETS = 1000
+#: Seconds the machine's speed is probed before the daemon starts (servers loaded, idle).
+IDLE_PROBE_S = 8.0
 
 
 def split(targets: int) -> tuple[int, int]:
@@ -62,6 +65,18 @@ def measure_fleet(
         interval=interval,
         namespaces=False,
     )
+    probe = SpeedProbe()
+    with probe:
+        return _measure(targets, config, workdir, interval, probe)
+
+
+def _measure(
+    targets: int, config: dict[str, Any], workdir: Path, interval: float, probe: SpeedProbe
+) -> dict[str, Any]:
+    pg_targets = len(config["targets"]["postgres"])
+    redis_targets = len(config["targets"]["redis"])
+    time.sleep(IDLE_PROBE_S)
+    idle_end = probe.mark()
     started = time.monotonic()
     exporter = start_perf_exporter(
         f"perf_exporter_fleet{targets}", config, workdir, ready_timeout=60, fleet=True
@@ -80,14 +95,14 @@ def measure_fleet(
             time.sleep(2.0)
         ready_s = time.monotonic() - started
         seen = last_success(scraper.text(accept_gzip=True))
-        cpu0, t0 = proc.cpu_seconds(), time.monotonic()
+        cpu0, t0, quiet_start = proc.cpu_seconds(), time.monotonic(), probe.mark()
         time.sleep(interval)
-        cpu1, t1 = proc.cpu_seconds(), time.monotonic()
+        cpu1, t1, quiet_end = proc.cpu_seconds(), time.monotonic(), probe.mark()
         after_quiet = last_success(scraper.text(accept_gzip=True))
         quiet_collections = _changed(seen, after_quiet)
         wrk = run_wrk(exporter.url, int(interval))
         t2 = time.monotonic()
-        cpu2 = proc.cpu_seconds()
+        cpu2, loaded_end = proc.cpu_seconds(), probe.mark()
         after_loaded = last_success(scraper.text(accept_gzip=True))
         loaded_collections = _changed(after_quiet, after_loaded)
         body = body_stats(scraper)
@@ -123,6 +138,10 @@ def measure_fleet(
             "wrk_p50_ms": ms(wrk.p50),
             "wrk_p99_ms": ms(wrk.p99),
             "wrk_errors": wrk.errors + wrk.non_2xx,
+            # the machine's speed (bench/speed.py): idle before the daemon, then each window
+            "speed_idle": probe.window(0, idle_end),
+            "speed_quiet": probe.window(quiet_start, quiet_end),
+            "speed_loaded": probe.window(quiet_end, loaded_end),
             "collector_duration_ms": {
                 collector: {"mean": ms(sum(v) / len(v)), "max": ms(max(v))}
                 for collector, v in sorted(by_collector.items())

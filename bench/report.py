@@ -252,8 +252,9 @@ def fleet_lines(records: list[Record]) -> list[str]:
         "",
         "| targets (pg + redis) | series | body MB (gzip) | RSS MiB (peak) | % core quiet "
         "| % core under wrk | collections quiet / loaded | 4 scrapers p50 / p99 ms | req/s "
-        "| seq p50 / p99 ms | collection ms (pg / redis, max) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| seq p50 / p99 ms | collection ms (pg / redis, max) | machine speed idle / quiet / "
+        "loaded |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         durations = r["collector_duration_ms"]
@@ -266,7 +267,8 @@ def fleet_lines(records: list[Record]) -> list[str]:
             f"| {r['cpu_core_pct']} | {r['cpu_core_pct_loaded']} "
             f"| {r['quiet_collections']} / {r['loaded_collections']} "
             f"| {r['wrk_p50_ms']} / {r['wrk_p99_ms']} | {r['wrk_rps']} "
-            f"| {r['seq_p50_ms']} / {r['seq_p99_ms']} | {_fmt(pg_ms)} / {_fmt(redis_ms)} |"
+            f"| {r['seq_p50_ms']} / {r['seq_p99_ms']} | {_fmt(pg_ms)} / {_fmt(redis_ms)} "
+            f"| {_speeds(r)} |"
         )
     lines += [
         "",
@@ -274,9 +276,21 @@ def fleet_lines(records: list[Record]) -> list[str]:
         "as Prometheus asks (the daemon makes ahead only the bodies asked for). Loaded: "
         "wrk -c4 for the next whole interval, so its latencies include every collection and "
         "snapshot rebuild of an interval. Redis targets skip the namespace scan (see "
-        "bench/fleet.py).",
+        "bench/fleet.py). Machine speed: thread CPU time of a fixed unit of Python work "
+        "sampled every second beside the daemon (bench/speed.py), the window's median over "
+        "the fastest sample of the point: 1.0 is the machine at its best, 1.8 means the same "
+        "work cost 1.8 times the CPU time. This VM's speed changes by that much from one "
+        "moment to the next, so CPU figures of two runs compare only at similar speeds.",
     ]
     return lines
+
+
+def _speeds(r: Record) -> str:
+    """The fleet point's machine speed factors (idle / quiet / loaded), ``-`` where unmeasured."""
+    factors = [
+        r.get(key, {}).get("factor") for key in ("speed_idle", "speed_quiet", "speed_loaded")
+    ]
+    return " / ".join("-" if f is None else f"{f:.2f}" for f in factors)
 
 
 _MULTI_NAMES = ("perf_exporter", "postgres_exporter", "redis_exporter")
