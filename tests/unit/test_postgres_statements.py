@@ -191,6 +191,27 @@ def test_moving_in_and_out_of_the_list_decreases_nothing() -> None:
     assert calls(acc) == {"1": 15, "other": 130}
 
 
+def test_the_window_keeps_one_key_per_statement_and_lets_it_go_with_the_statement() -> None:
+    """Every read makes new (equal) keys and queryid texts; a window of cycles holding each
+    read's own took ~280 bytes per statement per cycle: 2 MB a target where a few hundred
+    statements run every 15 s. The window holds one instance per statement, while the
+    statement is in it."""
+    acc = StatementAccounts(top_n=2, window=WINDOW)
+    for t in range(0, 60, 15):
+        acc.update([entry(1, 1 + t), entry(2, 1 + 2 * t), entry(3, 1 + 3 * t)], float(t))
+    held = [k for cycle in acc._cycles for k, _, _ in cycle.items()]
+    # the first read keeps only its best top_n (2), the next three every statement
+    assert len(held) == 2 + 3 * 3 and sorted(set(held)) == [key(1), key(2), key(3)]
+    assert len({id(k) for k in held}) == 3
+    assert len({id(k.queryid) for k in held}) == 3
+    # statement 3 stops: once its last cycle leaves the window, its key goes too
+    for t in range(60, 136, 15):
+        acc.update([entry(1, 1 + t), entry(2, 1 + 2 * t), entry(3, 1 + 3 * 45)], float(t))
+    assert sorted(acc._keys) == [key(1), key(2)]
+    assert acc.recent_exec_seconds(key(3)) == 0.0
+    assert {k for cycle in acc._cycles for k, _, _ in cycle.items()} == {key(1), key(2)}
+
+
 def test_an_idle_statement_is_not_listed_only_to_fill_a_slot() -> None:
     acc = StatementAccounts(top_n=3, window=WINDOW)
     acc.update([entry(1, 5)], 0.0)
