@@ -193,9 +193,9 @@ def test_moving_in_and_out_of_the_list_decreases_nothing() -> None:
 
 def test_the_window_keeps_one_key_per_statement_and_lets_it_go_with_the_statement() -> None:
     """Every read makes new (equal) keys and queryid texts; a window of cycles holding each
-    read's own took ~280 bytes per statement per cycle: 2 MB a target where a few hundred
-    statements run every 15 s. The window holds one instance per statement, while the
-    statement is in it."""
+    read's own took ~360 bytes per statement per cycle: 4.9 MB a target where 300 statements
+    run every 15 s. The window holds one instance per statement, while the statement is in
+    it."""
     acc = StatementAccounts(top_n=2, window=WINDOW)
     for t in range(0, 60, 15):
         acc.update([entry(1, 1 + t), entry(2, 1 + 2 * t), entry(3, 1 + 3 * t)], float(t))
