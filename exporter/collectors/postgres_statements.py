@@ -262,11 +262,10 @@ class StatementAccounts:
         #: sampler of every target asks for them each second
         self.listed: frozenset[StatementKey] = frozenset()
         self.listed_queryids: frozenset[int] = frozenset()
-        # each cycle in the window (its time, and per statement its exec ms and calls), their
-        # sums, in how many cycles each statement is, and each statement's one key instance
+        # each cycle in the window (its time, and per statement its exec ms and calls); per
+        # statement in the window [exec ms, calls, cycles it is in], and its one key instance
         self._cycles: deque[_Cycle] = deque()
         self._recent: dict[StatementKey, list[float]] = {}
-        self._recent_cycles: dict[StatementKey, int] = {}
         self._keys: dict[StatementKey, StatementKey] = {}
         self._dealloc_seen: int | None = None
         self._started = False
@@ -470,7 +469,7 @@ class StatementAccounts:
     def _remember(self, now: float, deltas: dict[StatementKey | None, list[float]]) -> None:
         """Keep this cycle's execution time per statement for the window, drop what aged out."""
         cycle = _Cycle(now)
-        keys, recent_sums, recent_cycles = self._keys, self._recent, self._recent_cycles
+        keys, recent_sums = self._keys, self._recent
         for fresh, d in deltas.items():
             if fresh is None:
                 continue
@@ -481,24 +480,22 @@ class StatementAccounts:
             cycle.add(key, exec_ms, calls)
             recent = recent_sums.get(key)
             if recent is None:
-                recent_sums[key] = [float(exec_ms), float(calls)]
-                recent_cycles[key] = 1
+                recent_sums[key] = [float(exec_ms), float(calls), 1]
             else:
                 recent[0] += exec_ms
                 recent[1] += calls
-                recent_cycles[key] += 1
+                recent[2] += 1
         self._cycles.append(cycle)
         while self._cycles and self._cycles[0].time <= now - self.window:
             for key, exec_ms, calls in self._cycles.popleft().items():
-                left = recent_cycles[key] - 1
-                if left == 0:
+                recent = recent_sums[key]
+                if recent[2] == 1:
                     # dropped rather than subtracted to zero: no float residue lingers
-                    del recent_sums[key], recent_cycles[key], keys[key]
+                    del recent_sums[key], keys[key]
                 else:
-                    recent_cycles[key] = left
-                    recent = recent_sums[key]
                     recent[0] -= exec_ms
                     recent[1] -= calls
+                    recent[2] -= 1
 
     def _first_candidates(
         self, deltas: dict[StatementKey | None, list[float]]
