@@ -4,13 +4,18 @@
 perf-exporter with N targets, one PostgreSQL for every three Redis (250 + 750 at 1,000), all
 pointing at the bench's servers under their own names, its host collector on, at 15 s. The
 Redis targets skip the namespace scan: 750 scans of the same 40,000 keys every 15 s saturate
-the one Redis server (collections then time out there, not in the daemon). Two
+the one Redis server (collections then time out there, not in the daemon). Three
 whole intervals are measured, one after the other:
 
 * quiet: only two scrapes (at its start and end), so the CPU is what the daemon itself costs
   at 15 s, as a share of one core;
 * loaded: ``wrk -c4`` for a whole interval, so every scrape it times competes with the
-  collections and the snapshot rebuilds that a real interval holds; then sequential scrapes.
+  collections and the snapshot rebuilds that a real interval holds;
+* paced: four scrapers, each asking about four times a second (``bench.scrape.paced``), so a
+  scrape's latency is its wait behind the collections, not its queue behind the three other
+  scrapers' answers that wrk, asking again the moment one arrives, builds up;
+
+then sequential scrapes.
 
 Collections completed in each window are counted from the last-success timestamps, so a
 window in which the daemon fell behind shows up. Every scrape asks for gzip, as Prometheus does:
@@ -27,13 +32,17 @@ from typing import Any
 from bench.exporters import perf_exporter_config, start_perf_exporter, up_count
 from bench.measure import collector_durations, last_success, ms
 from bench.scaling import PRODUCTION_INTERVAL
-from bench.scrape import Scraper, body_stats, percentile, run_wrk, sequential
+from bench.scrape import Scraper, body_stats, paced, percentile, run_wrk, sequential
 from bench.speed import SpeedProbe
 
 #: The issue's fleet: 1,000 targets, a quarter of them PostgreSQL.
 FLEET_TARGETS = 1000
 #: Seconds the machine's speed is probed before the daemon starts (servers loaded, idle).
 IDLE_PROBE_S = 8.0
+#: The paced window (after wrk's): this many scrapers, each asking about once every
+#: PACED_PERIOD_S seconds (60 times Prometheus' rate at 15 s), for one whole interval.
+PACED_SCRAPERS = 4
+PACED_PERIOD_S = 0.25
 
 
 def split(targets: int) -> tuple[int, int]:
@@ -105,6 +114,9 @@ def _measure(
         cpu2, loaded_end = proc.cpu_seconds(), probe.mark()
         after_loaded = last_success(scraper.text(accept_gzip=True))
         loaded_collections = _changed(after_quiet, after_loaded)
+        paced_start = time.monotonic()
+        paced_latencies = paced(exporter.url, interval, PACED_SCRAPERS, PACED_PERIOD_S)
+        paced_s = time.monotonic() - paced_start
         body = body_stats(scraper)
         latencies = sequential(scraper, 100, max_seconds=15)
         rss, peak = proc.memory_bytes()
@@ -138,6 +150,13 @@ def _measure(
             "wrk_p50_ms": ms(wrk.p50),
             "wrk_p99_ms": ms(wrk.p99),
             "wrk_errors": wrk.errors + wrk.non_2xx,
+            "paced_scrapers": PACED_SCRAPERS,
+            "paced_period_s": PACED_PERIOD_S,
+            "paced_scrapes": len(paced_latencies),
+            "paced_rps": round(len(paced_latencies) / paced_s, 1),
+            "paced_p50_ms": ms(percentile(paced_latencies, 50)),
+            "paced_p99_ms": ms(percentile(paced_latencies, 99)),
+            "paced_max_ms": ms(max(paced_latencies, default=float("nan"))),
             # the machine's speed (bench/speed.py): idle before the daemon, then each window
             "speed_idle": probe.window(0, idle_end),
             "speed_quiet": probe.window(quiet_start, quiet_end),

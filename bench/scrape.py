@@ -9,9 +9,11 @@ from __future__ import annotations
 import gzip
 import http.client
 import os
+import random
 import re
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -108,6 +110,52 @@ def sequential(scraper: Scraper, count: int, max_seconds: float) -> list[float]:
             raise RuntimeError(f"scrape answered {status}")
         if time.monotonic() > deadline:
             break
+    return latencies
+
+
+def paced(
+    url: str, seconds: float, scrapers: int = 4, period: float = 0.25, seed: int = 0
+) -> list[float]:
+    """Latencies in seconds of ``scrapers`` concurrent keep-alive gzip scrapers, each asking
+    once every ``period`` seconds (at a random phase, jittered) for ``seconds``.
+
+    Unlike ``wrk``, which asks again the moment an answer arrives, this load leaves the
+    exporter idle between scrapes, so the latencies say how long a scrape waits behind the
+    collections, not how long it queues behind the other scrapers' answers.
+    """
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def scrape(index: int) -> None:
+        rng = random.Random(seed * 1000 + index)
+        scraper = Scraper(url, timeout=60)
+        try:
+            due = time.monotonic() + rng.uniform(0, period)
+            while due < deadline:
+                time.sleep(max(0.0, due - time.monotonic()))
+                start = time.perf_counter()
+                status, _, _ = scraper.get()
+                took = time.perf_counter() - start
+                with lock:
+                    latencies.append(took)
+                    if status != 200:
+                        failures.append(f"status {status}")
+                due += period * rng.uniform(0.5, 1.5)
+        except (OSError, http.client.HTTPException) as exc:
+            with lock:
+                failures.append(str(exc))
+        finally:
+            scraper.close()
+
+    threads = [threading.Thread(target=scrape, args=(i,), daemon=True) for i in range(scrapers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 120)
+    if failures:
+        raise RuntimeError(f"paced scrapes failed: {failures[0]} ({len(failures)} in all)")
     return latencies
 
 
