@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from exporter.collectors.postgres_statements import StatementAccounts
+from exporter.collectors import postgres_statements
+from exporter.collectors.postgres_statements import EntryId, StatementAccounts, _Columns
 
 TOP_N, WINDOW = 5, 60.0
 
@@ -256,3 +257,83 @@ def test_baselines_are_columns_of_numbers_not_objects() -> None:
     for at, (queryid, dbid, userid, toplevel) in enumerate(ids[:50]):
         assert columns.find(queryid, dbid, userid, bool(toplevel)) == at
     assert columns.find(-1, 1, 1, True) == ~0
+
+
+def _known_made_whole(columns: _Columns) -> tuple[str, ...]:
+    """What known() must say, made entry by entry from the arrays in one go."""
+    states = [columns.state(at) for at in range(len(columns))]
+    calls = postgres_statements._CALLS
+    return (
+        "{" + ",".join(map(str, columns.queryids)) + "}",
+        "{" + ",".join(map(str, columns.dbids)) + "}",
+        "{" + ",".join(map(str, columns.userids)) + "}",
+        "{" + ",".join("t" if t else "f" for t in columns.toplevels) + "}",
+        "{" + ",".join(str(int(s[calls])) for s in states) + "}",
+        "{" + ",".join("NULL" if math.isinf(s[-1]) else repr(s[-1]) for s in states) + "}",
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 3, postgres_statements._CHUNK])
+def test_known_made_again_in_pieces_says_what_made_whole_says(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """known() kept in pieces says byte for byte what it says made whole, step after step.
+
+    Only the calls' pieces an insert moved or a renew changed are made again: a piece kept when
+    its entries moved or changed would send the server other entries' calls.
+    """
+    monkeypatch.setattr(postgres_statements, "_CHUNK", chunk)
+    rng = random.Random(20240611 + chunk)
+    width = postgres_statements._WIDTH
+
+    def state(calls: int) -> tuple[float, ...]:
+        since = float("-inf") if rng.random() < 0.5 else 1.7e9 + rng.random()
+        return (float(calls), 2.5 * calls, 3.0, 4.0, 5.0, 0.5, 0.25, since)
+
+    def new_id() -> EntryId:
+        # clear of int64's ends: the first and last ids are passed by one below
+        return EntryId(rng.randrange(-(2**62), 2**62), rng.randrange(1, 4), 10, rng.random() < 0.8)
+
+    # a whole read: appended in the server's order, asked before and after it is ordered
+    columns = _Columns()
+    assert columns.known() == _known_made_whole(columns) == ("{}",) * 6
+    for _ in range(5 * chunk + 2):
+        columns.append(new_id(), state(rng.randrange(10**6)))
+    assert columns.known() == _known_made_whole(columns)
+    columns = columns.ordered()
+    assert columns.known() == _known_made_whole(columns)
+    assert columns.ordered() is columns and columns.known() == _known_made_whole(columns)
+
+    sizes = set()
+    for step in range(600):
+        for _ in range(rng.choice((1, 1, 2, 4))):  # several changes between two reads, too
+            move = rng.random()
+            if move < 0.25 or not len(columns):
+                # a new entry: where its id falls, or at the very start or end
+                entry = new_id()
+                where = rng.random()
+                if where < 0.1:
+                    entry = entry._replace(queryid=columns.queryids[0] - 1 if len(columns) else 0)
+                elif where < 0.2 and len(columns):
+                    entry = entry._replace(queryid=columns.queryids[-1] + 1)
+                at = columns.find(entry.queryid or 0, entry.dbid, entry.userid, entry.toplevel)
+                if at < 0:
+                    columns.insert(~at, entry, state(rng.randrange(10**6)))
+            else:
+                at = rng.randrange(len(columns))
+                renewed = list(columns.state(at))
+                if move < 0.7:  # the calls grew (and the other numbers with them)
+                    renewed[0] += rng.randrange(1, 1000)
+                    renewed[1] += 1.5
+                elif move < 0.85:  # the same calls: only other numbers or stats_since moved
+                    renewed[2] += 1.0
+                    if rng.random() < 0.3:
+                        renewed[-1] = 1.8e9 + rng.random()
+                else:  # re-created under the same id: calls from zero, a new stats_since
+                    renewed[0], renewed[-1] = float(rng.randrange(3)), 1.9e9 + step
+                columns.renew(at, tuple(renewed))
+        assert len(columns.values) == width * len(columns)
+        assert columns.known() == _known_made_whole(columns), (chunk, step)
+        sizes.add(len(columns) % chunk)
+    # a whole number of pieces and a last piece of one entry were both asked for
+    assert {0, 1 % chunk} <= sizes
