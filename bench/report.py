@@ -264,7 +264,7 @@ def fleet_lines(records: list[Record]) -> list[str]:
         lines.append(
             f"| {r['targets']} ({r['postgres_targets']} + {r['redis_targets']}) "
             f"| {r['series']} | {r['bytes_plain'] / 1e6:.1f} ({r['bytes_gzip'] / 1e6:.1f}) "
-            f"| {r['rss_bytes'] / 2**20:.1f} ({r['rss_peak_bytes'] / 2**20:.1f}) "
+            f"| {_rss(r)} "
             f"| {r['cpu_core_pct']} | {r['cpu_core_pct_loaded']} "
             f"| {r['quiet_collections']} / {r['loaded_collections']} "
             f"| {r['wrk_p50_ms']} / {r['wrk_p99_ms']} | {r['wrk_rps']} "
@@ -274,7 +274,9 @@ def fleet_lines(records: list[Record]) -> list[str]:
         )
     lines += [
         "",
-        "Quiet: the process's CPU over one whole 15 s interval with two gzip scrapes in it, "
+        "The windows start three minutes after the daemon, past its start-up (see "
+        "bench/fleet.py). Quiet: the process's CPU over one whole 15 s interval with two gzip "
+        "scrapes in it, "
         "as Prometheus asks (the daemon makes ahead only the bodies asked for). Loaded: "
         "wrk -c4 for the next whole interval, so its latencies include every collection and "
         "snapshot rebuild of an interval. Redis targets skip the namespace scan (see "
@@ -289,6 +291,14 @@ def fleet_lines(records: list[Record]) -> list[str]:
         "moment to the next, so CPU figures of two runs compare only at similar speeds.",
     ]
     return lines
+
+
+def _rss(r: Record) -> str:
+    """RSS at the end (peak), and when every target was first up where that was read."""
+    text = f"{r['rss_bytes'] / 2**20:.1f} ({r['rss_peak_bytes'] / 2**20:.1f})"
+    if "rss_ready_bytes" in r:
+        text += f", {r['rss_ready_bytes'] / 2**20:.1f} when up"
+    return text
 
 
 def _paced(r: Record) -> str:

@@ -166,7 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--time-limit",
         type=int,
         metavar="SECONDS",
-        help="abort (tearing everything down) after this long (default 720, quick 150, soak +240)",
+        help="abort (tearing everything down) after this long (default 900, quick 150, soak +240)",
     )
     parser.add_argument(
         "--soak",
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             RESULTS / "tmp" if args.quick or args.targets or args.multi_target else RESULTS
         )
         # 600 s for the comparison, scaling and fleet, +120 s for the multi-target point (~100 s)
-        with _time_limit(args.time_limit or (150 if args.quick else 720)):
+        with _time_limit(args.time_limit or (150 if args.quick else 900)):
             records = run(args)
         jsonl = out / f"{records[0]['run_id']}.jsonl"
         report.write_jsonl(records, jsonl)
