@@ -247,6 +247,10 @@ class Window:
     ) -> Values:
         """The grouping as the window keeps it: read it, never change it (see :meth:`gauge`)."""
         grouping: Grouping = (name, tuple(by), agg, tuple(match.items()))
+        # one object per grouping for the windows that keep it (see _grouped's keys)
+        grouping = _GROUPINGS.setdefault(grouping, grouping)
+        if len(_GROUPINGS) > _GROUPINGS_MAX:
+            _GROUPINGS.clear()
         if samples is self.now or samples is self.before:
             groups = self._groups[0 if samples is self.now else 1]
             found = groups.get(grouping)
@@ -334,6 +338,9 @@ class Window:
         return out
 
 
+#: Groupings asked for, each kept once (see Window._group); the signals ask for a few hundred.
+_GROUPINGS: dict[Grouping, Grouping] = {}
+_GROUPINGS_MAX = 10_000
 #: Grouping keys seen, each kept once (see _grouped); cleared when there are too many.
 _KEYS: dict[LabelKey, LabelKey] = {}
 _KEYS_MAX = 200_000
@@ -354,22 +361,25 @@ def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
     items: Iterable[tuple[dict[str, str], float]] = column
     if match:
         items = [(ls, v) for ls, v in column if all(ls.get(k) == m for k, m in match)]
-    # this runs for every signal of every target each cycle: plain loops, no generators
-    # a histogram's keys (one per bucket) are one object for every target and both windows
-    # that share them: the board keeps two groupings per signal and target. Other keys are
-    # mostly a target's own (a statement, a database), which interning would only keep alive.
-    keys = _KEYS if "le" in by else None
-    memo: dict[int, tuple[dict[str, str], LabelKey]] = {}
-    if keys is not None:
-        if len(keys) >= _KEYS_MAX:
-            keys.clear()
+    # this runs for every signal of every target each cycle: plain loops, no generators.
+    # Every key is kept once (``_KEYS``): the board keeps two groupings per signal and target
+    # for a whole interval, and keys made anew each cycle (with a tuple per label pair) were a
+    # third of the objects a young garbage collection walks at a thousand targets; kept once,
+    # the collector stops tracking them after it has seen them, and a statement's key outlives
+    # it only until the bound clears the table.
+    keys = _KEYS
+    if len(keys) >= _KEYS_MAX:
+        keys.clear()
+    memo: dict[int, tuple[dict[str, str], LabelKey]] | None = None
+    if "le" in by:
         # the collectors make a histogram's label dicts once for every target and cycle: their
         # key is looked up by the dict's identity (the entry holds the dict, so no other dict
         # can have its id while it is there)
-        memo = _KEY_OF.setdefault(by, memo)
+        memo = _KEY_OF.setdefault(by, {})
     for labels, value in items:
-        if keys is None:
+        if memo is None:
             key = tuple([(k, labels.get(k, "")) for k in by])
+            key = keys.setdefault(key, key)
         else:
             hit = memo.get(id(labels))
             if hit is not None:

@@ -436,17 +436,36 @@ def test_kept_samples_are_columns_the_garbage_collector_does_not_walk() -> None:
     assert all(a is b for a, b in zip(column.labels, (e[0] for e in expected), strict=True))
 
 
-def test_only_histogram_keys_are_kept_for_sharing() -> None:
-    # a statement's or a database's key belongs to one target: interned, it would only stay
-    # alive in the shared table after its groupings are gone
+def test_every_grouping_key_is_kept_once_in_a_bounded_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A statement's key, made from a new label dict every cycle, is one object in the window
+    that keeps it as "now" and in the next that keeps it as "before": made anew each cycle, such
+    keys were a third of what a young garbage collection walked at a thousand targets. The
+    table is bounded: when full it starts again, and groupings stay right."""
     from exporter.summary import window
 
-    column = SampleColumn.of([({"queryid": "q-only-here", "datname": "app"}, 1.0)])
-    (key,) = Window({"x": column}, 1.0).gauge("x", ("queryid",))
-    assert key not in window._KEYS
-    buckets = SampleColumn.of([({"cmd": "only-here", "le": "+Inf"}, 1.0)])
-    (key,) = Window({"x_bucket": buckets}, 1.0).gauge("x_bucket", ("cmd", "le"))
-    assert window._KEYS[key] is key
+    monkeypatch.setattr(window, "_KEYS", {})
+
+    def column(queryid: str) -> SampleColumn:
+        # a new label dict each time, as the collectors make them every cycle
+        return SampleColumn.of([({"queryid": queryid, "datname": "app"}, 1.0)])
+
+    one = Window({"x": column("q1")}, 1.0)
+    two = Window({"x": column("q1")}, 2.0)
+    ((a, _),) = one.gauge("x", ("queryid", "datname")).items()
+    ((b, _),) = two.gauge("x", ("queryid", "datname")).items()
+    assert a == (("queryid", "q1"), ("datname", "app")) and a is b
+    # the grouping a window keeps its values under is one object too
+    (first,) = one._groups[0]
+    (second,) = two._groups[0]
+    assert first is second
+
+    monkeypatch.setattr(window, "_KEYS_MAX", 2)
+    for i in range(5):
+        got = Window({"x": column(f"q{i}")}, 3.0 + i).gauge("x", ("queryid",))
+        assert got == {(("queryid", f"q{i}"),): 1.0}
+        assert len(window._KEYS) <= 2
 
 
 def test_histogram_groupings_by_label_dict_identity_equal_groupings_by_content(
