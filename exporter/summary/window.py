@@ -18,6 +18,8 @@ from typing import Literal
 
 from prometheus_client.metrics_core import Metric
 
+from exporter.collectors.interned import Interned
+
 LabelKey = tuple[tuple[str, str], ...]
 
 
@@ -248,9 +250,7 @@ class Window:
         """The grouping as the window keeps it: read it, never change it (see :meth:`gauge`)."""
         grouping: Grouping = (name, tuple(by), agg, tuple(match.items()))
         # one object per grouping for the windows that keep it (see _grouped's keys)
-        grouping = _GROUPINGS.setdefault(grouping, grouping)
-        if len(_GROUPINGS) > _GROUPINGS_MAX:
-            _GROUPINGS.clear()
+        grouping = _groupings(grouping)
         if samples is self.now or samples is self.before:
             groups = self._groups[0 if samples is self.now else 1]
             found = groups.get(grouping)
@@ -339,8 +339,7 @@ class Window:
 
 
 #: Groupings asked for, each kept once (see Window._group); the signals ask for a few hundred.
-_GROUPINGS: dict[Grouping, Grouping] = {}
-_GROUPINGS_MAX = 10_000
+_groupings: Interned[Grouping, Grouping] = Interned(lambda grouping: grouping, 10_000)
 #: Grouping keys seen, each kept once (see _grouped); cleared when there are too many.
 _KEYS: dict[LabelKey, LabelKey] = {}
 _KEYS_MAX = 200_000
