@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -105,19 +105,27 @@ def power_of_two_below(usec: int) -> int:
     return 1 << (max(usec, 1).bit_length() - 1)
 
 
-def parse_latency_histogram(reply: Any) -> dict[str, tuple[float, list[tuple[int, float]]]]:
-    """The reply into cmd -> (calls, [(power-of-two bound in usec, cumulative count)])."""
-    out: dict[str, tuple[float, list[tuple[int, float]]]] = {}
+def _commands(reply: Any) -> dict[str, tuple[float, Any]]:
+    """The reply into cmd -> (calls, the histogram_usec field as sent), buckets not parsed."""
+    out: dict[str, tuple[float, Any]] = {}
     for name, body in _pairs(reply):
         fields = {_text(k): v for k, v in _pairs(body)}
         calls = parse_number(_text(fields.get("calls", "")))
-        buckets = [
-            (power_of_two_below(int(bound)), float(count))
-            for bound, count in _pairs(fields.get("histogram_usec"))
-        ]
         if calls is not None:
-            out[_text(name).lower()] = (calls, sorted(buckets))
+            out[_text(name).lower()] = (calls, fields.get("histogram_usec"))
     return out
+
+
+def _buckets(histogram_usec: Any) -> list[tuple[int, float]]:
+    """[(power-of-two bound in usec, cumulative count)], sorted, from one command's field."""
+    return sorted(
+        (power_of_two_below(int(bound)), float(count)) for bound, count in _pairs(histogram_usec)
+    )
+
+
+def parse_latency_histogram(reply: Any) -> dict[str, tuple[float, list[tuple[int, float]]]]:
+    """The reply into cmd -> (calls, [(power-of-two bound in usec, cumulative count)])."""
+    return {cmd: (calls, _buckets(field)) for cmd, (calls, field) in _commands(reply).items()}
 
 
 def commandstats_calls(info: Info) -> dict[str, tuple[float, float]]:
@@ -148,9 +156,10 @@ class LatencyHistograms:
         self._keys: dict[str, list[tuple[str, Series]]] = {}
         # INFO commandstats of the cycle, parsed once for choose() and family()
         self._stats: tuple[Info, dict[str, tuple[float, float]]] | None = None
-        # each exported command's samples as a render block, the same while its values are
-        # (snapshot.Block): most commands of a server are not called between two cycles
-        self._blocks: dict[str, Block] = {}
+        # each chosen command's samples and render block (snapshot.Block) as made at its
+        # (calls, usec), None while the reply leaves it out: most commands of a server are not
+        # called between two cycles, and one that was not has the same buckets and totals
+        self._made: dict[str, _Made] = {}
 
     def _commandstats(self, info: Info) -> dict[str, tuple[float, float]]:
         if self._stats is None or self._stats[0] is not info:
@@ -177,12 +186,18 @@ class LatencyHistograms:
         return list(self.chosen)
 
     def family(self, info: Info, reply: Any) -> Metric:
-        """This cycle's histogram family, from INFO (for ``_sum``) and the LATENCY reply."""
-        histograms = parse_latency_histogram(reply)
+        """This cycle's histogram family, from INFO (for ``_sum``) and the LATENCY reply.
+
+        A command's buckets are parsed, summed and made into samples only when its calls or
+        usec moved (or a new epoch began): within an epoch both only grow, and a call adds to
+        both, so one whose two numbers are what they were has the same buckets, totals and
+        samples, which are handed over again with their render block.
+        """
+        commands = _commands(reply)
         stats = self._commandstats(info)
         self._stats = None  # the cycle's INFO is not kept past it
         run_id = info.get("run_id")
-        now = {c: (histograms[c][0], stats.get(c, (0.0, 0.0))[1]) for c in histograms}
+        now = {c: (calls, stats.get(c, (0.0, 0.0))[1]) for c, (calls, _) in commands.items()}
         went_down = any(
             now[c][0] < calls or now[c][1] < usec
             for c, (calls, usec) in self._last.items()
@@ -191,24 +206,9 @@ class LatencyHistograms:
         if went_down or (self._run_id is not None and run_id != self._run_id):
             self._epoch += 1  # CONFIG RESETSTAT or a restart: every command starts again
             self._keys = {}
-            self._blocks = {}
+            self._made = {}
+            self._sums.rebase()
         self._run_id, self._last = run_id, now
-        current: dict[tuple[str, Series], float] = {}
-        for cmd in self.chosen:
-            if cmd not in histograms:
-                continue  # no call since the last reset: the totals keep what was counted
-            keys = self._keys_of(cmd)
-            calls, buckets = histograms[cmd]
-            cumulative, i = 0.0, 0
-            for key, bound in zip(keys, BOUNDS_USEC, strict=False):
-                while i < len(buckets) and buckets[i][0] <= bound:
-                    cumulative = buckets[i][1]
-                    i += 1
-                current[key] = min(cumulative, calls)
-            current[keys[-2]] = calls
-            current[keys[-1]] = now[cmd][1]
-        previous = self._sums.last
-        totals = self._sums.update(current)
         family = HistogramMetricFamily(
             "perf_redis_command_latency_seconds",
             "Latency of each of the top commands by calls (LATENCY HISTOGRAM, Redis 7+ and "
@@ -216,34 +216,55 @@ class LatencyHistograms:
             "the percentile of now.",
             labels=["cmd"],
         )
+        samples = family.samples
+        blocks: list[Block] = []
+        for cmd in self.chosen:
+            state = now.get(cmd)
+            made = self._made.get(cmd)
+            if made is None or made.state != state:
+                field = commands[cmd][1] if state is not None else None
+                made = self._made[cmd] = self._make(family.name, cmd, state, field)
+            if made.block is not None:
+                samples.extend(made.samples)
+                blocks.append(made.block)
+        return with_blocks(family, blocks)
+
+    def _make(
+        self, name: str, cmd: str, state: tuple[float, float] | None, histogram_usec: Any
+    ) -> _Made:
+        """``cmd``'s totals taken at ``state`` (None: left out of the reply) and its samples."""
+        keys = self._keys_of(cmd)
+        current: dict[tuple[str, Series], float] = {}
+        if state is not None:
+            calls, usec = state
+            buckets = _buckets(histogram_usec)
+            cumulative, i = 0.0, 0
+            for key, bound in zip(keys, BOUNDS_USEC, strict=False):
+                while i < len(buckets) and buckets[i][0] <= bound:
+                    cumulative = buckets[i][1]
+                    i += 1
+                current[key] = min(cumulative, calls)
+            current[keys[-2]] = calls
+            current[keys[-1]] = usec
+        sums = self._sums
+        sums.update_some(keys, current)
+        calls_total = sums.total(keys[-2])
+        if calls_total is None:
+            return _Made(state, [], None)
         # the samples add_metric would make, with label dicts shared by every target and cycle:
         # the summary board keeps two collections of these buckets per Redis target (the p99
         # signal reads them), and a dict of their own for each was 12 MB per 150 targets
-        samples = family.samples
-        bucket, count, total = (
-            f"{family.name}{suffix}" for suffix in ("_bucket", "_count", "_sum")
-        )
-        blocks: dict[str, Block] = {}
-        for cmd in self.chosen:
-            if (cmd, "+Inf") not in totals:
-                continue
-            keys = self._keys_of(cmd)
-            # the totals of a command are what they were when all its inputs are: the same keys
-            # with the same values (a base changes only when one of them vanished or went down)
-            block = self._blocks.get(cmd)
-            if block is None or list(map(previous.get, keys)) != list(map(current.get, keys)):
-                block = Block(_SAMPLES_PER_COMMAND)
-            blocks[cmd] = block
-            labels = _bucket_labels(cmd)
-            # the bounds only (LE is the shortest): +Inf comes from the calls
-            for _le, (_, series), bound_labels in zip(LE, keys, labels, strict=False):
-                samples.append(Sample(bucket, bound_labels, totals.get(series, 0.0)))
-            calls = totals[(cmd, "+Inf")]
-            samples.append(Sample(bucket, labels[-2], calls))
-            samples.append(Sample(count, labels[-1], calls))
-            samples.append(Sample(total, labels[-1], totals.get((cmd, "sum"), 0.0) / 1e6))
-        self._blocks = blocks
-        return with_blocks(family, list(blocks.values()))
+        bucket, count, total = (f"{name}{suffix}" for suffix in ("_bucket", "_count", "_sum"))
+        labels = _bucket_labels(cmd)
+        # the bounds only (LE is the shortest): +Inf comes from the calls
+        out = [
+            Sample(bucket, bound_labels, _or_zero(sums.total(key)))
+            for _le, key, bound_labels in zip(LE, keys, labels, strict=False)
+        ]
+        out.append(Sample(bucket, labels[-2], calls_total))
+        out.append(Sample(count, labels[-1], calls_total))
+        out.append(Sample(total, labels[-1], _or_zero(sums.total(keys[-1])) / 1e6))
+        return _Made(state, out, Block(_SAMPLES_PER_COMMAND))
 
     def _keys_of(self, cmd: str) -> list[tuple[str, Series]]:
         """This epoch's keys of ``cmd``: one per bound in BOUNDS_USEC, then +Inf, then sum."""
@@ -251,6 +272,19 @@ class LatencyHistograms:
         if keys is None:
             keys = self._keys[cmd] = _series_keys((str(self._epoch), cmd))
         return keys
+
+
+class _Made(NamedTuple):
+    """One command's samples and their render block, made at ``state`` (calls, usec); no
+    block when nothing was ever counted for it."""
+
+    state: tuple[float, float] | None
+    samples: list[Sample]
+    block: Block | None
+
+
+def _or_zero(value: float | None) -> float:
+    return 0.0 if value is None else value
 
 
 #: The keys of a command in an epoch, (source, cmd) -> one per bound, +Inf, sum: the same for

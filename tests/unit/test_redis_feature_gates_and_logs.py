@@ -7,6 +7,7 @@ import random
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from exporter.collectors.redis_latency import (
     LE,
@@ -207,11 +208,17 @@ def test_unchanged_commands_keep_their_render_block_and_render_exactly() -> None
     buckets = {c: {1: calls[c]} for c in cmds}
     run_id = "a"
     blocks_before: dict[str, Block] = {}
+    samples_before: dict[str, list[Sample]] = {}
+    # what the server counted in the epochs before this one: the totals' oracle
+    counted = {c: 0 for c in cmds}
+    counted_usec = {c: 0 for c in cmds}
     reused = fresh = 0
     for cycle in range(60):
         called: set[str] = set()
         if cycle % 17 == 16:  # CONFIG RESETSTAT: everything starts again
             for c in cmds:
+                counted[c] += calls[c]
+                counted_usec[c] += usec[c]
                 calls[c], usec[c], buckets[c] = 1, 2, {2: 1}
         else:
             for c in rng.sample(cmds, rng.randrange(0, 3)):
@@ -238,14 +245,21 @@ def test_unchanged_commands_keep_their_render_block_and_render_exactly() -> None
         anew = render_fragments([_plain(family)], "redis-1")
         assert b"".join(_flat([ours[0][1]])) == anew[0][1]
         blocks = dict(zip(hist.chosen, family.blocks, strict=True))  # type: ignore[attr-defined]
+        per_command = {c: family.samples[i * len(LE) + 3 * i :][: len(LE) + 3] for i, c in
+                       enumerate(hist.chosen)}  # fmt: skip
         for c, block in blocks.items():
+            mine = per_command[c]
+            assert mine[-2].value == counted[c] + calls[c], (cycle, c)  # _count
+            assert mine[-1].value == (counted_usec[c] + usec[c]) / 1e6, (cycle, c)  # _sum
             if cycle % 17 != 16 and c not in called and c in blocks_before:
                 assert block is blocks_before[c], (cycle, c)
+                # nothing was parsed or made again: the very samples of the cycle before
+                assert all(a is b for a, b in zip(mine, samples_before[c], strict=True))
                 reused += 1
             else:
                 assert block is not blocks_before.get(c), (cycle, c)
                 fresh += 1
-        blocks_before = blocks
+        blocks_before, samples_before = blocks, per_command
     assert reused > 150 and fresh > 50
 
 
