@@ -14,7 +14,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Container, Iterable, Iterator, Mapping, MutableMapping, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 from prometheus_client.metrics_core import Metric
 
@@ -61,13 +61,12 @@ Values = dict[LabelKey, float]
 Trails = MutableMapping[tuple[str, LabelKey], deque[tuple[float, float]]]
 #: What one grouping asks: (name, by, aggregation, match).
 Grouping = tuple[str, tuple[str, ...], str, tuple[tuple[str, str], ...]]
-#: Groupings of one set of samples already made.
-Groups = dict[Grouping, Values]
+#: A histogram's buckets summed by (by, le), per series: the ``by`` pairs -> (the bounds
+#: rising, the count at each).
+Buckets = dict[LabelKey, tuple["array[float]", "array[float]"]]
+#: Groupings of one set of samples already made (a histogram's buckets as :data:`Buckets`).
+Groups = dict[Grouping, Values | Buckets]
 
-#: A histogram's grouping key -> (the key without ``le``, the bound): the keys recur every
-#: cycle (one per command or probe and bucket, interned by _grouped), so each is split once.
-_SPLIT: dict[LabelKey, tuple[LabelKey, float]] = {}
-_SPLIT_MAX = 20_000
 
 #: One point of a coarse trail every this many seconds, kept for a day and the compared window.
 COARSE_STEP = 600.0
@@ -256,8 +255,19 @@ class Window:
             found = groups.get(grouping)
             if found is None:
                 found = groups[grouping] = _grouped(samples, grouping)
-            return found
+            return cast(Values, found)
         return _grouped(samples, grouping)
+
+    def _buckets(self, samples: Samples | None, bucket: str, by: tuple[str, ...]) -> Buckets:
+        """``sum by (by, le) (bucket)`` by series and bound, kept like :meth:`_group`'s."""
+        grouping = _groupings((bucket, by, "buckets", ()))
+        if samples is self.now or samples is self.before:
+            groups = self._groups[0 if samples is self.now else 1]
+            found = groups.get(grouping)
+            if found is None:
+                found = groups[grouping] = _bucketed(samples, bucket, by)
+            return cast(Buckets, found)
+        return _bucketed(samples, bucket, by)
 
     def gauge(
         self,
@@ -286,23 +296,43 @@ class Window:
         return {k: v / dt for k, v in self.delta(name, by, **match).items()}
 
     def quantile(self, q: float, bucket: str, by: Sequence[str] = ()) -> Values:
-        """``histogram_quantile(q, sum by (by, le) (rate(bucket)))``."""
-        split = _SPLIT
-        groups: dict[LabelKey, list[tuple[float, float]]] = {}
-        for key, count in self.delta(bucket, (*by, "le")).items():
-            # each key's series and bound once for all cycles: the keys recur (interned)
-            parts = split.get(key)
-            if parts is None:
-                if len(split) >= _SPLIT_MAX:  # never let odd ones pile up
-                    split.clear()
-                # grouped by (*by, "le"): the bound is the key's last pair
-                parts = split[key] = (key[:-1], float(key[-1][1]))
-            found = groups.get(parts[0])
-            if found is None:
-                groups[parts[0]] = [(parts[1], count)]
+        """``histogram_quantile(q, sum by (by, le) (rate(bucket)))``.
+
+        Per series, the buckets' increase where a bucket is in both collections and did not go
+        down (what :meth:`delta` keeps); a series none of whose buckets moved has no quantile,
+        and is passed over at the cost of one comparison (most commands of a Redis server are
+        not called between two cycles).
+        """
+        if self.before is None:
+            return {}
+        by = tuple(by)
+        now = self._buckets(self.now, bucket, by)
+        before = self._buckets(self.before, bucket, by)
+        out: Values = {}
+        for series, (bounds, counts) in now.items():
+            old = before.get(series)
+            if old is None:
+                continue
+            old_bounds, old_counts = old
+            if bounds == old_bounds:
+                if counts == old_counts:
+                    continue
+                increase = [
+                    (bound, count - was)
+                    for bound, count, was in zip(bounds, counts, old_counts, strict=True)
+                    if count >= was
+                ]
             else:
-                found.append((parts[1], count))
-        return {k: v for k, b in groups.items() if (v := histogram_quantile(q, b)) is not None}
+                was_at = dict(zip(old_bounds, old_counts, strict=True))
+                increase = [
+                    (bound, count - was)
+                    for bound, count in zip(bounds, counts, strict=True)
+                    if (was := was_at.get(bound)) is not None and count >= was
+                ]
+            value = histogram_quantile(q, increase)
+            if value is not None:
+                out[series] = value
+        return out
 
     def deriv(self, name: str, by: Sequence[str] = ()) -> Values:
         """``max by (by) (deriv(name[...]))``: per-second slope over the trail of this gauge.
@@ -397,6 +427,60 @@ def _grouped(samples: Samples | None, grouping: Grouping) -> Values:
         else:
             out[key] = max(old, value) if agg == "max" else min(old, value)
     return out
+
+
+#: A histogram bucket's series and bound by its label dict's identity, per ``by`` (see
+#: _bucketed); bounded like _KEY_OF.
+_BOUND_OF: dict[tuple[str, ...], dict[int, tuple[dict[str, str], LabelKey, float]]] = {}
+
+
+def _bucketed(samples: Samples | None, bucket: str, by: tuple[str, ...]) -> Buckets:
+    """``sum by (by, le) (bucket)`` over ``samples`` as series -> (bounds, counts).
+
+    Two arrays of doubles per series, rather than a key of two label pairs and a float per
+    bucket: a thousand targets' Redis commands are ~500 buckets a target, kept for two cycles,
+    and such a key is hashed anew at every lookup. A series' buckets come one after the other
+    with their bounds rising; any other order is summed all the same.
+    """
+    out: Buckets = {}
+    column = samples.get(bucket) if samples else None
+    if not column:
+        return out
+    keys = _KEYS
+    if len(keys) >= _KEYS_MAX:
+        keys.clear()
+    memo = _BOUND_OF.setdefault(by, {})
+    last: LabelKey | None = None
+    bounds = counts = _NO_BUCKETS
+    for labels, value in column:
+        hit = memo.get(id(labels))
+        if hit is None:
+            series = tuple([(k, labels.get(k, "")) for k in by])
+            series = keys.setdefault(series, series)
+            if len(memo) >= _KEY_OF_MAX:
+                memo.clear()
+            hit = memo[id(labels)] = (labels, series, float(labels.get("le", "")))
+        if hit[1] is not last:
+            last = hit[1]
+            found = out.get(last)
+            if found is None:
+                found = out[last] = (array("d"), array("d"))
+            bounds, counts = found
+        bound = hit[2]
+        if not bounds or bound > bounds[-1]:
+            bounds.append(bound)
+            counts.append(value)
+        else:  # a bound again (series summed) or out of order
+            i = bisect_left(bounds, bound)
+            if i < len(bounds) and bounds[i] == bound:
+                counts[i] = counts[i] + value
+            else:
+                bounds.insert(i, bound)
+                counts.insert(i, value)
+    return out
+
+
+_NO_BUCKETS = array("d")
 
 
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:

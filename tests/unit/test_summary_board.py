@@ -508,8 +508,8 @@ def _quantile_by_delta(window: Window, q: float, bucket: str, by: tuple[str, ...
 
 @pytest.mark.parametrize("seed", range(5))
 def test_quantile_equals_histogram_quantile_over_the_bucket_deltas(seed: int) -> None:
-    # Window.quantile walks the two groupings itself (no dict of deltas, each key's bound
-    # looked up once): it must say what the deltas say, resets and missing buckets included
+    # Window.quantile works on the buckets by series and bound (no dict of deltas, no key per
+    # bucket): it must say what the deltas say, resets and missing buckets included
     rng = random.Random(seed)
     bounds = ["0.001", "0.01", "0.1", "1.0", "+Inf"]
 
@@ -549,3 +549,44 @@ def test_quantile_equals_histogram_quantile_over_the_bucket_deltas(seed: int) ->
             )
         before = now
     assert Window({"x_bucket": column(before)}, 1.0).quantile(0.99, "x_bucket") == {}
+
+
+def test_quantile_keeps_a_dict_per_series_and_looks_bounds_up_by_label_dict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The buckets are kept per series and bound (one dict per command, not a key of two label
+    pairs per bucket), found by the label dict's identity under a bounded table, and the
+    quantile still says what the deltas say, with label dicts shared or new each cycle."""
+    from exporter.summary import window
+
+    monkeypatch.setattr(window, "_BOUND_OF", {})
+    monkeypatch.setattr(window, "_KEY_OF_MAX", 40)
+    rng = random.Random(7)
+    bounds = ("0.001", "0.01", "0.1", "+Inf")
+    shared = {(c, le): {"cmd": c, "le": le} for c in ("get", "set", "del") for le in bounds}
+    counts = {key: 0.0 for key in shared}
+    before: SampleColumn | None = None
+    for cycle in range(40):
+        for c in rng.sample(["get", "set", "del"], rng.randrange(0, 3)):
+            grow = 0.0
+            for le in bounds:
+                grow += rng.randrange(0, 4)
+                counts[(c, le)] += grow
+        now = SampleColumn.of(
+            (shared[key] if rng.random() < 0.7 else dict(shared[key]), value)
+            for key, value in counts.items()
+        )
+        if before is not None:
+            w = Window({"x_bucket": now}, float(cycle + 1), {"x_bucket": before}, float(cycle))
+            assert w.quantile(0.99, "x_bucket", ("cmd",)) == _quantile_by_delta(
+                w, 0.99, "x_bucket", ("cmd",)
+            )
+            one = Window({"x_bucket": now}, float(cycle + 1), {"x_bucket": before}, float(cycle))
+            one.quantile(0.9, "x_bucket", ("cmd",))
+            (kept,) = one._groups[0].values()  # this window's buckets, for the next as before
+            assert {series: (list(b), list(c)) for series, (b, c) in kept.items()} == {
+                (("cmd", c),): ([float(le) for le in bounds], [counts[(c, le)] for le in bounds])
+                for c in ("get", "set", "del")
+            }
+            assert all(len(memo) <= 40 for memo in window._BOUND_OF.values()), cycle
+        before = now
