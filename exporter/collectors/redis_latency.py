@@ -157,7 +157,7 @@ class LatencyHistograms:
         self._keys: dict[str, list[tuple[str, Series]]] = {}
         # INFO commandstats of the cycle, parsed once for choose() and family()
         self._stats: tuple[Info, dict[str, tuple[float, float]]] | None = None
-        # each chosen command's samples and render block (snapshot.Block) as made at its
+        # each chosen command's totals and render block (snapshot.Block) as made at its
         # (calls, usec), None while the reply leaves it out: most commands of a server are not
         # called between two cycles, and one that was not has the same buckets and totals
         self._made: dict[str, _Made] = {}
