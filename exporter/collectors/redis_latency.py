@@ -158,8 +158,9 @@ class LatencyHistograms:
         # INFO commandstats of the cycle, parsed once for choose() and family()
         self._stats: tuple[Info, dict[str, tuple[float, float]]] | None = None
         # each chosen command's totals and render block (snapshot.Block) as made at its
-        # (calls, usec), None while the reply leaves it out: most commands of a server are not
-        # called between two cycles, and one that was not has the same buckets and totals
+        # (calls, usec), a state of None while the reply leaves it out: most commands of a
+        # server are not called between two cycles, and one that was not has the same buckets
+        # and totals
         self._made: dict[str, _Made] = {}
 
     def _commandstats(self, info: Info) -> dict[str, tuple[float, float]]:
@@ -189,10 +190,12 @@ class LatencyHistograms:
     def family(self, info: Info, reply: Any) -> Metric:
         """This cycle's histogram family, from INFO (for ``_sum``) and the LATENCY reply.
 
-        A command's buckets are parsed, summed and made into samples only when its calls or
-        usec moved (or a new epoch began): within an epoch both only grow, and a call adds to
-        both, so one whose two numbers are what they were has the same buckets, totals and
-        samples, which are handed over again with their render block.
+        A command's buckets are parsed and summed only when its calls or usec moved, or a new
+        epoch began: within an epoch the calls only grow and every call lands in one bucket,
+        so a command whose calls (and usec) are what they were has the same buckets and totals,
+        kept with their render block. The one case this misses is a reset that neither number
+        shows, followed within one cycle by exactly as many calls and microseconds as before;
+        the epochs themselves miss a reset that lowers neither.
         """
         commands = _commands(reply)
         stats = self._commandstats(info)

@@ -300,8 +300,8 @@ class Window:
 
         Per series, the buckets' increase where a bucket is in both collections and did not go
         down (what :meth:`delta` keeps); a series none of whose buckets moved has no quantile,
-        and is passed over at the cost of one comparison (most commands of a Redis server are
-        not called between two cycles).
+        and is passed over after comparing its bounds and counts (most commands of a Redis
+        server are not called between two cycles).
         """
         if self.before is None:
             return {}

@@ -306,3 +306,61 @@ def test_a_command_left_out_of_the_reply_keeps_its_totals_and_its_block() -> Non
     assert get2 is get1 and get3 is get1
     assert set2 is not set1  # its inputs went away: rendered anew once
     assert set3 is set2
+
+
+def _counts(family: Metric) -> dict[str, tuple[float, float, float]]:
+    """cmd -> (_count, _sum, the 2 us bucket) of a latency family."""
+    out: dict[str, list[float]] = {}
+    for s in family.samples:
+        row = out.setdefault(s.labels["cmd"], [0.0, 0.0, 0.0])
+        if s.name.endswith("_count"):
+            row[0] = s.value
+        elif s.name.endswith("_sum"):
+            row[1] = s.value
+        elif s.labels["le"] == "2e-06":
+            row[2] = s.value
+    return {cmd: (a, b, c) for cmd, (a, b, c) in out.items()}
+
+
+def test_totals_through_a_restart_an_absence_a_late_choice_and_usec_alone() -> None:
+    """The cases the unchanged-command shortcut must get right besides RESETSTAT: a restart
+    seen only in run_id, a command left out of the reply and back in one epoch, a command
+    chosen when the top has room later, one that is chosen but never in the reply, and a
+    cycle where only usec moved (a call under a microsecond)."""
+    hist = LatencyHistograms(top_n=3)
+
+    def cycle(run_id: str, stats: dict[str, tuple[int, int]], listed: set[str]) -> Metric:
+        info = {"run_id": run_id}
+        info.update(
+            {f"cmdstat_{c}": f"calls={n},usec={u},usec_per_call=1.0" for c, (n, u) in stats.items()}
+        )
+        hist.choose(info)
+        reply = {
+            c.encode(): {b"calls": n, b"histogram_usec": {2: n}}
+            for c, (n, _) in stats.items()
+            if c in listed
+        }
+        return hist.family(info, reply)
+
+    first = cycle("a", {"get": (5, 50), "ghost": (9, 9)}, {"get"})
+    assert hist.chosen == ["ghost", "get"]
+    assert _counts(first) == {"get": (5, 50e-6, 5)}  # ghost: chosen, never counted, not sent
+    # usec moved, calls did not: _sum follows
+    assert _counts(cycle("a", {"get": (5, 51), "ghost": (9, 9)}, {"get"}))["get"] == (
+        5,
+        51e-6,
+        5,
+    )
+    # get left out of the reply: it keeps its totals
+    assert _counts(cycle("a", {"get": (5, 51), "ghost": (9, 9)}, set()))["get"] == (5, 51e-6, 5)
+    # back: the server lists a command again only after it counted from zero (a reset), so
+    # what it shows now adds to what was counted before
+    back = cycle("a", {"get": (7, 60), "set": (1, 2), "ghost": (9, 9)}, {"get", "set"})
+    assert hist.chosen == ["ghost", "get", "set"]  # set chosen when the top had room
+    assert _counts(back) == {"get": (12, 111e-6, 12), "set": (1, 2e-6, 1)}
+    # a restart that only run_id shows (more calls than before): every total goes on from it
+    restarted = cycle("b", {"get": (8, 70), "set": (2, 3), "ghost": (9, 9)}, {"get", "set"})
+    assert _counts(restarted) == {"get": (20, 181e-6, 20), "set": (3, 5e-6, 3)}
+    again = cycle("b", {"get": (8, 70), "set": (2, 3), "ghost": (9, 9)}, {"get", "set"})
+    assert again.samples == restarted.samples
+    assert again.blocks == restarted.blocks  # type: ignore[attr-defined]

@@ -551,10 +551,10 @@ def test_quantile_equals_histogram_quantile_over_the_bucket_deltas(seed: int) ->
     assert Window({"x_bucket": column(before)}, 1.0).quantile(0.99, "x_bucket") == {}
 
 
-def test_quantile_keeps_a_dict_per_series_and_looks_bounds_up_by_label_dict(
+def test_quantile_keeps_bounds_and_counts_per_series_found_by_label_dict(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The buckets are kept per series and bound (one dict per command, not a key of two label
+    """The buckets are kept per series as two arrays, bounds and counts (not a key of two label
     pairs per bucket), found by the label dict's identity under a bounded table, and the
     quantile still says what the deltas say, with label dicts shared or new each cycle."""
     from exporter.summary import window
