@@ -268,8 +268,8 @@ class LatencyHistograms:
         if calls_total is None:
             return _Made(state, array("d"), None)
         # a bucket per bound in LE, +Inf (the calls), then _count and _sum (seconds)
-        values = array("d", [_or_zero(sums.total(key)) for key in keys[: len(LE)]])
-        values.extend((calls_total, calls_total, _or_zero(sums.total(keys[-1])) / 1e6))
+        values = array("d", [sums.total(key) or 0.0 for key in keys[: len(LE)]])
+        values.extend((calls_total, calls_total, (sums.total(keys[-1]) or 0.0) / 1e6))
         return _Made(state, values, Block(_SAMPLES_PER_COMMAND))
 
     def _keys_of(self, cmd: str) -> list[tuple[str, Series]]:
@@ -293,10 +293,6 @@ class _Made:
         self.state = state
         self.values = values
         self.block = block
-
-
-def _or_zero(value: float | None) -> float:
-    return 0.0 if value is None else value
 
 
 #: The keys of a command in an epoch, (source, cmd) -> one per bound, +Inf, sum: the same for

@@ -13,7 +13,15 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Container, Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Callable,
+    Container,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from typing import Literal, cast
 
 from prometheus_client.metrics_core import Metric
@@ -250,24 +258,24 @@ class Window:
         grouping: Grouping = (name, tuple(by), agg, tuple(match.items()))
         # one object per grouping for the windows that keep it (see _grouped's keys)
         grouping = _groupings(grouping)
-        if samples is self.now or samples is self.before:
-            groups = self._groups[0 if samples is self.now else 1]
-            found = groups.get(grouping)
-            if found is None:
-                found = groups[grouping] = _grouped(samples, grouping)
-            return cast(Values, found)
-        return _grouped(samples, grouping)
+        return cast(Values, self._kept(samples, grouping, lambda: _grouped(samples, grouping)))
 
     def _buckets(self, samples: Samples | None, bucket: str, by: tuple[str, ...]) -> Buckets:
         """``sum by (by, le) (bucket)`` by series and bound, kept like :meth:`_group`'s."""
         grouping = _groupings((bucket, by, "buckets", ()))
+        return cast(Buckets, self._kept(samples, grouping, lambda: _bucketed(samples, bucket, by)))
+
+    def _kept(
+        self, samples: Samples | None, grouping: Grouping, make: Callable[[], Values | Buckets]
+    ) -> Values | Buckets:
+        """``make()``, kept in the groupings of ``now`` or ``before`` when it is over one."""
         if samples is self.now or samples is self.before:
             groups = self._groups[0 if samples is self.now else 1]
             found = groups.get(grouping)
             if found is None:
-                found = groups[grouping] = _bucketed(samples, bucket, by)
-            return cast(Buckets, found)
-        return _bucketed(samples, bucket, by)
+                found = groups[grouping] = make()
+            return found
+        return make()
 
     def gauge(
         self,
@@ -451,7 +459,7 @@ def _bucketed(samples: Samples | None, bucket: str, by: tuple[str, ...]) -> Buck
         keys.clear()
     memo = _BOUND_OF.setdefault(by, {})
     last: LabelKey | None = None
-    bounds = counts = _NO_BUCKETS
+    bounds, counts = array("d"), array("d")  # replaced at the first sample
     for labels, value in column:
         hit = memo.get(id(labels))
         if hit is None:
@@ -478,9 +486,6 @@ def _bucketed(samples: Samples | None, bucket: str, by: tuple[str, ...]) -> Buck
                 bounds.insert(i, bound)
                 counts.insert(i, value)
     return out
-
-
-_NO_BUCKETS = array("d")
 
 
 def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
