@@ -19,7 +19,7 @@ from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from exporter import __version__, logs
+from exporter import __version__, logs, memory
 from exporter import config as config_module
 from exporter.config import Config, ConfigError, split_listen_address
 from exporter.listener import GuardedSite
@@ -29,7 +29,7 @@ from exporter.notify import SystemdNotifier
 from exporter.scheduler import Scheduler, build_jobs
 from exporter.server import Handlers, build_app
 from exporter.server_thread import ServerThread, on_loop
-from exporter.snapshot import Snapshot
+from exporter.snapshot import Rendered, Snapshot
 from exporter.summary.board import SummaryBoard
 from exporter.webconfig import (
     LiveTLS,
@@ -71,6 +71,15 @@ def _timed(work: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+def _prepared(rendered: Rendered, trim: bool) -> float:
+    """Seconds ``rendered.prepare()`` took; then, when ``trim``, the freed memory handed back
+    (the joins and compressions just done left the most of it, in the same thread's arena)."""
+    cost = _timed(rendered.prepare)
+    if trim:
+        memory.trim()
+    return cost
+
+
 class ListenError(Exception):
     """The listen address cannot be bound (in use, not ours, or not resolvable)."""
 
@@ -108,6 +117,8 @@ class Daemon:
         self._render_again = False
         self._last_render = 0.0
         self._render_gap = RENDER_MIN_GAP
+        #: when a render last handed freed memory back (see exporter/memory.py)
+        self._last_trim = 0.0
         self._stop = asyncio.Event()
         #: The HTTP server's own loop and thread (see exporter/server_thread.py).
         self.web = ServerThread()
@@ -167,11 +178,15 @@ class Daemon:
             started = time.perf_counter()
             rendered = self.snapshot.assemble()
             cost += time.perf_counter() - started
+            trim = loop.time() - self._last_trim >= memory.TRIM_EVERY
+            if trim:
+                self._last_trim = loop.time()
             if rendered.size <= PREPARE_ON_LOOP_BYTES:
-                cost += _timed(rendered.prepare)
+                cost += _prepared(rendered, trim)
             else:
-                # joined and compressed beside the event loop: zlib releases the GIL
-                cost += await loop.run_in_executor(None, _timed, rendered.prepare)
+                # joined and compressed beside the event loop: zlib releases the GIL, and so
+                # does the trim (it waits for each arena's lock)
+                cost += await loop.run_in_executor(None, _prepared, rendered, trim)
             self.snapshot.publish(rendered)
         except Exception:
             # a bug, but /metrics must not freeze on it: keep serving the last body, say why

@@ -9,6 +9,7 @@ import pytest
 
 from exporter import config as config_module
 from exporter import daemon as daemon_module
+from exporter import memory
 from exporter.daemon import Daemon
 from exporter.snapshot import Rendered
 
@@ -34,3 +35,30 @@ async def test_small_bodies_are_made_on_the_loop_and_large_ones_in_a_worker_thre
     assert made_on[0] is threading.current_thread()
     assert made_on[1] is not threading.current_thread()
     assert b"perf_exporter_build_info" in daemon.snapshot.rendered.text
+
+
+async def test_renders_hand_freed_memory_back_at_most_every_trim_every_seconds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "c.yml"
+    path.write_text("targets: {}\n")
+    daemon = Daemon(config_module.load(path, environ={}), path, {})
+    trimmed_on: list[threading.Thread] = []
+
+    def recording() -> bool:
+        trimmed_on.append(threading.current_thread())
+        return True
+
+    monkeypatch.setattr(memory, "trim", recording)
+    for _ in range(3):
+        await daemon._render()
+    # the first render trims, the next ones within TRIM_EVERY do not
+    assert trimmed_on == [threading.current_thread()]
+    monkeypatch.setattr(memory, "TRIM_EVERY", 0.0)
+    await daemon._render()
+    # beside the loop, with the bodies, once they are made in a worker thread
+    monkeypatch.setattr(daemon_module, "PREPARE_ON_LOOP_BYTES", 0)
+    await daemon._render()
+    assert len(trimmed_on) == 3
+    assert trimmed_on[1] is threading.current_thread()
+    assert trimmed_on[2] is not threading.current_thread()
