@@ -34,6 +34,7 @@ from typing import Any
 
 from bench.exporters import perf_exporter_config, start_perf_exporter, up_count
 from bench.measure import collector_durations, last_success, ms
+from bench.process import cpu_by_command
 from bench.scaling import PRODUCTION_INTERVAL
 from bench.scrape import Scraper, body_stats, paced, percentile, run_wrk, sequential
 from bench.speed import SpeedProbe
@@ -47,6 +48,8 @@ IDLE_PROBE_S = 8.0
 SETTLE_S = 180.0
 #: The paced window (after wrk's): this many scrapers, each asking about once every
 #: PACED_PERIOD_S seconds (60 times Prometheus' rate at 15 s), for one whole interval.
+#: The bench's servers by process name, whose CPU the fleet point reads beside the daemon's.
+SERVERS = ("postgres", "redis-server")
 PACED_SCRAPERS = 4
 PACED_PERIOD_S = 0.25
 
@@ -116,9 +119,11 @@ def _measure(
         time.sleep(max(0.0, started + SETTLE_S - time.monotonic()))
         settled_s = time.monotonic() - started
         seen = last_success(scraper.text(accept_gzip=True))
+        servers0 = cpu_by_command(SERVERS)
         cpu0, t0, quiet_start = proc.cpu_seconds(), time.monotonic(), probe.mark()
         time.sleep(interval)
         cpu1, t1, quiet_end = proc.cpu_seconds(), time.monotonic(), probe.mark()
+        servers1 = cpu_by_command(SERVERS)
         after_quiet = last_success(scraper.text(accept_gzip=True))
         quiet_collections = _changed(seen, after_quiet)
         wrk = run_wrk(exporter.url, int(interval))
@@ -151,6 +156,12 @@ def _measure(
             "quiet_collections": quiet_collections,
             "cpu_core_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
             "cpu_core_pct_loaded": round(100 * (cpu2 - cpu1) / (t2 - t1), 2),
+            # the bench's own servers on the same two cores over the quiet window: every
+            # target's statements land on one PostgreSQL and one Redis
+            "servers_cpu_core_pct": {
+                name: round(100 * (servers1[name] - servers0[name]) / (t1 - t0), 2)
+                for name in SERVERS
+            },
             "loaded_collections": loaded_collections,
             "rss_bytes": rss,
             "rss_peak_bytes": peak,

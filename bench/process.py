@@ -10,7 +10,7 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -23,6 +23,28 @@ def cpu_seconds(pid: int) -> float:
     fields = text[text.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])
     return (utime + stime) / _TICKS
+
+
+def cpu_by_command(names: Collection[str]) -> dict[str, float]:
+    """User + system CPU seconds of the live processes named ``names``, by name.
+
+    What a point's servers use beside the daemon on the same cores: a PostgreSQL is a process
+    per connection, so its backends are summed; one that ends between two readings takes its
+    CPU time with it.
+    """
+    totals = dict.fromkeys(names, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        if name in totals:
+            fields = text[text.rindex(")") + 2 :].split()
+            totals[name] += (int(fields[11]) + int(fields[12])) / _TICKS
+    return totals
 
 
 def memory_bytes(pid: int) -> tuple[int, int]:

@@ -251,11 +251,12 @@ def fleet_lines(records: list[Record]) -> list[str]:
         "## Fleet (PostgreSQL + Redis targets at 15 s, one quiet and one loaded interval)",
         "",
         "| targets (pg + redis) | series | body MB (gzip) | RSS MiB (peak) | % core quiet "
-        "| % core under wrk | collections quiet / loaded | 4 scrapers p50 / p99 ms | req/s "
+        "| % core under wrk | servers % core quiet (PostgreSQL / Redis) "
+        "| collections quiet / loaded | 4 scrapers p50 / p99 ms | req/s "
         "| 4 paced scrapers p50 / p99 / max ms (req/s) "
         "| seq p50 / p99 ms | collection ms (pg / redis, max) | machine speed idle / quiet / "
         "loaded |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         durations = r["collector_duration_ms"]
@@ -265,7 +266,7 @@ def fleet_lines(records: list[Record]) -> list[str]:
             f"| {r['targets']} ({r['postgres_targets']} + {r['redis_targets']}) "
             f"| {r['series']} | {r['bytes_plain'] / 1e6:.1f} ({r['bytes_gzip'] / 1e6:.1f}) "
             f"| {_rss(r)} "
-            f"| {r['cpu_core_pct']} | {r['cpu_core_pct_loaded']} "
+            f"| {r['cpu_core_pct']} | {r['cpu_core_pct_loaded']} | {_servers(r)} "
             f"| {r['quiet_collections']} / {r['loaded_collections']} "
             f"| {r['wrk_p50_ms']} / {r['wrk_p99_ms']} | {r['wrk_rps']} "
             f"| {_paced(r)} "
@@ -283,7 +284,10 @@ def fleet_lines(records: list[Record]) -> list[str]:
         "bench/fleet.py). Paced: the next whole interval, four scrapers each asking about four "
         "times a second at their own phase, so a latency is the wait behind the collections "
         "rather than the queue behind other scrapers' answers (wrk asks again the moment an "
-        "answer arrives); the goal is still judged on wrk. Machine speed: thread CPU time "
+        "answer arrives); the goal is still judged on wrk. Servers: the CPU of every "
+        "`postgres` and `redis-server` process on the box over the quiet window (the bench's "
+        "one PostgreSQL and one Redis serve all the targets, on the daemon's two cores). "
+        "Machine speed: thread CPU time "
         "of a fixed unit of Python work "
         "sampled every second beside the daemon (bench/speed.py), the window's median over "
         "the fastest sample of the point: 1.0 is the machine at its best, 1.8 means the same "
@@ -306,6 +310,14 @@ def _paced(r: Record) -> str:
     if "paced_p99_ms" not in r:
         return "-"
     return f"{r['paced_p50_ms']} / {r['paced_p99_ms']} / {r['paced_max_ms']} ({r['paced_rps']})"
+
+
+def _servers(r: Record) -> str:
+    """The servers' % of a core over the quiet window, ``-`` for a record from before it."""
+    servers = r.get("servers_cpu_core_pct")
+    if not servers:
+        return "-"
+    return f"{servers.get('postgres', '-')} / {servers.get('redis-server', '-')}"
 
 
 def _speeds(r: Record) -> str:

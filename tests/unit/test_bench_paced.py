@@ -77,7 +77,7 @@ def test_paced_scrapes_that_fail_are_not_counted_as_latencies() -> None:
 
 def _paced_cell(lines: list[str]) -> str:
     row = next(line for line in lines if line.startswith("| 4 (1 + 3)"))
-    return row.split("|")[10].strip()
+    return row.split("|")[11].strip()
 
 
 def test_the_fleet_table_shows_the_paced_window() -> None:
