@@ -46,10 +46,10 @@ IDLE_PROBE_S = 8.0
 #: Seconds after the daemon's start before the windows are measured: its warm-up (first
 #: cycles, the garbage collector promoting what they built) is over by then at 1,000 targets.
 SETTLE_S = 180.0
-#: The paced window (after wrk's): this many scrapers, each asking about once every
-#: PACED_PERIOD_S seconds (60 times Prometheus' rate at 15 s), for one whole interval.
 #: The bench's servers by process name, whose CPU the fleet point reads beside the daemon's.
 SERVERS = ("postgres", "redis-server")
+#: The paced window (after wrk's): this many scrapers, each asking about once every
+#: PACED_PERIOD_S seconds (60 times Prometheus' rate at 15 s), for one whole interval.
 PACED_SCRAPERS = 4
 PACED_PERIOD_S = 0.25
 

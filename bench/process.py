@@ -26,11 +26,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def cpu_by_command(names: Collection[str]) -> dict[str, float]:
-    """User + system CPU seconds of the live processes named ``names``, by name.
+    """User + system CPU seconds of the live processes named ``names`` and of the children they
+    have reaped, by name.
 
     What a point's servers use beside the daemon on the same cores: a PostgreSQL is a process
-    per connection, so its backends are summed; one that ends between two readings takes its
-    CPU time with it.
+    per connection, so its backends are summed, and a backend that ends is reaped by the
+    postmaster, whose children's time then holds it (as a Redis' background saves): the sum
+    only grows, and nothing is counted twice.
     """
     totals = dict.fromkeys(names, 0.0)
     for entry in Path("/proc").iterdir():
@@ -43,7 +45,8 @@ def cpu_by_command(names: Collection[str]) -> dict[str, float]:
         name = text[text.index("(") + 1 : text.rindex(")")]
         if name in totals:
             fields = text[text.rindex(")") + 2 :].split()
-            totals[name] += (int(fields[11]) + int(fields[12])) / _TICKS
+            # utime, stime, and cutime, cstime: the children it waited for
+            totals[name] += sum(int(v) for v in fields[11:15]) / _TICKS
     return totals
 
 

@@ -74,10 +74,11 @@ def _timed(work: Callable[[], object]) -> float:
 def _prepared(rendered: Rendered, trim: bool) -> float:
     """Seconds ``rendered.prepare()`` took; then, when ``trim``, the freed memory handed back
     (the joins and compressions just done left the most of it, in the same thread's arena)."""
-    cost = _timed(rendered.prepare)
-    if trim:
-        memory.trim()
-    return cost
+    try:
+        return _timed(rendered.prepare)
+    finally:
+        if trim:  # a prepare that failed freed what it had made, too
+            memory.trim()
 
 
 class ListenError(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -11,9 +12,10 @@ from bench.report import fleet_lines
 from tests.unit.test_bench_speed import _fleet
 
 # a process that names itself (prctl PR_SET_NAME), burns half a second of CPU, then waits
-BURN = """
+NAME = f"pb-burn-{os.getpid()}"[:15]  # a name of this run's own, at most 15 characters
+BURN = f"""
 import ctypes, sys, time
-ctypes.CDLL(None).prctl(15, b"perfbenchburn", 0, 0, 0)
+ctypes.CDLL(None).prctl(15, {NAME.encode()!r}, 0, 0, 0)
 end = time.process_time() + 0.5
 while time.process_time() < end:
     pass
@@ -23,8 +25,8 @@ sys.stdin.read()
 
 
 def test_cpu_by_command_sums_the_named_live_processes() -> None:
-    before = cpu_by_command(["perfbenchburn", "no-such-process"])
-    assert before == {"perfbenchburn": 0.0, "no-such-process": 0.0}
+    before = cpu_by_command([NAME, "no-such-process"])
+    assert before == {NAME: 0.0, "no-such-process": 0.0}
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", BURN],
@@ -37,16 +39,16 @@ def test_cpu_by_command_sums_the_named_live_processes() -> None:
     try:
         for proc in procs:
             assert proc.stdout is not None and proc.stdout.readline() == "burnt\n"
-        after = cpu_by_command(["perfbenchburn", "no-such-process"])
+        after = cpu_by_command([NAME, "no-such-process"])
     finally:
         for proc in procs:
             proc.kill()
             proc.wait(10)
     # both processes' half second, each read from its own /proc/<pid>/stat
-    assert 0.9 <= after["perfbenchburn"] < 5.0
+    assert 0.9 <= after[NAME] < 5.0
     assert after["no-such-process"] == 0.0
     time.sleep(0.05)
-    assert cpu_by_command(["perfbenchburn"]) == {"perfbenchburn": 0.0}
+    assert cpu_by_command([NAME]) == {NAME: 0.0}
 
 
 def _servers_cell(lines: list[str]) -> str:

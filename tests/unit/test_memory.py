@@ -6,6 +6,8 @@ import platform
 import subprocess
 import sys
 
+import pytest
+
 from exporter import memory
 
 # Medium blocks (over pymalloc's 512 bytes, under malloc's mmap threshold) come from the heap;
@@ -31,7 +33,8 @@ print(grown, grown - (freed - base), freed - after, trimmed, len(kept))
 
 
 def test_trim_hands_freed_heap_memory_back() -> None:
-    assert platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's; elsewhere the daemon does not trim")
     assert memory.available()
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True, timeout=60
