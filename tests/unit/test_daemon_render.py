@@ -14,12 +14,17 @@ from exporter.daemon import Daemon
 from exporter.snapshot import Rendered
 
 
+def _daemon(tmp_path: Path) -> Daemon:
+    """A daemon with no targets: its body is only its own families."""
+    path = tmp_path / "c.yml"
+    path.write_text("targets: {}\n")
+    return Daemon(config_module.load(path, environ={}), path, {})
+
+
 async def test_small_bodies_are_made_on_the_loop_and_large_ones_in_a_worker_thread(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    path = tmp_path / "c.yml"
-    path.write_text("targets: {}\n")
-    daemon = Daemon(config_module.load(path, environ={}), path, {})
+    daemon = _daemon(tmp_path)
     made_on: list[threading.Thread] = []
     prepare = Rendered.prepare
 
@@ -40,9 +45,7 @@ async def test_small_bodies_are_made_on_the_loop_and_large_ones_in_a_worker_thre
 async def test_renders_hand_freed_memory_back_at_most_every_trim_every_seconds(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    path = tmp_path / "c.yml"
-    path.write_text("targets: {}\n")
-    daemon = Daemon(config_module.load(path, environ={}), path, {})
+    daemon = _daemon(tmp_path)
     trimmed_on: list[threading.Thread] = []
 
     def recording() -> bool:
